@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The whole test suite, runnable on a fresh machine: installs what the tests use (Debian
+# packages, check-jsonschema in .venv), then runs rustfmt, clippy and every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+sudo_cmd=()
+[[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
+
+# tool:package pairs the tests run for real.
+missing=()
+for pair in zip:zip unzip:unzip xz:xz-utils gzip:gzip mkfs.vfat:dosfstools mcopy:mtools \
+            mkfs.ext4:e2fsprogs python3:python3 sha256sum:coreutils; do
+  PATH="$PATH:/usr/sbin:/sbin" command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
+done
+if ((${#missing[@]})); then
+  echo "test.sh: installing ${missing[*]}"
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+export PATH="$PATH:/usr/sbin:/sbin"
+
+if [[ ! -x .venv/bin/check-jsonschema ]]; then
+  echo "test.sh: installing check-jsonschema into .venv"
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check check-jsonschema==0.39.0
+fi
+
+cargo fmt --all --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo test --locked

@@ -1,0 +1,867 @@
+//! `collect-artifacts`: turn whatever pi-gen left in `deploy/` into
+//! `OUTPUT_DIR/IMG_NAME.img.xz`, its `.sha256` and its metadata, streaming, in one pass.
+
+pub mod discover;
+pub mod pipeline;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context as _, bail};
+
+use self::discover::{Candidate, Format};
+use self::pipeline::{Origin, Streamed};
+use crate::atomic::{self, AtomicFile};
+use crate::checksum::checksum_line;
+use crate::config::{ArtifactPaths, ImageArgs, file_name};
+use crate::error::usage;
+use crate::gha::{Gha, StepReport, md_cell};
+use crate::model::metadata::{Compression, ImageInfo, Metadata, SourceInfo};
+use crate::model::{self, SCHEMA_VERSION, to_canonical_json};
+use crate::progress::Progress;
+use crate::xz::{Preset, resolve_threads};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub image: ImageArgs,
+    /// pi-gen's deploy directory; images are searched at most --max-depth levels down
+    #[arg(long, env = "DEPLOY_DIR", default_value = "deploy")]
+    pub deploy_dir: PathBuf,
+    /// How deep to search the deploy directory
+    #[arg(long, env = "MAX_SCAN_DEPTH", default_value_t = 6)]
+    pub max_depth: usize,
+    /// Which image to take when pi-gen exported several: a path under the deploy
+    /// directory, a file name, an image name (`sugarkube-lite`) or a suffix (`-lite`)
+    #[arg(
+        long = "image",
+        value_name = "NAME|SUFFIX|PATH",
+        allow_hyphen_values = true
+    )]
+    pub select: Option<String>,
+    /// xz preset: 0-9, optionally followed by `e` (e.g. 9e)
+    #[arg(long, env = "XZ_PRESET", default_value = "6")]
+    pub xz_preset: Preset,
+    /// Compression threads (0 = one per core)
+    #[arg(long, env = "XZ_THREADS", default_value_t = 0)]
+    pub threads: u32,
+    /// Move an existing .img.xz instead of copying it (it is verified first)
+    #[arg(long = "move")]
+    pub move_source: bool,
+    /// Owner for the outputs, UID:GID [default: SUDO_UID:SUDO_GID when run as root via sudo]
+    #[arg(long, value_name = "UID:GID")]
+    pub chown: Option<String>,
+    /// pi-gen checkout, to find work/IMG_NAME/build.log
+    #[arg(long, env = "PI_GEN_DIR")]
+    pub pi_gen_dir: Option<PathBuf>,
+    /// pi-gen's build.log, if it is not in a standard place
+    #[arg(long, env = "BUILD_LOG")]
+    pub build_log: Option<PathBuf>,
+}
+
+/// Validated input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Input {
+    pub paths: ArtifactPaths,
+    pub deploy_dir: PathBuf,
+    pub max_depth: usize,
+    pub select: Option<String>,
+    pub preset: Preset,
+    pub threads: u32,
+    pub move_source: bool,
+    pub chown: Option<(u32, u32)>,
+    pub pi_gen_dir: Option<PathBuf>,
+    pub build_log: Option<PathBuf>,
+}
+
+impl Input {
+    pub fn from_args(args: Args, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        let paths = args.image.artifact_paths()?;
+        if args.max_depth == 0 {
+            return Err(usage("--max-depth must be at least 1"));
+        }
+        let chown = match args.chown.as_deref() {
+            Some(spec) => Some(parse_owner(spec)?),
+            None => default_owner(rustix::process::geteuid().is_root(), env),
+        };
+        if let Some(log) = &args.build_log
+            && !log.is_file()
+        {
+            return Err(usage(format!(
+                "build log `{}` (--build-log) does not exist",
+                log.display()
+            )));
+        }
+        Ok(Self {
+            paths,
+            deploy_dir: args.deploy_dir,
+            max_depth: args.max_depth,
+            select: args.select.filter(|s| !s.is_empty()),
+            preset: args.xz_preset,
+            threads: args.threads,
+            move_source: args.move_source,
+            chown,
+            pi_gen_dir: args.pi_gen_dir,
+            build_log: args.build_log,
+        })
+    }
+}
+
+fn parse_owner(spec: &str) -> anyhow::Result<(u32, u32)> {
+    let parsed = spec
+        .split_once(':')
+        .and_then(|(u, g)| Some((u.parse().ok()?, g.parse().ok()?)));
+    parsed.ok_or_else(|| {
+        usage(format!(
+            "--chown `{spec}` is not UID:GID (two numbers, e.g. 1000:1000)"
+        ))
+    })
+}
+
+/// Under `sudo`, root-owned outputs would lock the invoking user out of their own
+/// artifacts, so they are handed back to `SUDO_UID:SUDO_GID`.
+fn default_owner(is_root: bool, env: impl Fn(&str) -> Option<String>) -> Option<(u32, u32)> {
+    if !is_root {
+        return None;
+    }
+    let uid = env("SUDO_UID")?.parse().ok()?;
+    let gid = env("SUDO_GID")?.parse().ok()?;
+    Some((uid, gid))
+}
+
+/// What was found on disk before planning.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    pub candidates: Vec<Candidate>,
+    pub all_files: Vec<String>,
+    /// Candidate paths that are the output image itself (a re-run in place).
+    pub output_is: Option<PathBuf>,
+    pub build_log: Option<PathBuf>,
+}
+
+/// How the image gets to its final name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Stream-compress a `.zip` entry, `.img.gz` or `.img` into xz.
+    Compress,
+    /// Copy an `.img.xz`, verifying it.
+    CopyXz,
+    /// Verify an `.img.xz`, then rename it into place.
+    MoveXz,
+    /// The source already is the output: verify it and write the checksum.
+    InPlace,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub source: Candidate,
+    pub action: Action,
+    /// Older exports of the same image that were passed over.
+    pub ignored: Vec<Candidate>,
+    pub build_log: Option<PathBuf>,
+}
+
+/// Chooses the source image. Pure: works only on what `facts` holds.
+pub fn plan(input: &Input, facts: &Facts) -> anyhow::Result<Plan> {
+    let is_output = |c: &Candidate| facts.output_is.as_deref() == Some(c.path.as_path());
+    let mut cands: Vec<&Candidate> = facts.candidates.iter().collect();
+    if cands.iter().any(|c| !is_output(c)) {
+        // A previous run's output in the deploy dir is not a pi-gen export.
+        cands.retain(|c| !is_output(c));
+    }
+    if cands.is_empty() {
+        let mut msg = format!(
+            "no image found under `{}` (looked for *.img.xz, *.zip, *.img.gz, *.img up to {} levels deep)",
+            input.deploy_dir.display(),
+            input.max_depth
+        );
+        if facts.all_files.is_empty() {
+            msg.push_str("; there are no files at all there: did pi-gen's export stage run?");
+        } else {
+            let shown: Vec<_> = facts
+                .all_files
+                .iter()
+                .take(20)
+                .map(|f| format!("  {f}"))
+                .collect();
+            msg.push_str(&format!("; files there:\n{}", shown.join("\n")));
+        }
+        bail!(msg);
+    }
+    if let Some(sel) = &input.select {
+        let matching: Vec<&Candidate> = cands
+            .iter()
+            .copied()
+            .filter(|c| {
+                c.rel == *sel
+                    || c.file_name() == sel
+                    || c.name == *sel
+                    || c.name.ends_with(sel.as_str())
+            })
+            .collect();
+        if matching.is_empty() {
+            return Err(usage(format!(
+                "--image `{sel}` matches none of the images under `{}`:\n{}",
+                input.deploy_dir.display(),
+                list(&cands)
+            )));
+        }
+        cands = matching;
+    }
+    // Group the formats and dates of one image; several images need a choice.
+    let mut groups: BTreeMap<&str, Vec<&Candidate>> = BTreeMap::new();
+    for c in &cands {
+        groups.entry(c.name.as_str()).or_default().push(c);
+    }
+    if groups.len() > 1 {
+        return Err(usage(format!(
+            "several images found under `{}`; choose one with --image (a name, or a suffix such as -lite):\n{}",
+            input.deploy_dir.display(),
+            list(&cands)
+        )));
+    }
+    let mut group = groups.into_values().next().unwrap_or_default();
+    // Newest pi-gen date first (an undated name counts as oldest), then the preferred
+    // format, then the shallowest path.
+    group.sort_by(|a, b| {
+        b.date
+            .cmp(&a.date)
+            .then(a.format.cmp(&b.format))
+            .then(a.depth.cmp(&b.depth))
+            .then(a.rel.cmp(&b.rel))
+    });
+    let source = group[0].clone();
+    let ignored = group[1..]
+        .iter()
+        .filter(|c| c.date != source.date)
+        .map(|c| (*c).clone())
+        .collect();
+    let action = match source.format {
+        _ if is_output(&source) => Action::InPlace,
+        Format::Xz if input.move_source => Action::MoveXz,
+        Format::Xz => Action::CopyXz,
+        _ => Action::Compress,
+    };
+    if input.move_source && source.format != Format::Xz {
+        tracing::info!(
+            "--move applies to .img.xz sources only; `{}` is compressed instead",
+            source.rel
+        );
+    }
+    Ok(Plan {
+        source,
+        action,
+        ignored,
+        build_log: facts.build_log.clone(),
+    })
+}
+
+fn list(cands: &[&Candidate]) -> String {
+    cands
+        .iter()
+        .map(|c| format!("  {} (image `{}`, {})", c.rel, c.name, c.format.as_str()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Looks at the disk: candidates, whether the output is among them, the build log.
+pub fn gather(input: &Input) -> anyhow::Result<Facts> {
+    let (candidates, all_files) = discover::scan(&input.deploy_dir, input.max_depth)?;
+    let output = std::fs::canonicalize(&input.paths.image).ok();
+    let output_is = output.and_then(|out| {
+        candidates
+            .iter()
+            .find(|c| std::fs::canonicalize(&c.path).ok().as_ref() == Some(&out))
+            .map(|c| c.path.clone())
+    });
+    Ok(Facts {
+        candidates,
+        all_files,
+        output_is,
+        build_log: find_build_log(input),
+    })
+}
+
+/// pi-gen writes `work/<IMG_NAME>/build.log` in its checkout; Docker builds copy it to
+/// `deploy/build.log`.
+fn find_build_log(input: &Input) -> Option<PathBuf> {
+    if let Some(explicit) = &input.build_log {
+        return Some(explicit.clone());
+    }
+    let work = Path::new("work")
+        .join(&input.paths.img_name)
+        .join("build.log");
+    let mut places = Vec::new();
+    if let Some(dir) = &input.pi_gen_dir {
+        places.push(dir.join(&work));
+    }
+    places.push(input.deploy_dir.join("build.log"));
+    places.push(input.deploy_dir.join("..").join(&work));
+    places.into_iter().find(|p| p.is_file())
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Outcome {
+    pub image_path: PathBuf,
+    pub checksum_path: PathBuf,
+    pub metadata_path: PathBuf,
+    pub build_log_path: Option<PathBuf>,
+    pub source: String,
+    pub sha256: String,
+    pub size: u64,
+    pub raw_sha256: String,
+    pub raw_size: u64,
+    pub seconds: f64,
+}
+
+impl StepReport for Outcome {
+    fn outputs(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("image-path", self.image_path.display().to_string()),
+            ("checksum-path", self.checksum_path.display().to_string()),
+            ("metadata-path", self.metadata_path.display().to_string()),
+            (
+                "build-log-path",
+                self.build_log_path
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            ),
+            ("sha256", self.sha256.clone()),
+            ("size", self.size.to_string()),
+            ("raw-sha256", self.raw_sha256.clone()),
+            ("raw-size", self.raw_size.to_string()),
+        ]
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "### collect-artifacts\n\n| Artifact | Size | SHA-256 | Raw image SHA-256 | From |\n| --- | --- | --- | --- | --- |\n\
+             | `{}` | {:.1} MiB ({:.1} MiB raw) | `{}` | `{}` | `{}` |\n\n",
+            md_cell(&file_name(&self.image_path)),
+            mib(self.size),
+            mib(self.raw_size),
+            self.sha256,
+            self.raw_sha256,
+            md_cell(&self.source),
+        )
+    }
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1u64 << 20) as f64
+}
+
+/// Performs the plan: writes the image, checksum, build log copy and metadata.
+pub fn run(gha: &Gha, input: &Input, plan: &Plan) -> anyhow::Result<Outcome> {
+    let started = Instant::now();
+    let paths = &input.paths;
+    let created_dirs = create_dir_all_tracked(&paths.dir)?;
+    atomic::remove_stale_partials(&paths.image);
+    for old in &plan.ignored {
+        tracing::warn!("ignoring `{}`: an older export of the same image", old.rel);
+    }
+    let source = &plan.source;
+    let _group = gha.group(&format!(
+        "collect-artifacts: {} → {}",
+        source.rel,
+        paths.image.display()
+    ));
+    tracing::info!(
+        "found image source: {} ({})",
+        source.path.display(),
+        source.format.as_str()
+    );
+
+    let (streamed, entry) = match plan.action {
+        Action::Compress => {
+            let mut dest = AtomicFile::create(&paths.image)?;
+            let (streamed, entry) = compress_source(gha, input, source, &mut dest)?;
+            let checksum = prepare_checksum(paths, &streamed.out.sha256)?;
+            dest.commit()?;
+            checksum.commit()?;
+            (streamed, entry)
+        }
+        Action::CopyXz => {
+            let mut dest = AtomicFile::create(&paths.image)?;
+            let file = open(&source.path)?;
+            let mut progress =
+                Progress::new(gha.in_actions(), "verifying and copying", Some(source.size));
+            let streamed =
+                pipeline::verify_xz(file, &origin_of(source), dest.file(), &mut progress)?;
+            let checksum = prepare_checksum(paths, &streamed.out.sha256)?;
+            dest.commit()?;
+            checksum.commit()?;
+            (streamed, None)
+        }
+        Action::MoveXz | Action::InPlace => {
+            let file = open(&source.path)?;
+            let mut progress = Progress::new(gha.in_actions(), "verifying", Some(source.size));
+            let streamed =
+                pipeline::verify_xz(file, &origin_of(source), std::io::sink(), &mut progress)?;
+            let checksum = prepare_checksum(paths, &streamed.out.sha256)?;
+            if plan.action == Action::MoveXz {
+                move_into_place(&source.path, &paths.image)?;
+            } else {
+                tracing::info!("source already at {}, skipping copy", paths.image.display());
+            }
+            checksum.commit()?;
+            (streamed, None)
+        }
+    };
+
+    let build_log = match &plan.build_log {
+        Some(log) => Some(copy_build_log(log, &paths.build_log)?),
+        None => {
+            tracing::warn!(
+                "no pi-gen build.log found (looked in --pi-gen-dir/work/{0}/build.log, {1}/build.log, {1}/../work/{0}/build.log); stage timings will be missing",
+                paths.img_name,
+                input.deploy_dir.display()
+            );
+            None
+        }
+    };
+
+    let metadata = Metadata {
+        schema_version: SCHEMA_VERSION,
+        generated_at: model::rfc3339(model::now()?),
+        image: ImageInfo {
+            path: file_name(&paths.image),
+            sha256: streamed.out.sha256.clone(),
+            size_bytes: streamed.out.size,
+            raw_sha256: streamed.raw.sha256.clone(),
+            raw_size_bytes: streamed.raw.size,
+            compression: Some(Compression {
+                format: "xz".into(),
+                preset: (plan.action == Action::Compress).then(|| input.preset.to_string()),
+            }),
+        },
+        source: Some(SourceInfo {
+            path: source.rel.clone(),
+            format: source.format.as_str().into(),
+            entry,
+            size_bytes: source.size,
+        }),
+        checksum_path: file_name(&paths.checksum),
+        build_log_path: build_log.as_ref().map(|p| file_name(p)),
+        verifier: serde_json::json!({ "status": "not_run" }),
+        ..Metadata::default()
+    };
+    atomic::write(&paths.metadata, to_canonical_json(&metadata)?.as_bytes())?;
+
+    if let Some((uid, gid)) = input.chown {
+        let mut targets: Vec<&Path> = vec![&paths.image, &paths.checksum, &paths.metadata];
+        if let Some(log) = &build_log {
+            targets.push(log);
+        }
+        targets.extend(created_dirs.iter().map(PathBuf::as_path));
+        for t in targets {
+            std::os::unix::fs::chown(t, Some(uid), Some(gid)).with_context(|| {
+                format!(
+                    "cannot change the owner of `{}` to {uid}:{gid}; run as root or drop --chown",
+                    t.display()
+                )
+            })?;
+        }
+        tracing::info!("outputs now owned by {uid}:{gid}");
+    }
+
+    let seconds = started.elapsed().as_secs_f64();
+    tracing::info!(
+        "wrote {} ({:.1} MiB, raw {:.1} MiB) in {seconds:.1} s",
+        paths.image.display(),
+        mib(streamed.out.size),
+        mib(streamed.raw.size)
+    );
+    Ok(Outcome {
+        image_path: paths.image.clone(),
+        checksum_path: paths.checksum.clone(),
+        metadata_path: paths.metadata.clone(),
+        build_log_path: build_log,
+        source: source.rel.clone(),
+        sha256: streamed.out.sha256,
+        size: streamed.out.size,
+        raw_sha256: streamed.raw.sha256,
+        raw_size: streamed.raw.size,
+        seconds,
+    })
+}
+
+fn origin_of(c: &Candidate) -> Origin<'_> {
+    Origin { what: &c.rel }
+}
+
+fn open(path: &Path) -> anyhow::Result<File> {
+    File::open(path).with_context(|| format!("cannot open `{}`", path.display()))
+}
+
+/// Streams the source (zip entry, gzip or raw image) into the xz encoder.
+fn compress_source(
+    gha: &Gha,
+    input: &Input,
+    source: &Candidate,
+    dest: &mut AtomicFile,
+) -> anyhow::Result<(Streamed, Option<String>)> {
+    let threads = resolve_threads(input.threads);
+    tracing::info!(
+        "compressing with xz -{} using {threads} threads",
+        input.preset
+    );
+    let file = open(&source.path)?;
+    match source.format {
+        Format::Zip => {
+            let mut archive = zip::ZipArchive::new(BufReader::with_capacity(1 << 16, file)).with_context(|| {
+                format!(
+                    "cannot read zip `{}`: it is truncated or not a zip archive; rebuild the image",
+                    source.path.display()
+                )
+            })?;
+            let index = pick_zip_entry(&mut archive, source, input.select.as_deref())?;
+            let entry = archive.by_index(index).with_context(|| {
+                format!("cannot open the image inside `{}`", source.path.display())
+            })?;
+            let name = entry_name(&entry, source)?;
+            let total = entry.size();
+            let what = format!("`{}` in zip `{}`", name, source.rel);
+            let mut progress = Progress::new(gha.in_actions(), "compressing", Some(total));
+            let s = pipeline::compress(
+                entry,
+                &Origin { what: &what },
+                dest.file(),
+                input.preset,
+                threads,
+                &mut progress,
+            )?;
+            if s.raw.size != total {
+                bail!(
+                    "zip `{}` entry `{name}` gave {} bytes but declares {total}",
+                    source.rel,
+                    s.raw.size
+                );
+            }
+            Ok((s, Some(name)))
+        }
+        Format::Gz => {
+            let reader = flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 16, file));
+            let what = format!("gzip `{}`", source.rel);
+            let mut progress = Progress::new(gha.in_actions(), "compressing", None);
+            let s = pipeline::compress(
+                reader,
+                &Origin { what: &what },
+                dest.file(),
+                input.preset,
+                threads,
+                &mut progress,
+            )?;
+            Ok((s, None))
+        }
+        Format::Img => {
+            let what = format!("`{}`", source.rel);
+            let mut progress = Progress::new(gha.in_actions(), "compressing", Some(source.size));
+            let s = pipeline::compress(
+                file,
+                &Origin { what: &what },
+                dest.file(),
+                input.preset,
+                threads,
+                &mut progress,
+            )?;
+            Ok((s, None))
+        }
+        Format::Xz => bail!("internal error: .img.xz sources are copied, not compressed"),
+    }
+}
+
+/// The `.img` entry of a pi-gen zip. Every entry name is checked first: an archive
+/// that names `..` or an absolute path is not trusted at all.
+fn pick_zip_entry<R: Read + std::io::Seek>(
+    archive: &mut zip::ZipArchive<R>,
+    source: &Candidate,
+    select: Option<&str>,
+) -> anyhow::Result<usize> {
+    let mut images = Vec::new();
+    for i in 0..archive.len() {
+        let entry = archive
+            .by_index_raw(i)
+            .with_context(|| format!("cannot read entry {i} of zip `{}`", source.path.display()))?;
+        let name = entry_name(&entry, source)?;
+        if entry.enclosed_name().is_none() || name.starts_with('/') || name.contains('\\') {
+            bail!(
+                "zip `{}` has an unsafe entry name `{}` (absolute or containing `..`); refusing to use it",
+                source.path.display(),
+                name.escape_debug()
+            );
+        }
+        if entry.is_file() && name.to_ascii_lowercase().ends_with(".img") {
+            images.push((i, name));
+        }
+    }
+    match images.len() {
+        0 => bail!("zip contained no .img: {}", source.path.display()),
+        1 => Ok(images[0].0),
+        _ => {
+            if let Some(sel) = select
+                && let Some((i, _)) = images
+                    .iter()
+                    .find(|(_, n)| n == sel || n.ends_with(&format!("{sel}.img")))
+            {
+                return Ok(*i);
+            }
+            let names: Vec<_> = images.iter().map(|(_, n)| format!("  {n}")).collect();
+            Err(usage(format!(
+                "zip `{}` holds several .img files; choose one with --image:\n{}",
+                source.path.display(),
+                names.join("\n")
+            )))
+        }
+    }
+}
+
+fn entry_name<R: Read>(
+    entry: &zip::read::ZipFile<'_, R>,
+    source: &Candidate,
+) -> anyhow::Result<String> {
+    entry
+        .name()
+        .map(std::borrow::Cow::into_owned)
+        .with_context(|| {
+            format!(
+                "zip `{}` has an entry whose name cannot be read",
+                source.path.display()
+            )
+        })
+}
+
+fn prepare_checksum(paths: &ArtifactPaths, sha256: &str) -> anyhow::Result<AtomicFile> {
+    use std::io::Write as _;
+    let mut file = AtomicFile::create(&paths.checksum)?;
+    file.file()
+        .write_all(checksum_line(sha256, &file_name(&paths.image)).as_bytes())
+        .with_context(|| format!("cannot write `{}`", paths.checksum.display()))?;
+    Ok(file)
+}
+
+fn move_into_place(from: &Path, to: &Path) -> anyhow::Result<()> {
+    match std::fs::rename(from, to) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::XDEV.raw_os_error()) => {
+            let mut dest = AtomicFile::create(to)?;
+            std::io::copy(&mut open(from)?, dest.file()).with_context(|| {
+                format!("cannot copy `{}` to `{}`", from.display(), to.display())
+            })?;
+            dest.commit()?;
+            std::fs::remove_file(from)
+                .with_context(|| format!("cannot remove `{}` after moving it", from.display()))
+        }
+        Err(e) => Err(e)
+            .with_context(|| format!("cannot move `{}` to `{}`", from.display(), to.display())),
+    }
+}
+
+fn copy_build_log(log: &Path, dest: &Path) -> anyhow::Result<PathBuf> {
+    let same = matches!(
+        (std::fs::canonicalize(log), std::fs::canonicalize(dest)),
+        (Ok(a), Ok(b)) if a == b
+    );
+    if !same {
+        let mut out = AtomicFile::create(dest)?;
+        std::io::copy(&mut open(log)?, out.file())
+            .with_context(|| format!("cannot copy build log `{}`", log.display()))?;
+        out.commit()?;
+    }
+    tracing::info!("build log: {} → {}", log.display(), dest.display());
+    Ok(dest.to_path_buf())
+}
+
+/// `mkdir -p` that reports which directories it created (for --chown).
+fn create_dir_all_tracked(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut missing = Vec::new();
+    let mut cur = Some(dir);
+    while let Some(d) = cur {
+        if d.as_os_str().is_empty() || d.exists() {
+            break;
+        }
+        missing.push(d.to_path_buf());
+        cur = d.parent();
+    }
+    std::fs::create_dir_all(dir).with_context(|| {
+        format!(
+            "cannot create output directory `{}`: check OUTPUT_DIR and permissions",
+            dir.display()
+        )
+    })?;
+    Ok(missing)
+}
+
+/// Entry point: parse → gather → plan → run → publish.
+pub fn main(gha: &Gha, args: Args) -> anyhow::Result<()> {
+    atomic::install_signal_handlers()?;
+    let input = Input::from_args(args, |k| std::env::var(k).ok())?;
+    let facts = gather(&input)?;
+    let plan = plan(&input, &facts)?;
+    let outcome = run(gha, &input, &plan)?;
+    gha.publish(&outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input() -> Input {
+        Input {
+            paths: ArtifactPaths::new(Path::new("out"), "sugarkube"),
+            deploy_dir: "deploy".into(),
+            max_depth: 6,
+            select: None,
+            preset: Preset::default(),
+            threads: 0,
+            move_source: false,
+            chown: None,
+            pi_gen_dir: None,
+            build_log: None,
+        }
+    }
+
+    fn facts(rels: &[&str]) -> Facts {
+        Facts {
+            candidates: rels
+                .iter()
+                .map(|r| {
+                    Candidate::new(
+                        Path::new("deploy").join(r),
+                        (*r).into(),
+                        r.matches('/').count() + 1,
+                        1,
+                    )
+                    .unwrap()
+                })
+                .collect(),
+            all_files: rels.iter().map(|r| (*r).to_owned()).collect(),
+            ..Facts::default()
+        }
+    }
+
+    fn chosen(input: &Input, rels: &[&str]) -> anyhow::Result<(String, Action)> {
+        plan(input, &facts(rels)).map(|p| (p.source.rel, p.action))
+    }
+
+    #[test]
+    fn format_preference_within_one_image() {
+        let rels = [
+            "2026-01-02-sk-lite.img",
+            "image_2026-01-02-sk-lite.img.gz",
+            "image_2026-01-02-sk-lite.zip",
+            "image_2026-01-02-sk-lite.img.xz",
+        ];
+        assert_eq!(
+            chosen(&input(), &rels).unwrap(),
+            ("image_2026-01-02-sk-lite.img.xz".into(), Action::CopyXz)
+        );
+        assert_eq!(
+            chosen(&input(), &rels[..3]).unwrap(),
+            ("image_2026-01-02-sk-lite.zip".into(), Action::Compress)
+        );
+        assert_eq!(
+            chosen(&input(), &rels[..2]).unwrap().0,
+            "image_2026-01-02-sk-lite.img.gz"
+        );
+    }
+
+    #[test]
+    fn newest_export_wins_and_shallowest_breaks_ties() {
+        let p = plan(
+            &input(),
+            &facts(&[
+                "image_2026-01-01-sk-lite.img.xz",
+                "image_2026-03-01-sk-lite.zip",
+            ]),
+        )
+        .unwrap();
+        assert_eq!(p.source.rel, "image_2026-03-01-sk-lite.zip");
+        assert_eq!(p.ignored.len(), 1);
+        assert_eq!(
+            chosen(&input(), &["a/b/x.img", "x.img"]).unwrap().0,
+            "x.img"
+        );
+    }
+
+    #[test]
+    fn several_images_need_a_choice() {
+        let rels = [
+            "image_2026-01-02-sk-lite.zip",
+            "image_2026-01-02-sk-full.zip",
+            "image_2026-01-02-sk.zip",
+        ];
+        let err = chosen(&input(), &rels).unwrap_err();
+        assert!(err.downcast_ref::<crate::error::UsageError>().is_some());
+        let msg = err.to_string();
+        assert!(
+            msg.contains("--image") && rels.iter().all(|r| msg.contains(r)),
+            "{msg}"
+        );
+        let mut i = input();
+        i.select = Some("-full".into());
+        assert_eq!(chosen(&i, &rels).unwrap().0, "image_2026-01-02-sk-full.zip");
+        i.select = Some("sk".into());
+        assert_eq!(chosen(&i, &rels).unwrap().0, "image_2026-01-02-sk.zip");
+        i.select = Some("image_2026-01-02-sk-lite.zip".into());
+        assert_eq!(chosen(&i, &rels).unwrap().0, "image_2026-01-02-sk-lite.zip");
+        i.select = Some("-nope".into());
+        assert!(
+            chosen(&i, &rels)
+                .unwrap_err()
+                .to_string()
+                .contains("matches none")
+        );
+    }
+
+    #[test]
+    fn empty_deploy_dir_says_so() {
+        let msg = chosen(&input(), &[]).unwrap_err().to_string();
+        assert!(
+            msg.contains("no image found under `deploy`") && msg.contains("no files at all"),
+            "{msg}"
+        );
+        let mut f = facts(&[]);
+        f.all_files = vec!["build.log".into()];
+        let msg = plan(&input(), &f).unwrap_err().to_string();
+        assert!(msg.contains("build.log"), "{msg}");
+    }
+
+    #[test]
+    fn previous_output_in_deploy_is_ignored_unless_alone() {
+        let mut f = facts(&["sugarkube.img.xz", "image_2026-01-02-sugarkube-lite.zip"]);
+        f.output_is = Some(PathBuf::from("deploy/sugarkube.img.xz"));
+        assert_eq!(
+            plan(&input(), &f).unwrap().source.rel,
+            "image_2026-01-02-sugarkube-lite.zip"
+        );
+        f.candidates.truncate(1);
+        assert_eq!(plan(&input(), &f).unwrap().action, Action::InPlace);
+    }
+
+    #[test]
+    fn move_only_for_xz() {
+        let mut i = input();
+        i.move_source = true;
+        assert_eq!(chosen(&i, &["x.img.xz"]).unwrap().1, Action::MoveXz);
+        assert_eq!(chosen(&i, &["x.img"]).unwrap().1, Action::Compress);
+    }
+
+    #[test]
+    fn owners() {
+        assert_eq!(parse_owner("1000:100").unwrap(), (1000, 100));
+        assert!(parse_owner("1000").is_err() && parse_owner("a:b").is_err());
+        let env = |k: &str| match k {
+            "SUDO_UID" => Some("1001".to_owned()),
+            "SUDO_GID" => Some("1002".to_owned()),
+            _ => None,
+        };
+        assert_eq!(default_owner(true, env), Some((1001, 1002)));
+        assert_eq!(default_owner(false, env), None);
+        assert_eq!(default_owner(true, |_| None), None);
+    }
+}

@@ -1,0 +1,767 @@
+//! `manifest`: build metadata, the provenance manifest, an in-toto statement and the
+//! release notes, from what `collect-artifacts` left in `OUTPUT_DIR`.
+
+pub mod evidence;
+pub mod notes;
+pub mod provenance;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::buildlog::{self, StageTimings};
+use crate::checksum::{Digest, Hashing, parse_checksum_line, sha256_file};
+use crate::config::{ArtifactPaths, ImageArgs, file_name};
+use crate::error::usage;
+use crate::gha::{Gha, StepReport, md_cell};
+use crate::model::manifest::{
+    Artifact, ArtifactKind, BundleRef, Channel, Manifest, Release, Source,
+};
+use crate::model::metadata::{BuildInfo, ImageInfo, Metadata, PiGenInfo, RepoInfo, RunnerInfo};
+use crate::model::{self, SCHEMA_VERSION, to_canonical_json};
+use crate::process::CmdSpec;
+use crate::{atomic, xz};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub image: ImageArgs,
+    /// Release channel: stable (tag vYYYY.MM.DD+g<sha7>) or nightly (nightly-YYYYMMDD, prerelease)
+    #[arg(long, env = "RELEASE_CHANNEL", value_enum, default_value = "stable")]
+    pub channel: Channel,
+    /// Release title; the name is "<title> YYYY-MM-DD" [default: "<Img_name> Pi Image"]
+    #[arg(long, env = "RELEASE_TITLE")]
+    pub title: Option<String>,
+    /// pi-gen repository the image was built from
+    #[arg(
+        long,
+        env = "PI_GEN_URL",
+        default_value = "https://github.com/RPi-Distro/pi-gen"
+    )]
+    pub pi_gen_url: String,
+    /// pi-gen release branch (bookworm, trixie)
+    #[arg(long, env = "PI_GEN_BRANCH", default_value = "bookworm")]
+    pub pi_gen_branch: String,
+    /// The pi-gen ref actually checked out [default: derived from PI_GEN_BRANCH and ARM64]
+    #[arg(long, env = "PI_GEN_REF")]
+    pub pi_gen_ref: Option<String>,
+    /// The pi-gen commit built [default: read from --pi-gen-dir with git]
+    #[arg(long, env = "PI_GEN_COMMIT")]
+    pub pi_gen_commit: Option<String>,
+    /// The pi-gen checkout (for its commit)
+    #[arg(long, env = "PI_GEN_DIR")]
+    pub pi_gen_dir: Option<PathBuf>,
+    /// Stages that were built (empty is an error)
+    #[arg(long, env = "PI_GEN_STAGES", default_value = "stage0 stage1 stage2")]
+    pub pi_gen_stages: String,
+    /// 1 for a 64-bit (arm64) userspace, 0 for 32-bit armhf
+    #[arg(long, env = "ARM64", default_value = "1")]
+    pub arm64: String,
+    /// Repository that ran the build, OWNER/REPO
+    #[arg(long, env = "GITHUB_REPOSITORY")]
+    pub repository: Option<String>,
+    /// Git ref of the calling repository [default: from git]
+    #[arg(long = "ref", env = "GITHUB_REF")]
+    pub git_ref: Option<String>,
+    /// Commit of the calling repository [default: from git]
+    #[arg(long, env = "GITHUB_SHA")]
+    pub commit: Option<String>,
+    #[arg(long, env = "GITHUB_SERVER_URL", default_value = "https://github.com")]
+    pub server_url: String,
+    #[arg(long, env = "GITHUB_WORKFLOW")]
+    pub workflow: Option<String>,
+    #[arg(long, env = "GITHUB_RUN_ID")]
+    pub run_id: Option<String>,
+    #[arg(long, env = "GITHUB_RUN_ATTEMPT")]
+    pub run_attempt: Option<String>,
+    #[arg(long, env = "RUNNER_OS")]
+    pub runner_os: Option<String>,
+    #[arg(long, env = "RUNNER_ARCH")]
+    pub runner_arch: Option<String>,
+    /// When the build started (RFC 3339 or Unix seconds)
+    #[arg(long, env = "BUILD_START", value_parser = model::parse_time)]
+    pub build_start: Option<DateTime<Utc>>,
+    /// When the build ended [default: SOURCE_DATE_EPOCH, else now]
+    #[arg(long, env = "BUILD_END", value_parser = model::parse_time)]
+    pub build_end: Option<DateTime<Utc>>,
+    /// A build option to record, KEY=VALUE (true/false, numbers and strings are typed)
+    #[arg(long = "option", value_name = "KEY=VALUE")]
+    pub options: Vec<String>,
+    /// Smoke-test artifacts directory (from `pi-image smoke`) to record as evidence
+    #[arg(long, env = "SMOKE_DIR")]
+    pub smoke_dir: Option<PathBuf>,
+    /// A verifier report (JSON) to record
+    #[arg(long)]
+    pub verifier_json: Option<PathBuf>,
+    /// pi-gen build log [default: OUTPUT_DIR/IMG_NAME.build.log]
+    #[arg(long, env = "BUILD_LOG")]
+    pub build_log: Option<PathBuf>,
+    /// Where to write the release notes [default: OUTPUT_DIR/RELEASE_NOTES.md]
+    #[arg(long)]
+    pub notes: Option<PathBuf>,
+    /// Directory of the calling repository, for its commit and ref when not given
+    #[arg(long, default_value = ".")]
+    pub repo_dir: PathBuf,
+}
+
+/// Validated input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Input {
+    pub paths: ArtifactPaths,
+    pub notes_path: PathBuf,
+    pub channel: Channel,
+    pub title: String,
+    pub pi_gen: PiGenInfo,
+    pub pi_gen_dir: Option<PathBuf>,
+    pub arm64: bool,
+    pub source: Source,
+    pub repo_dir: PathBuf,
+    pub runner: RunnerInfo,
+    pub build_start: Option<DateTime<Utc>>,
+    pub build_end: Option<DateTime<Utc>>,
+    pub options: BTreeMap<String, Value>,
+    pub smoke_dir: Option<PathBuf>,
+    pub verifier_json: Option<PathBuf>,
+    pub build_log: Option<PathBuf>,
+}
+
+/// `ARM64` accepts exactly `0` or `1`.
+pub fn parse_arm64(v: &str) -> anyhow::Result<bool> {
+    match v.trim() {
+        "1" => Ok(true),
+        "0" => Ok(false),
+        other => Err(usage(format!("ARM64 must be 0 or 1 (got: {other})"))),
+    }
+}
+
+/// `PI_GEN_STAGES`: whitespace-separated stage directories, at least one.
+pub fn parse_stages(v: &str) -> anyhow::Result<Vec<String>> {
+    let stages: Vec<String> = v.split_whitespace().map(str::to_owned).collect();
+    if stages.is_empty() {
+        return Err(usage(
+            "PI_GEN_STAGES is empty: list the stages to build, e.g. `stage0 stage1 stage2` (the default)",
+        ));
+    }
+    if let Some(bad) = stages.iter().find(|s| {
+        !s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'))
+    }) {
+        return Err(usage(format!(
+            "PI_GEN_STAGES has an invalid stage name `{}`",
+            bad.escape_debug()
+        )));
+    }
+    Ok(stages)
+}
+
+/// pi-gen's branch for a release and architecture (see docs/pi-gen.md c.1).
+pub fn default_pi_gen_ref(branch: &str, arm64: bool) -> String {
+    match (branch, arm64) {
+        ("bookworm", true) => "bookworm-arm64".into(),
+        ("trixie", true) => "arm64".into(),
+        ("trixie", false) => "master".into(),
+        (other, _) => other.into(),
+    }
+}
+
+/// `--option` typing: true/false (any case) → bool, then integer, float, string.
+pub fn parse_option(spec: &str) -> anyhow::Result<(String, Value)> {
+    let (k, v) = spec.split_once('=').ok_or_else(|| {
+        usage(format!(
+            "option `{spec}` is missing `=` (use --option KEY=VALUE)"
+        ))
+    })?;
+    let key = k.trim();
+    if key.is_empty() {
+        return Err(usage(format!("option `{spec}` has an empty key")));
+    }
+    let value = if v.eq_ignore_ascii_case("true") {
+        Value::Bool(true)
+    } else if v.eq_ignore_ascii_case("false") {
+        Value::Bool(false)
+    } else if let Ok(i) = v.parse::<i64>() {
+        Value::from(i)
+    } else if let Some(f) = v.parse::<f64>().ok().filter(|f| f.is_finite()) {
+        Value::from(f)
+    } else {
+        Value::from(v)
+    };
+    Ok((key.to_owned(), value))
+}
+
+fn non_empty(v: Option<String>) -> Option<String> {
+    v.filter(|s| !s.trim().is_empty())
+}
+
+impl Input {
+    pub fn from_args(args: Args) -> anyhow::Result<Self> {
+        let paths = args.image.artifact_paths()?;
+        let arm64 = parse_arm64(&args.arm64)?;
+        let stages = parse_stages(&args.pi_gen_stages)?;
+        let mut options = BTreeMap::new();
+        options.insert("arm64".to_owned(), Value::from(u8::from(arm64)));
+        options.insert("armhf".to_owned(), Value::from(u8::from(!arm64)));
+        options.insert(
+            "userspace_arch".to_owned(),
+            Value::from(if arm64 { "arm64" } else { "armhf" }),
+        );
+        for spec in &args.options {
+            let (k, v) = parse_option(spec)?;
+            options.insert(k, v);
+        }
+        if let Some(repo) = &args.repository
+            && !repo.is_empty()
+            && repo.split('/').filter(|p| !p.is_empty()).count() != 2
+        {
+            return Err(usage(format!("repository `{repo}` is not OWNER/REPO")));
+        }
+        let title = args
+            .title
+            .filter(|t| !t.trim().is_empty())
+            .unwrap_or_else(|| {
+                let mut name = args.image.img_name.clone();
+                if let Some(first) = name.get_mut(..1) {
+                    first.make_ascii_uppercase();
+                }
+                format!("{name} Pi Image")
+            });
+        let git_ref = non_empty(args.pi_gen_ref)
+            .unwrap_or_else(|| default_pi_gen_ref(&args.pi_gen_branch, arm64));
+        Ok(Self {
+            notes_path: args.notes.unwrap_or_else(|| paths.notes.clone()),
+            paths,
+            channel: args.channel,
+            title,
+            pi_gen: PiGenInfo {
+                url: args.pi_gen_url,
+                branch: args.pi_gen_branch,
+                git_ref: Some(git_ref),
+                commit: non_empty(args.pi_gen_commit),
+                stages,
+            },
+            pi_gen_dir: args.pi_gen_dir,
+            arm64,
+            source: Source {
+                repository: non_empty(args.repository),
+                server_url: args.server_url.trim_end_matches('/').to_owned(),
+                git_ref: non_empty(args.git_ref),
+                commit: non_empty(args.commit),
+                workflow: non_empty(args.workflow),
+                run_id: non_empty(args.run_id),
+                run_attempt: non_empty(args.run_attempt),
+            },
+            repo_dir: args.repo_dir,
+            runner: RunnerInfo {
+                os: non_empty(args.runner_os).unwrap_or_else(|| std::env::consts::OS.to_owned()),
+                arch: non_empty(args.runner_arch)
+                    .unwrap_or_else(|| std::env::consts::ARCH.to_owned()),
+            },
+            build_start: args.build_start,
+            build_end: args.build_end,
+            options,
+            smoke_dir: args.smoke_dir,
+            verifier_json: args.verifier_json,
+            build_log: args.build_log,
+        })
+    }
+}
+
+/// The release a build becomes: tag, name, prerelease and make-latest.
+pub fn release(channel: Channel, title: &str, end: DateTime<Utc>, commit: Option<&str>) -> Release {
+    match channel {
+        Channel::Stable => {
+            let date = end.format("%Y.%m.%d");
+            let tag = match commit {
+                Some(c) => format!("v{date}+g{}", c.get(..7).unwrap_or(c)),
+                None => format!("v{date}"),
+            };
+            Release {
+                channel,
+                tag,
+                name: format!("{title} {}", end.format("%Y-%m-%d")),
+                prerelease: false,
+                make_latest: true,
+            }
+        }
+        Channel::Nightly => Release {
+            channel,
+            tag: format!("nightly-{}", end.format("%Y%m%d")),
+            name: format!("{title} nightly {}", end.format("%Y-%m-%d")),
+            prerelease: true,
+            make_latest: false,
+        },
+    }
+}
+
+/// Facts read from disk and git before planning.
+#[derive(Debug, Clone)]
+pub struct Facts {
+    pub metadata: Metadata,
+    pub timings: Option<StageTimings>,
+    pub build_log: Option<PathBuf>,
+    pub repo: RepoInfo,
+    pub pi_gen_commit: Option<String>,
+    pub now: DateTime<Utc>,
+}
+
+/// Everything `run` writes, decided up front.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub metadata: Metadata,
+    pub release: Release,
+    pub source: Source,
+}
+
+/// Merges the collected metadata with the build facts. Pure.
+pub fn plan(input: &Input, facts: &Facts) -> anyhow::Result<Plan> {
+    let end = input.build_end.unwrap_or(facts.now);
+    let timings = facts.timings.clone().unwrap_or_default();
+    let duration = match input.build_start {
+        Some(start) if start > end => {
+            return Err(usage(format!(
+                "build start {} is after build end {}",
+                model::rfc3339(start),
+                model::rfc3339(end)
+            )));
+        }
+        Some(start) => u64::try_from((end - start).num_seconds()).ok(),
+        None => (timings.observed_elapsed_seconds > 0).then_some(timings.observed_elapsed_seconds),
+    };
+    let mut pi_gen = input.pi_gen.clone();
+    pi_gen.commit = pi_gen.commit.or_else(|| facts.pi_gen_commit.clone());
+    let mut metadata = facts.metadata.clone();
+    metadata.schema_version = SCHEMA_VERSION;
+    metadata.generated_at = model::rfc3339(facts.now);
+    metadata.build_log_path = facts.build_log.as_deref().map(file_name);
+    metadata.build = Some(BuildInfo {
+        start: input.build_start.map(model::rfc3339),
+        end: model::rfc3339(end),
+        duration_seconds: duration,
+        stage_durations: timings.durations.clone(),
+        stages: timings.spans.clone(),
+        incomplete_stages: timings.incomplete.clone(),
+        observed_elapsed_seconds: timings.observed_elapsed_seconds,
+        result: timings.result.clone(),
+        pi_gen,
+        runner: input.runner.clone(),
+    });
+    metadata.options = input.options.clone();
+    metadata.repository = Some(facts.repo.clone());
+    metadata.verifier = evidence::verifier(input.verifier_json.as_deref());
+    let mut source = input.source.clone();
+    source.commit = facts.repo.commit.clone();
+    source.git_ref = facts.repo.git_ref.clone();
+    let release = release(input.channel, &input.title, end, source.commit.as_deref());
+    Ok(Plan {
+        metadata,
+        release,
+        source,
+    })
+}
+
+/// Reads the collected image's metadata, checking it against the files on disk.
+fn read_image_metadata(paths: &ArtifactPaths) -> anyhow::Result<Metadata> {
+    if !paths.image.is_file() {
+        bail!(
+            "image not found: `{}`: run `pi-image collect-artifacts` first (same IMG_NAME and OUTPUT_DIR)",
+            paths.image.display()
+        );
+    }
+    if !paths.checksum.is_file() {
+        bail!(
+            "checksum file not found: `{}`: run `pi-image collect-artifacts` first",
+            paths.checksum.display()
+        );
+    }
+    let out = sha256_file(&paths.image)?;
+    let text = std::fs::read_to_string(&paths.checksum)
+        .with_context(|| format!("cannot read `{}`", paths.checksum.display()))?;
+    match parse_checksum_line(&text) {
+        Some(recorded) if recorded == out.sha256 => {}
+        Some(recorded) => bail!(
+            "`{}` records {recorded} but `{}` hashes to {}: the image changed after it was collected; \
+             run `pi-image collect-artifacts` again",
+            paths.checksum.display(),
+            paths.image.display(),
+            out.sha256
+        ),
+        None => bail!(
+            "`{}` does not hold a SHA-256 line; run `pi-image collect-artifacts` again",
+            paths.checksum.display()
+        ),
+    }
+    let existing: Option<Metadata> = std::fs::read_to_string(&paths.metadata)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
+    match existing {
+        Some(m) if m.image.sha256 == out.sha256 && !m.image.raw_sha256.is_empty() => Ok(m),
+        _ => {
+            tracing::info!(
+                "no matching collect-artifacts metadata; hashing the raw image inside {}",
+                paths.image.display()
+            );
+            let raw = raw_digest(&paths.image)?;
+            Ok(Metadata {
+                image: ImageInfo {
+                    path: file_name(&paths.image),
+                    sha256: out.sha256,
+                    size_bytes: out.size,
+                    raw_sha256: raw.sha256,
+                    raw_size_bytes: raw.size,
+                    compression: None,
+                },
+                checksum_path: file_name(&paths.checksum),
+                ..Metadata::default()
+            })
+        }
+    }
+}
+
+fn raw_digest(image: &Path) -> anyhow::Result<Digest> {
+    let file =
+        std::fs::File::open(image).with_context(|| format!("cannot open `{}`", image.display()))?;
+    let mut decoder = xz::decoder(std::io::BufReader::new(file));
+    let mut sink = Hashing::new(std::io::sink());
+    std::io::copy(&mut decoder, &mut sink)
+        .with_context(|| format!("`{}` is not a valid .xz file", image.display()))?;
+    Ok(sink.finish().0)
+}
+
+fn git(dir: &Path, summary: &str, args: &[&str]) -> Option<String> {
+    // `safe.directory` because root builds of user checkouts hit git's ownership guard.
+    let mut cmd = CmdSpec::new("git", summary)
+        .arg("-c")
+        .arg("safe.directory=*")
+        .cwd(dir);
+    for a in args {
+        cmd = cmd.arg(*a);
+    }
+    match cmd.output() {
+        Ok(out) if !out.is_empty() => Some(out),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::debug!("{e:#}");
+            None
+        }
+    }
+}
+
+/// Looks at the disk and git.
+pub fn gather(input: &Input) -> anyhow::Result<Facts> {
+    let metadata = read_image_metadata(&input.paths)?;
+    let build_log = match &input.build_log {
+        Some(p) if p.is_file() => Some(p.clone()),
+        Some(p) => {
+            return Err(usage(format!(
+                "build log `{}` (--build-log) does not exist",
+                p.display()
+            )));
+        }
+        None => input
+            .paths
+            .build_log
+            .is_file()
+            .then(|| input.paths.build_log.clone()),
+    };
+    let timings = match &build_log {
+        Some(p) => {
+            let bytes =
+                std::fs::read(p).with_context(|| format!("cannot read `{}`", p.display()))?;
+            let t = buildlog::parse(&String::from_utf8_lossy(&bytes));
+            if t.spans.is_empty() {
+                tracing::warn!(
+                    "`{}` has no `[HH:MM:SS] Begin/End` lines: no stage timings",
+                    p.display()
+                );
+            }
+            Some(t)
+        }
+        None => {
+            tracing::warn!(
+                "no build log (looked for `{}`): no stage timings",
+                input.paths.build_log.display()
+            );
+            None
+        }
+    };
+    let repo = RepoInfo {
+        commit: input.source.commit.clone().or_else(|| {
+            git(
+                &input.repo_dir,
+                "read the repository commit",
+                &["rev-parse", "HEAD"],
+            )
+        }),
+        git_ref: input.source.git_ref.clone().or_else(|| {
+            git(
+                &input.repo_dir,
+                "read the repository ref",
+                &["symbolic-ref", "-q", "HEAD"],
+            )
+        }),
+    };
+    if repo.commit.is_none() {
+        tracing::warn!(
+            "the repository commit is unknown (no GITHUB_SHA, --commit, or git checkout); the stable tag will have no +g<sha>"
+        );
+    }
+    let pi_gen_commit = match (&input.pi_gen.commit, &input.pi_gen_dir) {
+        (None, Some(dir)) => git(dir, "read the pi-gen commit", &["rev-parse", "HEAD"]),
+        _ => None,
+    };
+    Ok(Facts {
+        metadata,
+        timings,
+        build_log,
+        repo,
+        pi_gen_commit,
+        now: model::now()?,
+    })
+}
+
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub release: Release,
+    pub manifest_path: PathBuf,
+    pub notes_path: PathBuf,
+    pub metadata_path: PathBuf,
+    pub intoto_path: PathBuf,
+    pub artifacts: Vec<Artifact>,
+    pub smoke_status: Option<String>,
+}
+
+impl StepReport for Outcome {
+    fn outputs(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("tag", self.release.tag.clone()),
+            ("name", self.release.name.clone()),
+            ("prerelease", self.release.prerelease.to_string()),
+            ("make-latest", self.release.make_latest.to_string()),
+            ("manifest-path", self.manifest_path.display().to_string()),
+            ("notes-path", self.notes_path.display().to_string()),
+            ("metadata-path", self.metadata_path.display().to_string()),
+            ("intoto-path", self.intoto_path.display().to_string()),
+        ]
+    }
+
+    fn summary(&self) -> String {
+        let mut s = format!(
+            "### manifest: `{}`\n\n{} · prerelease: {} · smoke: {}\n\n| Artifact | Size | SHA-256 |\n| --- | --- | --- |\n",
+            md_cell(&self.release.tag),
+            md_cell(&self.release.name),
+            self.release.prerelease,
+            self.smoke_status.as_deref().unwrap_or("not run")
+        );
+        for a in &self.artifacts {
+            s.push_str(&format!(
+                "| `{}` | {} B | `{}` |\n",
+                md_cell(&a.name),
+                a.size_bytes,
+                a.sha256
+            ));
+        }
+        s.push('\n');
+        s
+    }
+}
+
+fn artifact(path: &Path, kind: ArtifactKind) -> anyhow::Result<Artifact> {
+    let digest = sha256_file(path)?;
+    let name = file_name(path);
+    let bundle_path = path.with_file_name(format!("{name}.sigstore.json"));
+    let bundle = if bundle_path.is_file() {
+        let d = sha256_file(&bundle_path)?;
+        Some(BundleRef {
+            name: file_name(&bundle_path),
+            sha256: d.sha256,
+            size_bytes: d.size,
+        })
+    } else {
+        None
+    };
+    Ok(Artifact {
+        name,
+        kind,
+        size_bytes: digest.size,
+        sha256: digest.sha256,
+        contains_sha256: None,
+        raw_sha256: None,
+        raw_size_bytes: None,
+        bundle,
+    })
+}
+
+/// Writes metadata, in-toto statement, manifest and notes (each atomically), hashing
+/// every artifact as it is on disk after it was written.
+pub fn run(input: &Input, facts: &Facts, plan: &Plan) -> anyhow::Result<Outcome> {
+    let paths = &input.paths;
+    let meta = &plan.metadata;
+    atomic::write(&paths.metadata, to_canonical_json(meta)?.as_bytes())?;
+
+    let mut image = artifact(&paths.image, ArtifactKind::Image)?;
+    image.raw_sha256 = Some(meta.image.raw_sha256.clone());
+    image.raw_size_bytes = Some(meta.image.raw_size_bytes);
+    let mut checksum = artifact(&paths.checksum, ArtifactKind::Checksum)?;
+    checksum.contains_sha256 = Some(meta.image.sha256.clone());
+    let mut subjects = vec![
+        image,
+        checksum,
+        artifact(&paths.metadata, ArtifactKind::Metadata)?,
+    ];
+    if let Some(log) = &facts.build_log {
+        if log != &paths.build_log {
+            tracing::info!(
+                "build log `{}` is recorded but not one of the artifacts (it is not in OUTPUT_DIR under IMG_NAME.build.log)",
+                log.display()
+            );
+        } else {
+            subjects.push(artifact(log, ArtifactKind::BuildLog)?);
+        }
+    }
+    let statement = provenance::statement(&subjects, meta, &plan.source);
+    atomic::write(&paths.intoto, to_canonical_json(&statement)?.as_bytes())?;
+    let mut artifacts = subjects;
+    artifacts.push(artifact(&paths.intoto, ArtifactKind::Provenance)?);
+
+    let smoke = input
+        .smoke_dir
+        .as_deref()
+        .map(evidence::smoke)
+        .transpose()?;
+    let manifest = Manifest {
+        schema_version: SCHEMA_VERSION,
+        generated_at: meta.generated_at.clone(),
+        release: plan.release.clone(),
+        source: plan.source.clone(),
+        build: meta.build.clone(),
+        options: meta.options.clone(),
+        artifacts: artifacts.clone(),
+        smoke: smoke.clone(),
+        verifier: meta.verifier.clone(),
+    };
+    atomic::write(&paths.manifest, to_canonical_json(&manifest)?.as_bytes())?;
+
+    let start_epoch = input.build_start.map(|t| t.timestamp());
+    let notes = notes::render(&manifest, facts.timings.as_ref(), start_epoch);
+    if let Some(dir) = input
+        .notes_path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create `{}`", dir.display()))?;
+    }
+    atomic::write(&input.notes_path, notes.as_bytes())?;
+    tracing::info!(
+        "release {} ({}): wrote {}, {}, {}",
+        plan.release.tag,
+        plan.release.name,
+        paths.manifest.display(),
+        paths.intoto.display(),
+        input.notes_path.display()
+    );
+    Ok(Outcome {
+        release: plan.release.clone(),
+        manifest_path: paths.manifest.clone(),
+        notes_path: input.notes_path.clone(),
+        metadata_path: paths.metadata.clone(),
+        intoto_path: paths.intoto.clone(),
+        artifacts,
+        smoke_status: smoke.map(|s| s.status),
+    })
+}
+
+/// Entry point: parse → gather → plan → run → publish.
+pub fn main(gha: &Gha, args: Args) -> anyhow::Result<()> {
+    let input = Input::from_args(args)?;
+    let facts = gather(&input)?;
+    let plan = plan(&input, &facts)?;
+    let outcome = run(&input, &facts, &plan)?;
+    gha.publish(&outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        model::parse_time(s).unwrap()
+    }
+
+    #[test]
+    fn tags_and_names() {
+        let r = release(
+            Channel::Stable,
+            "Sugarkube Pi Image",
+            at("2024-05-21T10:00:00Z"),
+            Some("89abcdef0123"),
+        );
+        assert_eq!(r.tag, "v2024.05.21+g89abcde");
+        assert_eq!(r.name, "Sugarkube Pi Image 2024-05-21");
+        assert!(!r.prerelease && r.make_latest);
+        let r = release(
+            Channel::Nightly,
+            "Sugarkube Pi Image",
+            at("2024-05-22T23:59:59Z"),
+            Some("89abcdef"),
+        );
+        assert_eq!(r.tag, "nightly-20240522");
+        assert_eq!(r.name, "Sugarkube Pi Image nightly 2024-05-22");
+        assert!(r.prerelease && !r.make_latest);
+        assert_eq!(
+            release(Channel::Stable, "x", at("2024-05-21T00:00:00Z"), None).tag,
+            "v2024.05.21"
+        );
+    }
+
+    #[test]
+    fn option_typing() {
+        assert_eq!(
+            parse_option("a=TRUE").unwrap(),
+            ("a".into(), Value::Bool(true))
+        );
+        assert_eq!(parse_option("a=false").unwrap().1, Value::Bool(false));
+        assert_eq!(parse_option("a=42").unwrap().1, Value::from(42));
+        assert_eq!(parse_option("a=1.5").unwrap().1, Value::from(1.5));
+        assert_eq!(parse_option("a=v3").unwrap().1, Value::from("v3"));
+        assert_eq!(parse_option("a=x=y").unwrap().1, Value::from("x=y"));
+        assert!(
+            parse_option("novalue")
+                .unwrap_err()
+                .to_string()
+                .contains("missing `=`")
+        );
+    }
+
+    #[test]
+    fn arm64_and_stages() {
+        assert!(parse_arm64("1").unwrap());
+        assert!(!parse_arm64("0").unwrap());
+        assert_eq!(
+            parse_arm64("2").unwrap_err().to_string(),
+            "ARM64 must be 0 or 1 (got: 2)"
+        );
+        assert_eq!(
+            parse_stages(" stage0  stage1 ").unwrap(),
+            vec!["stage0", "stage1"]
+        );
+        assert!(
+            parse_stages("  ")
+                .unwrap_err()
+                .to_string()
+                .contains("PI_GEN_STAGES is empty")
+        );
+        assert!(parse_stages("stage0 $(id)").is_err());
+    }
+
+    #[test]
+    fn pi_gen_refs() {
+        assert_eq!(default_pi_gen_ref("bookworm", true), "bookworm-arm64");
+        assert_eq!(default_pi_gen_ref("bookworm", false), "bookworm");
+        assert_eq!(default_pi_gen_ref("trixie", true), "arm64");
+        assert_eq!(default_pi_gen_ref("trixie", false), "master");
+    }
+}

@@ -1,0 +1,249 @@
+//! `RELEASE_NOTES.md`: artifacts, stage timings (table and Mermaid gantt chart), the
+//! smoke result and the exact commands users run to verify what they downloaded.
+
+use std::fmt::Write as _;
+
+use crate::buildlog::StageTimings;
+use crate::gha::md_cell;
+use crate::model::manifest::{ArtifactKind, Manifest};
+
+/// `1h 2m 3s`, `1m 0s`, `59s`.
+pub fn human_duration(secs: u64) -> String {
+    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m {s}s"),
+        _ => format!("{h}h {m}m {s}s"),
+    }
+}
+
+fn short(sha: &str) -> &str {
+    sha.get(..7).unwrap_or(sha)
+}
+
+fn mib(bytes: u64) -> String {
+    if bytes == 0 {
+        "?".into()
+    } else {
+        format!("{:.1}", bytes as f64 / (1u64 << 20) as f64)
+    }
+}
+
+/// Renders the notes. `timings` comes from the build log when there was one.
+pub fn render(
+    m: &Manifest,
+    timings: Option<&StageTimings>,
+    build_start_epoch: Option<i64>,
+) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "# {}\n", m.release.name);
+    let _ = writeln!(
+        o,
+        "- Release: `{}` ({} channel)",
+        m.release.tag,
+        serde_json::to_value(m.release.channel)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    );
+    let repo_url = m
+        .source
+        .repository
+        .as_ref()
+        .map(|r| format!("{}/{r}", m.source.server_url));
+    match (&m.source.commit, &repo_url) {
+        (Some(c), Some(url)) => {
+            let _ = write!(o, "- Source: [`{}`]({url}/commit/{c})", short(c));
+        }
+        (Some(c), None) => {
+            let _ = write!(o, "- Source: `{}`", short(c));
+        }
+        _ => o.push_str("- Source: (unknown)"),
+    }
+    if let Some(r) = &m.source.git_ref {
+        let _ = write!(o, " on `{r}`");
+    }
+    o.push('\n');
+    if let Some(b) = &m.build {
+        let url = b.pi_gen.url.trim_end_matches(".git");
+        let _ = write!(
+            o,
+            "- pi-gen: `{}`",
+            b.pi_gen.git_ref.as_deref().unwrap_or(&b.pi_gen.branch)
+        );
+        match &b.pi_gen.commit {
+            Some(c) => {
+                let _ = writeln!(
+                    o,
+                    " @ [`{}`]({url}/commit/{c}), stages `{}`",
+                    short(c),
+                    b.pi_gen.stages.join(" ")
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    o,
+                    " @ (unknown commit), stages `{}`",
+                    b.pi_gen.stages.join(" ")
+                );
+            }
+        }
+        if let Some(d) = b.duration_seconds {
+            let _ = writeln!(o, "- Build duration: `{}`", human_duration(d));
+        }
+    }
+    if let (Some(url), Some(run)) = (&repo_url, &m.source.run_id) {
+        let _ = writeln!(o, "- Workflow run: [{run}]({url}/actions/runs/{run})");
+    }
+
+    o.push_str("\n## Artifacts\n\n| Artifact | Size (MiB) | SHA-256 |\n| --- | --- | --- |\n");
+    for a in &m.artifacts {
+        let _ = writeln!(
+            o,
+            "| `{}` | {} | `{}` |",
+            md_cell(&a.name),
+            mib(a.size_bytes),
+            a.sha256
+        );
+    }
+    if let Some(img) = m.artifacts.iter().find(|a| a.kind == ArtifactKind::Image)
+        && let (Some(raw), Some(size)) = (&img.raw_sha256, img.raw_size_bytes)
+    {
+        let _ = writeln!(
+            o,
+            "\nThe disk image inside `{}` is {size} bytes with SHA-256 `{raw}`: the digest to compare \
+             with a card you flashed (`head -c {size} /dev/sdX | sha256sum`).",
+            img.name
+        );
+    }
+    let _ = writeln!(
+        o,
+        "\nThe attached manifest (`{}.manifest.json`) holds the full provenance record.",
+        m.artifacts
+            .first()
+            .map(|a| a.name.as_str())
+            .unwrap_or("image")
+    );
+
+    o.push_str("\n## Stage timings\n\n");
+    match timings.filter(|t| !t.spans.is_empty()) {
+        None => o.push_str("No stage timing data was captured.\n"),
+        Some(t) => stage_section(&mut o, t, build_start_epoch),
+    }
+
+    o.push_str("\n## QEMU smoke test\n\n");
+    match &m.smoke {
+        None => o.push_str("Not run: this image was not booted in QEMU before this release.\n"),
+        Some(s) => {
+            let _ = writeln!(o, "- Status: `{}`", s.status);
+            let key: Vec<_> = s
+                .artifacts
+                .iter()
+                .filter(|a| a.path.ends_with("serial.log") || a.path.ends_with("summary.json"))
+                .collect();
+            if key.is_empty() {
+                o.push_str("- Evidence: see the manifest for the full listing\n");
+            } else {
+                o.push_str("- Evidence:\n");
+                for a in key {
+                    let _ = writeln!(
+                        o,
+                        "  - `{}`: `{}` ({} bytes)",
+                        md_cell(&a.path),
+                        a.sha256,
+                        a.size_bytes
+                    );
+                }
+            }
+        }
+    }
+
+    verify_section(&mut o, m);
+    o
+}
+
+fn stage_section(o: &mut String, t: &StageTimings, start_epoch: Option<i64>) {
+    o.push_str("| Stage | Duration |\n| --- | --- |\n");
+    for (name, secs) in t.table_rows() {
+        let indent = if name.contains('/') { "↳ " } else { "" };
+        let _ = writeln!(
+            o,
+            "| {indent}`{}` | {} |",
+            md_cell(&name),
+            human_duration(secs)
+        );
+    }
+    for i in &t.incomplete {
+        let _ = writeln!(
+            o,
+            "| `{}` | incomplete (began at +{}s, never ended) |",
+            md_cell(&i.name),
+            i.start_offset_seconds
+        );
+    }
+    let stages = t.stages();
+    if stages.is_empty() {
+        return;
+    }
+    // Mermaid reads both ends in the `dateFormat`; Unix seconds keep it exact.
+    let base = start_epoch.unwrap_or(0);
+    o.push_str("\n```mermaid\ngantt\n    title pi-gen stage timeline\n    dateFormat X\n    axisFormat %H:%M:%S\n    section stages\n");
+    for (i, s) in stages.iter().enumerate() {
+        let label: String = s
+            .name
+            .chars()
+            .map(|c| if matches!(c, ':' | ';' | '#') { '_' } else { c })
+            .collect();
+        let start = base + i64::try_from(s.start_offset_seconds).unwrap_or(0);
+        let end =
+            base + i64::try_from(s.end_offset_seconds.max(s.start_offset_seconds + 1)).unwrap_or(0);
+        let _ = writeln!(o, "    {label} : s{i}, {start}, {end}");
+    }
+    o.push_str("```\n");
+}
+
+fn verify_section(o: &mut String, m: &Manifest) {
+    let image = m
+        .artifacts
+        .iter()
+        .find(|a| a.kind == ArtifactKind::Image)
+        .map(|a| a.name.clone())
+        .unwrap_or_else(|| "IMAGE.img.xz".into());
+    let checksum = m
+        .artifacts
+        .iter()
+        .find(|a| a.kind == ArtifactKind::Checksum)
+        .map(|a| a.name.clone())
+        .unwrap_or_else(|| format!("{image}.sha256"));
+    let repo = m
+        .source
+        .repository
+        .clone()
+        .unwrap_or_else(|| "OWNER/REPO".into());
+    let server = &m.source.server_url;
+    let _ = write!(
+        o,
+        "\n## Verify\n\nDownload the image and its checksum into one directory, then:\n\n```sh\nsha256sum -c {checksum}\n```\n\n\
+         Check the signature (keyless Sigstore, signed by this repository's workflow):\n\n```sh\n\
+         pi-image verify {image} --bundle {image}.sigstore.json --repository {repo}\n\
+         cosign verify-blob {image} --bundle {image}.sigstore.json \\\n  \
+         --certificate-identity-regexp '^{}/{}/\\.github/workflows/' \\\n  \
+         --certificate-oidc-issuer https://token.actions.githubusercontent.com\n```\n",
+        regex::escape(server),
+        regex::escape(&repo),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(human_duration(0), "0s");
+        assert_eq!(human_duration(59), "59s");
+        assert_eq!(human_duration(60), "1m 0s");
+        assert_eq!(human_duration(3661), "1h 1m 1s");
+        assert_eq!(human_duration(3600), "1h 0m 0s");
+    }
+}

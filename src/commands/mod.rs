@@ -1,0 +1,16 @@
+//! One module per subcommand, all with the same shape:
+//! `Args` → `Input` → `plan()` → `run()` → `Outcome`.
+
+pub mod collect_artifacts;
+pub mod manifest;
+
+use crate::cli::Command;
+use crate::gha::Gha;
+
+/// Runs one subcommand and publishes its outcome.
+pub fn dispatch(gha: &Gha, command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::CollectArtifacts(args) => collect_artifacts::main(gha, args),
+        Command::Manifest(args) => manifest::main(gha, args),
+    }
+}

@@ -1,0 +1,296 @@
+//! GitHub Actions I/O, encoded once: step outputs, the step summary, log groups,
+//! annotations and masks. Outside Actions the same calls print plain lines.
+//!
+//! Everything a step prints goes to one stream (stdout in Actions, where the runner
+//! reads workflow commands, stderr elsewhere) so groups and the lines inside them can
+//! never be reordered by the runner's separate pipes.
+
+pub mod escape;
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+
+/// What every subcommand reports when it ends.
+pub trait StepReport {
+    /// Step outputs, kebab-case keys.
+    fn outputs(&self) -> Vec<(&'static str, String)>;
+    /// Markdown appended to the job summary.
+    fn summary(&self) -> String;
+}
+
+/// Severity of an annotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Error,
+    Warning,
+    Notice,
+}
+
+impl Level {
+    fn command(self) -> &'static str {
+        match self {
+            Level::Error => "error",
+            Level::Warning => "warning",
+            Level::Notice => "notice",
+        }
+    }
+}
+
+/// The Actions environment as seen by one process.
+#[derive(Debug, Clone, Default)]
+pub struct Gha {
+    actions: bool,
+    output_file: Option<PathBuf>,
+    summary_file: Option<PathBuf>,
+    workspace: Option<PathBuf>,
+}
+
+fn non_empty_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+impl Gha {
+    /// Reads `GITHUB_ACTIONS`, `GITHUB_OUTPUT`, `GITHUB_STEP_SUMMARY`, `GITHUB_WORKSPACE`.
+    pub fn from_env() -> Self {
+        Self {
+            actions: std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true"),
+            output_file: non_empty_path("GITHUB_OUTPUT"),
+            summary_file: non_empty_path("GITHUB_STEP_SUMMARY"),
+            workspace: non_empty_path("GITHUB_WORKSPACE"),
+        }
+    }
+
+    /// True when running as an Actions step (workflow commands are understood).
+    pub fn in_actions(&self) -> bool {
+        self.actions
+    }
+
+    /// Writes one line to the step log.
+    pub fn line(&self, text: &str) {
+        console_line(self.actions, text);
+    }
+
+    fn command(&self, name: &str, props: &[(&str, &str)], message: &str) {
+        self.line(&escape::command(name, props, message));
+    }
+
+    /// Publishes step outputs: the `GITHUB_OUTPUT` file when set, readable lines always.
+    pub fn set_outputs(&self, outputs: &[(&str, String)]) -> anyhow::Result<()> {
+        if let Some(path) = &self.output_file {
+            let text = format_outputs(outputs)?;
+            let mut file = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(path)
+                .with_context(|| {
+                    format!("failed to open GITHUB_OUTPUT file `{}`", path.display())
+                })?;
+            file.write_all(text.as_bytes())
+                .with_context(|| format!("failed to write step outputs to `{}`", path.display()))?;
+        }
+        for (key, value) in outputs {
+            let shown = if value.contains('\n') {
+                "(multi-line)"
+            } else {
+                value.as_str()
+            };
+            self.line(&format!("output {key}: {shown}"));
+        }
+        Ok(())
+    }
+
+    /// Appends Markdown to the job summary. Best effort: a summary is never worth
+    /// failing a step that did its work.
+    pub fn summary(&self, markdown: &str) {
+        let Some(path) = &self.summary_file else {
+            return;
+        };
+        let result = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(markdown.as_bytes()));
+        if let Err(err) = result {
+            tracing::debug!(
+                "could not append to the step summary `{}`: {err}",
+                path.display()
+            );
+        }
+    }
+
+    /// Publishes a finished step's outputs and summary.
+    pub fn publish(&self, report: &impl StepReport) -> anyhow::Result<()> {
+        self.set_outputs(&report.outputs())?;
+        self.summary(&report.summary());
+        Ok(())
+    }
+
+    /// Starts a collapsible log group; it ends when the guard is dropped.
+    pub fn group(&self, title: &str) -> Group<'_> {
+        if self.actions {
+            self.command("group", &[], title);
+        } else {
+            self.line(&format!("==> {title}"));
+        }
+        Group { gha: self }
+    }
+
+    /// An annotation, attached to a file (relative to the workspace) and line when known.
+    pub fn annotate(&self, level: Level, message: &str, file: Option<&Path>, line: Option<u32>) {
+        if self.actions {
+            let file = file.map(|f| self.workspace_relative(f)).unwrap_or_default();
+            let line = line.map(|l| l.to_string()).unwrap_or_default();
+            self.command(
+                level.command(),
+                &[("file", &file), ("line", &line)],
+                message,
+            );
+        } else {
+            let place = match (file, line) {
+                (Some(f), Some(l)) => format!(" ({}:{l})", f.display()),
+                (Some(f), None) => format!(" ({})", f.display()),
+                _ => String::new(),
+            };
+            self.line(&format!("{}{place}: {message}", level.command()));
+        }
+    }
+
+    /// Hides a secret from every later line of the job log.
+    pub fn mask(&self, secret: &str) {
+        if self.actions && !secret.is_empty() {
+            for part in secret.lines().filter(|l| !l.trim().is_empty()) {
+                self.command("add-mask", &[], part);
+            }
+        }
+    }
+
+    fn workspace_relative(&self, file: &Path) -> String {
+        let rel = self
+            .workspace
+            .as_deref()
+            .and_then(|ws| file.strip_prefix(ws).ok())
+            .unwrap_or(file);
+        rel.display().to_string()
+    }
+}
+
+/// RAII guard for `::group::`; groups are never nested.
+pub struct Group<'a> {
+    gha: &'a Gha,
+}
+
+impl Drop for Group<'_> {
+    fn drop(&mut self) {
+        if self.gha.actions {
+            self.gha.command("endgroup", &[], "");
+        }
+    }
+}
+
+/// Writes a line to the console stream used for this run.
+pub fn console_line(actions: bool, text: &str) {
+    // A closed stdout/stderr (e.g. `| head`) must not turn into a panic.
+    if actions {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{text}");
+        let _ = out.flush();
+    } else {
+        let _ = writeln!(std::io::stderr().lock(), "{text}");
+    }
+}
+
+/// Formats outputs in the `GITHUB_OUTPUT` file syntax: `key=value` for one-line values,
+/// the heredoc form with a random delimiter for multi-line ones.
+pub fn format_outputs(outputs: &[(&str, String)]) -> anyhow::Result<String> {
+    let mut text = String::new();
+    for (key, value) in outputs {
+        if key.is_empty() || key.contains(['=', '\n', '\r']) {
+            bail!("invalid step output name `{key}`");
+        }
+        if value.contains(['\n', '\r']) {
+            let delimiter = escape::random_delimiter();
+            if key.contains(&delimiter) || value.contains(&delimiter) {
+                bail!("step output `{key}` contains its own delimiter; refusing to write it");
+            }
+            let _ = write!(text, "{key}<<{delimiter}\n{value}\n{delimiter}\n");
+        } else {
+            let _ = writeln!(text, "{key}={value}");
+        }
+    }
+    Ok(text)
+}
+
+/// Escapes text for a Markdown table cell.
+pub fn md_cell(s: &str) -> String {
+    s.replace('|', "\\|").replace(['\n', '\r'], " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_line_outputs_use_key_value() {
+        let text = format_outputs(&[("sha256", "ab".into()), ("size", "3".into())]).unwrap();
+        assert_eq!(text, "sha256=ab\nsize=3\n");
+    }
+
+    #[test]
+    fn multi_line_outputs_use_a_random_heredoc() {
+        let text = format_outputs(&[("notes", "a\nb".into())]).unwrap();
+        let mut lines = text.lines();
+        let head = lines.next().unwrap();
+        let delim = head.strip_prefix("notes<<").unwrap();
+        assert!(delim.starts_with("ghadelimiter_"));
+        assert_eq!(lines.next(), Some("a"));
+        assert_eq!(lines.next(), Some("b"));
+        assert_eq!(lines.next(), Some(delim));
+    }
+
+    #[test]
+    fn bad_output_names_are_refused() {
+        assert!(format_outputs(&[("a=b", "x".into())]).is_err());
+        assert!(format_outputs(&[("", "x".into())]).is_err());
+    }
+
+    #[test]
+    fn outputs_and_summary_go_to_their_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let gha = Gha {
+            actions: false,
+            output_file: Some(dir.path().join("out")),
+            summary_file: Some(dir.path().join("sum")),
+            workspace: None,
+        };
+        gha.set_outputs(&[("k", "v".into())]).unwrap();
+        gha.set_outputs(&[("k2", "v2".into())]).unwrap();
+        gha.summary("# hi\n");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("out")).unwrap(),
+            "k=v\nk2=v2\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("sum")).unwrap(),
+            "# hi\n"
+        );
+    }
+
+    #[test]
+    fn summary_write_failure_is_not_fatal() {
+        let gha = Gha {
+            summary_file: Some("/nonexistent/dir/summary".into()),
+            ..Gha::default()
+        };
+        gha.summary("x");
+    }
+
+    #[test]
+    fn md_cells_escape_pipes() {
+        assert_eq!(md_cell("a|b\nc"), "a\\|b c");
+    }
+}

@@ -1,0 +1,19 @@
+//! `pi-image`: build, verify, sign and publish Raspberry Pi OS images.
+//!
+//! Every subcommand lives in `commands/<name>.rs` and has the same shape:
+//! `Args` (clap) → validated `Input` → pure `plan()` → `run()` with effects →
+//! `Outcome`, published as step outputs and a step-summary block by [`gha`].
+
+pub mod atomic;
+pub mod buildlog;
+pub mod checksum;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod gha;
+pub mod logging;
+pub mod model;
+pub mod process;
+pub mod progress;
+pub mod xz;

@@ -1,0 +1,101 @@
+//! External commands, each with a sentence saying what it was for, so a failure reads
+//! "failed to <summary>" with the command, its exit code and its stderr.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+
+#[derive(Debug, Clone)]
+pub struct CmdSpec {
+    pub program: String,
+    pub args: Vec<OsString>,
+    pub cwd: Option<PathBuf>,
+    /// What the command is for, e.g. "read the pi-gen commit".
+    pub summary: String,
+}
+
+impl CmdSpec {
+    pub fn new(program: &str, summary: &str) -> Self {
+        Self {
+            program: program.to_owned(),
+            args: Vec::new(),
+            cwd: None,
+            summary: summary.to_owned(),
+        }
+    }
+
+    pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn cwd(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cwd = Some(dir.into());
+        self
+    }
+
+    fn display(&self) -> String {
+        let mut s = self.program.clone();
+        for a in &self.args {
+            s.push(' ');
+            s.push_str(&a.to_string_lossy());
+        }
+        s
+    }
+
+    /// Runs the command and returns its trimmed stdout; the exact exit code is reported.
+    pub fn output(&self) -> anyhow::Result<String> {
+        tracing::debug!("running `{}` to {}", self.display(), self.summary);
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args);
+        if let Some(dir) = &self.cwd {
+            cmd.current_dir(dir);
+        }
+        let out = cmd.output().with_context(|| {
+            format!("failed to {}: cannot run `{}`", self.summary, self.program)
+        })?;
+        if !out.status.success() {
+            let code = out.status.code().map_or_else(
+                || "killed by a signal".to_owned(),
+                |c| format!("exit code {c}"),
+            );
+            bail!(
+                "failed to {}: `{}` ended with {code}: {}",
+                self.summary,
+                self.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_the_real_exit_code() {
+        let err = CmdSpec::new("sh", "test exit codes")
+            .arg("-c")
+            .arg("echo oops >&2; exit 2")
+            .output()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("failed to test exit codes"), "{err}");
+        assert!(err.contains("exit code 2"), "{err}");
+        assert!(err.contains("oops"), "{err}");
+    }
+
+    #[test]
+    fn returns_stdout() {
+        let out = CmdSpec::new("sh", "echo")
+            .arg("-c")
+            .arg("echo hi")
+            .output()
+            .unwrap();
+        assert_eq!(out, "hi");
+    }
+}

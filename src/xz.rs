@@ -1,0 +1,153 @@
+//! xz settings and the multi-threaded liblzma encoder/decoder.
+//!
+//! The encoder always uses liblzma's multi-threaded mode with the default block size
+//! (3 × dictionary), so the output depends only on the input and the preset, never on
+//! the thread count: the same input gives byte-identical `.img.xz` files everywhere.
+
+use std::io::{Read, Write};
+use std::str::FromStr;
+
+use liblzma::stream::{Check, MtStreamBuilder};
+
+/// An xz preset: level 0-9, optionally "extreme" (`9e`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Preset {
+    pub level: u32,
+    pub extreme: bool,
+}
+
+impl Default for Preset {
+    fn default() -> Self {
+        Self {
+            level: 6,
+            extreme: false,
+        }
+    }
+}
+
+impl FromStr for Preset {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim().trim_start_matches('-');
+        let (digits, extreme) = match s.strip_suffix('e') {
+            Some(d) => (d, true),
+            None => (s, false),
+        };
+        match digits.parse::<u32>() {
+            Ok(level) if level <= 9 && digits.len() == 1 => Ok(Self { level, extreme }),
+            _ => Err(format!(
+                "`{s}` is not an xz preset: use 0-9, optionally followed by `e` (e.g. 6, 9e)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Preset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}{}", self.level, if self.extreme { "e" } else { "" })
+    }
+}
+
+impl Preset {
+    fn flags(self) -> u32 {
+        // LZMA_PRESET_EXTREME from lzma/container.h.
+        self.level | if self.extreme { 0x8000_0000 } else { 0 }
+    }
+}
+
+/// Resolves `0` to the number of cores.
+pub fn resolve_threads(threads: u32) -> u32 {
+    if threads > 0 {
+        return threads;
+    }
+    std::thread::available_parallelism()
+        .map(|n| u32::try_from(n.get()).unwrap_or(1))
+        .unwrap_or(1)
+}
+
+/// A multi-threaded xz encoder writing to `inner`.
+pub fn encoder<W: Write>(
+    inner: W,
+    preset: Preset,
+    threads: u32,
+) -> anyhow::Result<liblzma::write::XzEncoder<W>> {
+    let stream = MtStreamBuilder::new()
+        .preset(preset.flags())
+        .threads(resolve_threads(threads))
+        .block_size(0)
+        .check(Check::Crc64)
+        .encoder()
+        .map_err(|e| anyhow::anyhow!("cannot start the xz encoder (preset {preset}): {e}"))?;
+    Ok(liblzma::write::XzEncoder::new_stream(inner, stream))
+}
+
+/// An xz decoder for all concatenated streams in `inner` (what `xz -d` accepts).
+pub fn decoder<R: Read>(inner: R) -> liblzma::read::XzDecoder<R> {
+    liblzma::read::XzDecoder::new_multi_decoder(inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_parse() {
+        assert_eq!(
+            "6".parse(),
+            Ok(Preset {
+                level: 6,
+                extreme: false
+            })
+        );
+        assert_eq!(
+            "9e".parse(),
+            Ok(Preset {
+                level: 9,
+                extreme: true
+            })
+        );
+        assert_eq!(
+            "-0".parse(),
+            Ok(Preset {
+                level: 0,
+                extreme: false
+            })
+        );
+        for bad in ["10", "e", "", "x", "66", "9ee"] {
+            assert!(bad.parse::<Preset>().is_err(), "{bad}");
+        }
+        assert_eq!(
+            Preset {
+                level: 9,
+                extreme: true
+            }
+            .to_string(),
+            "9e"
+        );
+    }
+
+    #[test]
+    fn output_does_not_depend_on_thread_count() {
+        let data: Vec<u8> = (0..3_000_000u32)
+            .map(|i| (i % 251) as u8 ^ (i >> 13) as u8)
+            .collect();
+        let compress = |threads| {
+            let mut enc = encoder(
+                Vec::new(),
+                Preset {
+                    level: 0,
+                    extreme: false,
+                },
+                threads,
+            )
+            .unwrap();
+            enc.write_all(&data).unwrap();
+            enc.finish().unwrap()
+        };
+        let one = compress(1);
+        assert_eq!(one, compress(2));
+        let mut back = Vec::new();
+        decoder(&one[..]).read_to_end(&mut back).unwrap();
+        assert_eq!(back, data);
+    }
+}

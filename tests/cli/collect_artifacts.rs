@@ -1,0 +1,530 @@
+//! `collect-artifacts` on real images: every source format, discovery rules, bad
+//! inputs, atomicity and interruption. Outputs are checked with `xz -t`,
+//! `sha256sum -c` and `xz -dc | sha256sum` against the original image.
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::support::{
+    Workspace, assert_valid_outputs, pi_like_image, read_outputs, run, sh, sha256_of,
+    xz_content_sha256,
+};
+
+fn raw_sha() -> String {
+    sha256_of(pi_like_image())
+}
+
+fn metadata(ws: &Workspace, name: &str) -> serde_json::Value {
+    let text = fs::read_to_string(ws.out().join(format!("{name}.img.xz.metadata.json"))).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn zip_from_pi_gen_is_streamed_into_xz() {
+    let ws = Workspace::new();
+    let zip = ws.put_zip(
+        "image_2026-06-18-sugarkube-lite.zip",
+        "2026-06-18-sugarkube-lite.img",
+    );
+    let zip_sha = sha256_of(&zip);
+    let outputs = ws.root().join("gh-output");
+    let (code, _, err) = run(ws.collect().env("GITHUB_OUTPUT", &outputs));
+    assert_eq!(code, 0, "{err}");
+    assert_valid_outputs(&ws.out(), "sugarkube");
+    let image = ws.out().join("sugarkube.img.xz");
+    assert_eq!(xz_content_sha256(&image), raw_sha());
+    assert_eq!(sha256_of(&zip), zip_sha, "input untouched");
+
+    // The pair still verifies after moving it elsewhere (no paths in the checksum).
+    let elsewhere = ws.root().join("moved");
+    fs::create_dir_all(&elsewhere).unwrap();
+    for f in ["sugarkube.img.xz", "sugarkube.img.xz.sha256"] {
+        fs::rename(ws.out().join(f), elsewhere.join(f)).unwrap();
+    }
+    sh("sha256sum", &["-c", "sugarkube.img.xz.sha256"], &elsewhere);
+
+    let out = read_outputs(&outputs);
+    assert_eq!(out["image-path"], "out/sugarkube.img.xz");
+    assert_eq!(out["checksum-path"], "out/sugarkube.img.xz.sha256");
+    assert_eq!(
+        out["sha256"],
+        sha256_of(&elsewhere.join("sugarkube.img.xz"))
+    );
+    assert_eq!(
+        out["size"],
+        fs::metadata(elsewhere.join("sugarkube.img.xz"))
+            .unwrap()
+            .len()
+            .to_string()
+    );
+    assert_eq!(out["raw-sha256"], raw_sha());
+    assert_eq!(
+        out["raw-size"],
+        fs::metadata(pi_like_image()).unwrap().len().to_string()
+    );
+
+    let meta = metadata(&ws, "sugarkube");
+    assert_eq!(meta["image"]["raw_sha256"], raw_sha());
+    assert_eq!(meta["source"]["entry"], "2026-06-18-sugarkube-lite.img");
+    assert_eq!(meta["source"]["format"], "zip");
+    assert!(
+        !ws.root()
+            .join("staging")
+            .join("2026-06-18-sugarkube-lite.img")
+            .exists()
+    );
+    assert!(
+        Workspace::files(&ws.out())
+            .iter()
+            .all(|f| !f.contains("partial"))
+    );
+}
+
+#[test]
+fn zip64_archives_work() {
+    let ws = Workspace::new();
+    let staging = ws.root().join("staging");
+    fs::create_dir_all(&staging).unwrap();
+    fs::copy(pi_like_image(), staging.join("x.img")).unwrap();
+    // -fz writes Zip64 records even for a small file: the same structures as a >4 GiB image.
+    sh(
+        "zip",
+        &[
+            "-q",
+            "-j",
+            "-fz",
+            "../deploy/image_2026-01-01-x.zip",
+            "x.img",
+        ],
+        &staging,
+    );
+    let listing = sh(
+        "unzip",
+        &["-Z", "-v", "../deploy/image_2026-01-01-x.zip"],
+        &staging,
+    );
+    assert!(
+        listing.contains("ID 0x0001 (PKWARE 64-bit sizes)")
+            && listing.contains("required to extract:   4.5"),
+        "{listing}"
+    );
+    let (code, _, err) = run(ws.collect().args(["--img-name", "x"]));
+    assert_eq!(code, 0, "{err}");
+    assert_valid_outputs(&ws.out(), "x");
+    assert_eq!(xz_content_sha256(&ws.out().join("x.img.xz")), raw_sha());
+}
+
+#[test]
+fn gz_and_raw_img_and_deep_paths() {
+    let ws = Workspace::new();
+    ws.put_gz("image_2026-01-01-a.img.gz");
+    let (code, _, err) = run(ws.collect().args(["--img-name", "a"]));
+    assert_eq!(code, 0, "{err}");
+    assert_valid_outputs(&ws.out(), "a");
+    assert_eq!(xz_content_sha256(&ws.out().join("a.img.xz")), raw_sha());
+
+    let ws = Workspace::new();
+    ws.put_img("d1/d2/d3/d4/d5/deep.img");
+    let (code, _, err) = run(ws.collect());
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        xz_content_sha256(&ws.out().join("sugarkube.img.xz")),
+        raw_sha()
+    );
+    assert_eq!(
+        metadata(&ws, "sugarkube")["source"]["path"],
+        "d1/d2/d3/d4/d5/deep.img"
+    );
+
+    let ws = Workspace::new();
+    ws.put_img("d1/d2/d3/d4/d5/d6/too-deep.img");
+    let (code, _, err) = run(ws.collect());
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("no image found under `deploy`") && err.contains("up to 6 levels deep"),
+        "{err}"
+    );
+}
+
+#[test]
+fn existing_xz_is_copied_verified_and_byte_identical() {
+    let ws = Workspace::new();
+    let src = ws.put_xz("image_2026-01-01-sk.img.xz");
+    let (code, _, err) = run(ws.collect().args(["--img-name", "sk"]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        fs::read(&src).unwrap(),
+        fs::read(ws.out().join("sk.img.xz")).unwrap()
+    );
+    assert_valid_outputs(&ws.out(), "sk");
+    assert_eq!(metadata(&ws, "sk")["image"]["raw_sha256"], raw_sha());
+
+    // --move verifies, then renames: the source is gone and the output is intact.
+    let ws = Workspace::new();
+    let src = ws.put_xz("image_2026-01-01-sk.img.xz");
+    let src_sha = sha256_of(&src);
+    let (code, _, err) = run(ws.collect().args(["--img-name", "sk", "--move"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(!src.exists());
+    assert_eq!(sha256_of(&ws.out().join("sk.img.xz")), src_sha);
+    assert_valid_outputs(&ws.out(), "sk");
+}
+
+#[test]
+fn preference_xz_over_zip_over_gz_over_img() {
+    let ws = Workspace::new();
+    ws.put_img("2026-01-01-sk-lite.img");
+    ws.put_zip("image_2026-01-01-sk-lite.zip", "2026-01-01-sk-lite.img");
+    let (code, _, err) = run(ws.collect());
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(metadata(&ws, "sugarkube")["source"]["format"], "zip");
+    ws.put_xz("image_2026-01-01-sk-lite.img.xz");
+    let (code, _, err) = run(ws.collect());
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(metadata(&ws, "sugarkube")["source"]["format"], "img.xz");
+}
+
+#[test]
+fn only_the_deploy_dir_is_scanned() {
+    let ws = Workspace::new();
+    fs::write(ws.root().join("stray.img.xz"), b"not this one").unwrap();
+    ws.put_xz("x/quux.img.xz");
+    let (code, _, err) = run(ws.collect());
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        xz_content_sha256(&ws.out().join("sugarkube.img.xz")),
+        raw_sha()
+    );
+}
+
+#[test]
+fn several_images_need_a_choice() {
+    let ws = Workspace::new();
+    ws.put_zip("image_2026-01-01-sk-lite.zip", "2026-01-01-sk-lite.img");
+    fs::copy(
+        ws.deploy().join("image_2026-01-01-sk-lite.zip"),
+        ws.deploy().join("image_2026-01-01-sk-full.zip"),
+    )
+    .unwrap();
+    let (code, _, err) = run(ws.collect());
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("several images")
+            && err.contains("sk-lite.zip")
+            && err.contains("sk-full.zip"),
+        "{err}"
+    );
+    assert!(!ws.out().join("sugarkube.img.xz").exists());
+    let (code, _, err) = run(ws.collect().args(["--image", "-full"]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        metadata(&ws, "sugarkube")["source"]["path"],
+        "image_2026-01-01-sk-full.zip"
+    );
+}
+
+#[test]
+fn empty_and_missing_deploy_dirs() {
+    let ws = Workspace::new();
+    let (code, _, err) = run(ws.collect());
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("no image found under `deploy`") && err.contains("no files at all"),
+        "{err}"
+    );
+    let (code, _, err) = run(ws.collect().args(["--deploy-dir", "nope"]));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("deploy directory `nope` does not exist"),
+        "{err}"
+    );
+}
+
+/// Runs collect and checks it failed cleanly: message, no outputs, input unchanged.
+fn assert_rejected(ws: &Workspace, input: &Path, needle: &str) {
+    let before = sha256_of(input);
+    let (code, _, err) = run(ws.collect());
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains(needle), "expected {needle:?} in: {err}");
+    assert_eq!(sha256_of(input), before, "input damaged");
+    let left = Workspace::files(&ws.out());
+    assert!(
+        left.iter()
+            .all(|f| !f.ends_with(".img.xz") && !f.contains("partial")),
+        "{left:?}"
+    );
+}
+
+#[test]
+fn corrupt_zip_entry_fails_on_crc() {
+    let ws = Workspace::new();
+    let zip = ws.put_zip("image_2026-01-01-sk.zip", "2026-01-01-sk.img");
+    // Flip bytes in the middle of the compressed data (not in any header).
+    let mut bytes = fs::read(&zip).unwrap();
+    let mid = bytes.len() / 2;
+    for b in &mut bytes[mid..mid + 64] {
+        *b ^= 0x5a;
+    }
+    fs::write(&zip, bytes).unwrap();
+    assert_rejected(&ws, &zip, "corrupt or truncated");
+}
+
+#[test]
+fn truncated_zip_fails() {
+    let ws = Workspace::new();
+    let zip = ws.put_zip("image_2026-01-01-sk.zip", "2026-01-01-sk.img");
+    let len = fs::metadata(&zip).unwrap().len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&zip)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    assert_rejected(&ws, &zip, "truncated or not a zip archive");
+}
+
+#[test]
+fn zip_without_img_fails() {
+    let ws = Workspace::new();
+    let zip = ws.deploy().join("image_2026-01-01-sk.zip");
+    fs::write(ws.root().join("readme.txt"), "hello").unwrap();
+    sh(
+        "zip",
+        &["-q", "-j", zip.to_str().unwrap(), "readme.txt"],
+        ws.root(),
+    );
+    assert_rejected(
+        &ws,
+        &zip,
+        &format!(
+            "zip contained no .img: {}",
+            Path::new("deploy/image_2026-01-01-sk.zip").display()
+        ),
+    );
+}
+
+#[test]
+fn zip_with_traversal_names_is_refused() {
+    for evil in ["../evil.img", "/abs/evil.img", "a/../../evil.img"] {
+        let ws = Workspace::new();
+        let zip = ws.deploy().join("image_2026-01-01-sk.zip");
+        let status = Command::new("python3")
+            .args(["-c", "import sys, zipfile\nwith zipfile.ZipFile(sys.argv[1], 'w') as z:\n    z.writestr(sys.argv[2], b'\\0' * 4096)", zip.to_str().unwrap(), evil])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert_rejected(&ws, &zip, "unsafe entry name");
+        assert!(!ws.root().join("evil.img").exists() && !Path::new("/abs/evil.img").exists());
+    }
+}
+
+#[test]
+fn truncated_xz_and_gz_fail() {
+    let ws = Workspace::new();
+    let xz = ws.put_xz("image_2026-01-01-sk.img.xz");
+    let len = fs::metadata(&xz).unwrap().len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&xz)
+        .unwrap()
+        .set_len(len - 100)
+        .unwrap();
+    assert_rejected(&ws, &xz, "corrupt or truncated");
+
+    let ws = Workspace::new();
+    let gz = ws.put_gz("image_2026-01-01-sk.img.gz");
+    let len = fs::metadata(&gz).unwrap().len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&gz)
+        .unwrap()
+        .set_len(len - 100)
+        .unwrap();
+    assert_rejected(&ws, &gz, "corrupt or truncated");
+}
+
+#[test]
+fn output_dir_is_created_and_unwritable_output_is_a_clear_error() {
+    let ws = Workspace::new();
+    ws.put_img("x.img");
+    let (code, _, err) = run(ws
+        .collect()
+        .env("OUTPUT_DIR", "a/b/c")
+        .args(["--output-dir", "a/b/c"]));
+    assert_eq!(code, 0, "{err}");
+    assert_valid_outputs(&ws.root().join("a/b/c"), "sugarkube");
+
+    fs::write(ws.root().join("blocker"), "a file").unwrap();
+    let (code, _, err) = run(ws.collect().args(["--output-dir", "blocker/out"]));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("cannot create output directory `blocker/out`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn read_only_old_checksum_is_replaced() {
+    let ws = Workspace::new();
+    ws.put_img("x.img");
+    fs::create_dir_all(ws.out()).unwrap();
+    let old = ws.out().join("sugarkube.img.xz.sha256");
+    fs::write(&old, "0000  stale\n").unwrap();
+    fs::set_permissions(&old, fs::Permissions::from_mode(0o444)).unwrap();
+    let (code, _, err) = run(&mut ws.collect());
+    assert_eq!(code, 0, "{err}");
+    assert_valid_outputs(&ws.out(), "sugarkube");
+}
+
+#[test]
+fn same_input_gives_byte_identical_output_whatever_the_threads() {
+    let ws = Workspace::new();
+    ws.put_zip("image_2026-01-01-sk.zip", "2026-01-01-sk.img");
+    let (code, _, err) = run(ws.collect().args(["--threads", "1", "--img-name", "one"]));
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run(ws.collect().args(["--threads", "2", "--img-name", "two"]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        fs::read(ws.out().join("one.img.xz")).unwrap(),
+        fs::read(ws.out().join("two.img.xz")).unwrap()
+    );
+}
+
+#[test]
+fn build_log_is_copied_and_chown_applies() {
+    let ws = Workspace::new();
+    ws.put_img("x.img");
+    fs::create_dir_all(ws.root().join("work/sugarkube")).unwrap();
+    fs::write(
+        ws.root().join("work/sugarkube/build.log"),
+        "[10:00:00] Begin /p/stage0\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(ws.collect().args(["--chown", "4242:4343"]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        fs::read_to_string(ws.out().join("sugarkube.build.log")).unwrap(),
+        "[10:00:00] Begin /p/stage0\n"
+    );
+    for f in [
+        "sugarkube.img.xz",
+        "sugarkube.img.xz.sha256",
+        "sugarkube.build.log",
+        "sugarkube.img.xz.metadata.json",
+        "",
+    ] {
+        let meta = fs::metadata(ws.out().join(f)).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (4242, 4343), "{f}");
+    }
+    let (code, _, err) = run(ws.collect().args(["--chown", "nobody"]));
+    assert_eq!(code, 2);
+    assert!(err.contains("is not UID:GID"), "{err}");
+}
+
+#[test]
+fn output_inside_deploy_is_not_mistaken_for_a_pi_gen_export() {
+    let ws = Workspace::new();
+    ws.put_zip(
+        "image_2026-01-01-sugarkube-lite.zip",
+        "2026-01-01-sugarkube-lite.img",
+    );
+    for _ in 0..2 {
+        let (code, _, err) = run(ws.collect().args(["--output-dir", "deploy"]));
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(metadata_in(&ws.deploy())["source"]["format"], "zip");
+    }
+    // With the export gone, the output itself is verified in place.
+    fs::remove_file(ws.deploy().join("image_2026-01-01-sugarkube-lite.zip")).unwrap();
+    let (code, _, err) = run(ws.collect().args(["--output-dir", "deploy"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("skipping copy"), "{err}");
+    assert_valid_outputs(&ws.deploy(), "sugarkube");
+}
+
+fn metadata_in(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&fs::read_to_string(dir.join("sugarkube.img.xz.metadata.json")).unwrap())
+        .unwrap()
+}
+
+#[test]
+fn bad_settings_exit_2() {
+    let ws = Workspace::new();
+    ws.put_img("x.img");
+    for (args, needle) in [
+        (vec!["--img-name", "$(touch pwned)"], "not a safe file name"),
+        (vec!["--img-name", "a;b"], "not a safe file name"),
+        (vec!["--xz-preset", "12"], "not an xz preset"),
+        (vec!["--build-log", "missing.log"], "does not exist"),
+    ] {
+        let (code, _, err) = run(ws.collect().args(&args));
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    assert!(!ws.root().join("pwned").exists());
+    let (code, _, err) = run(ws.collect().env("IMG_NAME", "../x"));
+    assert_eq!(code, 2, "{err}");
+}
+
+#[test]
+fn interrupted_run_leaves_no_partial_output_and_rerun_succeeds() {
+    let ws = Workspace::new();
+    // Incompressible data at preset 9 on one thread: slow enough to interrupt.
+    let img = ws.deploy().join("big.img");
+    let status = Command::new("head")
+        .args(["-c", "96M", "/dev/urandom"])
+        .stdout(fs::File::create(&img).unwrap())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let before = sha256_of(&img);
+    for signal in ["TERM", "INT"] {
+        let child = crate::support::pi_image(ws.root())
+            .args([
+                "collect-artifacts",
+                "--output-dir",
+                "out",
+                "--xz-preset",
+                "9",
+                "--threads",
+                "1",
+            ])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !Workspace::files(&ws.out())
+            .iter()
+            .any(|f| f.ends_with(".partial"))
+        {
+            assert!(Instant::now() < deadline, "no partial file appeared");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status();
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(&format!("interrupted by SIG{signal}")),
+            "{err}"
+        );
+        assert_eq!(
+            Workspace::files(&ws.out()),
+            Vec::<String>::new(),
+            "left behind after SIG{signal}"
+        );
+        assert_eq!(sha256_of(&img), before);
+    }
+    let (code, _, err) = run(ws.collect().args(["--xz-preset", "0"]));
+    assert_eq!(code, 0, "{err}");
+    assert_valid_outputs(&ws.out(), "sugarkube");
+    assert_eq!(
+        xz_content_sha256(&ws.out().join("sugarkube.img.xz")),
+        before
+    );
+}

@@ -1,0 +1,398 @@
+//! Test harness: real temp dirs, real disk images (MBR + FAT32 boot + ext4 root made
+//! with dosfstools/mtools/e2fsprogs), the real binary, and the real verifiers.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use assert_cmd::cargo::CommandCargoExt as _;
+
+/// Variables of the surrounding environment that would change the binary's behaviour.
+const SCRUB: &[&str] = &[
+    "GITHUB_ACTIONS",
+    "GITHUB_OUTPUT",
+    "GITHUB_STEP_SUMMARY",
+    "GITHUB_WORKSPACE",
+    "GITHUB_REPOSITORY",
+    "GITHUB_SHA",
+    "GITHUB_REF",
+    "GITHUB_RUN_ID",
+    "GITHUB_RUN_ATTEMPT",
+    "GITHUB_WORKFLOW",
+    "GITHUB_SERVER_URL",
+    "RUNNER_OS",
+    "RUNNER_ARCH",
+    "IMG_NAME",
+    "OUTPUT_DIR",
+    "DEPLOY_DIR",
+    "ARM64",
+    "PI_GEN_STAGES",
+    "PI_GEN_BRANCH",
+    "PI_GEN_URL",
+    "PI_GEN_REF",
+    "PI_GEN_COMMIT",
+    "PI_GEN_DIR",
+    "SOURCE_DATE_EPOCH",
+    "XZ_PRESET",
+    "XZ_THREADS",
+    "SUDO_UID",
+    "SUDO_GID",
+    "BUILD_LOG",
+    "BUILD_START",
+    "BUILD_END",
+    "RELEASE_CHANNEL",
+    "RELEASE_TITLE",
+    "SMOKE_DIR",
+    "MAX_SCAN_DEPTH",
+    "PI_IMAGE_LOG",
+    "RUST_LOG",
+];
+
+/// The binary, with a clean environment, run in `dir`.
+pub fn pi_image(dir: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("pi-image").expect("binary built");
+    for v in SCRUB {
+        cmd.env_remove(v);
+    }
+    cmd.current_dir(dir);
+    cmd
+}
+
+/// Runs a command and returns (exit code, stdout, stderr).
+pub fn run(mut cmd: impl std::borrow::BorrowMut<Command>) -> (i32, String, String) {
+    let out = cmd.borrow_mut().output().expect("command runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs an external tool that must succeed.
+pub fn sh(program: &str, args: &[&str], dir: &Path) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run {program} (run the README's test command to install it): {e}")
+        });
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn sha256_of(path: &Path) -> String {
+    let out = sh("sha256sum", &[path.to_str().unwrap()], Path::new("/"));
+    out.split_whitespace().next().unwrap().to_owned()
+}
+
+/// SHA-256 of the decompressed content of an `.xz` file, by the `xz` tool.
+pub fn xz_content_sha256(path: &Path) -> String {
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "set -o pipefail; xz -dc '{}' | sha256sum",
+            path.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "xz -dc failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// `xz -t` and `sha256sum -c` on the outputs, the checks users run.
+pub fn assert_valid_outputs(out_dir: &Path, img_name: &str) {
+    let image = format!("{img_name}.img.xz");
+    sh("xz", &["-t", &image], out_dir);
+    sh("sha256sum", &["-c", &format!("{image}.sha256")], out_dir);
+    let line = fs::read_to_string(out_dir.join(format!("{image}.sha256"))).unwrap();
+    let re = regex::Regex::new(&format!("^[0-9a-f]{{64}}  {}\n$", regex::escape(&image))).unwrap();
+    assert!(re.is_match(&line), "checksum line {line:?}");
+}
+
+/// Reads a `GITHUB_OUTPUT` file (key=value and heredoc forms).
+pub fn read_outputs(path: &Path) -> std::collections::BTreeMap<String, String> {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let mut map = std::collections::BTreeMap::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if let Some((k, delim)) = line.split_once("<<") {
+            let mut value = Vec::new();
+            for l in lines.by_ref() {
+                if l == delim {
+                    break;
+                }
+                value.push(l);
+            }
+            map.insert(k.to_owned(), value.join("\n"));
+        } else if let Some((k, v)) = line.split_once('=') {
+            map.insert(k.to_owned(), v.to_owned());
+        }
+    }
+    map
+}
+
+const MIB: u64 = 1 << 20;
+
+/// A small Pi-OS-like disk: MBR, FAT32 `bootfs` at 4 MiB (kernel8.img, dtb,
+/// config.txt, cmdline.txt), ext4 `rootfs` with real binaries, and zero runs. Built once
+/// per test process; returns its path.
+pub fn pi_like_image() -> &'static Path {
+    static IMAGE: OnceLock<PathBuf> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("pi-image-test-image-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("disk.img");
+        build_image(&dir, &path, 36);
+        path
+    })
+}
+
+/// Builds a disk image of `root_mib` MiB of root filesystem (plus 4 MiB gap and a
+/// 33 MiB boot partition, the smallest FAT32 mkfs.vfat accepts).
+pub fn build_image(work: &Path, path: &Path, root_mib: u64) {
+    let boot_mib = 33;
+    // Boot partition.
+    let boot = work.join("boot.fat");
+    let _ = fs::remove_file(&boot);
+    sh(
+        "mkfs.vfat",
+        &[
+            "-F",
+            "32",
+            "-n",
+            "BOOTFS",
+            "-C",
+            boot.to_str().unwrap(),
+            &(boot_mib * 1024).to_string(),
+        ],
+        work,
+    );
+    let files = work.join("bootfiles");
+    fs::create_dir_all(&files).unwrap();
+    fs::write(files.join("config.txt"), "arm_64bit=1\nenable_uart=1\n").unwrap();
+    fs::write(
+        files.join("cmdline.txt"),
+        "console=serial0,115200 root=PARTUUID=abcd-02 rootfstype=ext4 rootwait\n",
+    )
+    .unwrap();
+    fs::copy("/bin/bash", files.join("kernel8.img")).unwrap();
+    fs::copy("/bin/ls", files.join("bcm2710-rpi-3-b.dtb")).unwrap();
+    for f in [
+        "config.txt",
+        "cmdline.txt",
+        "kernel8.img",
+        "bcm2710-rpi-3-b.dtb",
+    ] {
+        sh(
+            "mcopy",
+            &[
+                "-i",
+                boot.to_str().unwrap(),
+                files.join(f).to_str().unwrap(),
+                "::/",
+            ],
+            work,
+        );
+    }
+    // Root partition from a real tree.
+    let tree = work.join("rootfs");
+    let _ = fs::remove_dir_all(&tree);
+    fs::create_dir_all(tree.join("usr/bin")).unwrap();
+    fs::create_dir_all(tree.join("etc")).unwrap();
+    for b in ["bash", "ls", "cat", "cp", "tar", "gzip", "sha256sum"] {
+        let src = Path::new("/usr/bin").join(b);
+        if src.exists() {
+            fs::copy(&src, tree.join("usr/bin").join(b)).unwrap();
+        }
+    }
+    fs::write(
+        tree.join("etc/os-release"),
+        "PRETTY_NAME=\"Test Pi OS\"\nID=debian\n",
+    )
+    .unwrap();
+    let root = work.join("root.ext4");
+    let _ = fs::remove_file(&root);
+    sh(
+        "mkfs.ext4",
+        &[
+            "-q",
+            "-F",
+            "-L",
+            "rootfs",
+            "-O",
+            "^huge_file",
+            "-d",
+            tree.to_str().unwrap(),
+            root.to_str().unwrap(),
+            &format!("{root_mib}M"),
+        ],
+        work,
+    );
+    // MBR disk, partitions 4 MiB aligned like Pi OS.
+    let boot_start = 4 * MIB;
+    let root_start = boot_start + boot_mib * MIB;
+    let total = root_start + root_mib * MIB;
+    let mut disk = fs::File::create(path).unwrap();
+    disk.set_len(total).unwrap();
+    let mut mbr = [0u8; 512];
+    mbr[440..444].copy_from_slice(&0x5eed_1234u32.to_le_bytes());
+    let entry = |start: u64, len: u64, kind: u8| {
+        let mut e = [0u8; 16];
+        e[4] = kind;
+        e[8..12].copy_from_slice(&u32::try_from(start / 512).unwrap().to_le_bytes());
+        e[12..16].copy_from_slice(&u32::try_from(len / 512).unwrap().to_le_bytes());
+        e
+    };
+    mbr[446..462].copy_from_slice(&entry(boot_start, boot_mib * MIB, 0x0c));
+    mbr[462..478].copy_from_slice(&entry(root_start, root_mib * MIB, 0x83));
+    mbr[510] = 0x55;
+    mbr[511] = 0xaa;
+    disk.write_all(&mbr).unwrap();
+    for (start, part) in [(boot_start, &boot), (root_start, &root)] {
+        disk.seek(SeekFrom::Start(start)).unwrap();
+        std::io::copy(&mut fs::File::open(part).unwrap(), &mut disk).unwrap();
+    }
+    disk.sync_all().unwrap();
+}
+
+/// A test workspace: `deploy/` and `out/` under a temp dir.
+pub struct Workspace {
+    pub tmp: tempfile::TempDir,
+}
+
+impl Workspace {
+    pub fn new() -> Self {
+        let ws = Self {
+            tmp: tempfile::tempdir().unwrap(),
+        };
+        fs::create_dir_all(ws.deploy()).unwrap();
+        ws
+    }
+
+    pub fn root(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    pub fn deploy(&self) -> PathBuf {
+        self.root().join("deploy")
+    }
+
+    pub fn out(&self) -> PathBuf {
+        self.root().join("out")
+    }
+
+    /// Places the test image in deploy/ at `rel` as a raw `.img`.
+    pub fn put_img(&self, rel: &str) -> PathBuf {
+        let dest = self.deploy().join(rel);
+        fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        fs::copy(pi_like_image(), &dest).unwrap();
+        dest
+    }
+
+    /// Places a pi-gen style zip `deploy/<zip_rel>` holding `<entry>`.
+    pub fn put_zip(&self, zip_rel: &str, entry: &str) -> PathBuf {
+        let staging = self.root().join("staging");
+        fs::create_dir_all(&staging).unwrap();
+        fs::copy(pi_like_image(), staging.join(entry)).unwrap();
+        let dest = self.deploy().join(zip_rel);
+        fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        sh(
+            "zip",
+            &[
+                "-q",
+                "-j",
+                dest.to_str().unwrap(),
+                staging.join(entry).to_str().unwrap(),
+            ],
+            &staging,
+        );
+        fs::remove_file(staging.join(entry)).unwrap();
+        dest
+    }
+
+    pub fn put_gz(&self, rel: &str) -> PathBuf {
+        let raw = self.put_img(rel.trim_end_matches(".gz"));
+        sh("gzip", &["-1", raw.to_str().unwrap()], self.root());
+        raw.with_extension("img.gz")
+    }
+
+    pub fn put_xz(&self, rel: &str) -> PathBuf {
+        let raw = self.put_img(rel.trim_end_matches(".xz"));
+        sh("xz", &["-0", "-T1", raw.to_str().unwrap()], self.root());
+        raw.with_extension("img.xz")
+    }
+
+    /// `collect-artifacts` with fast settings and the outputs in `out/`.
+    pub fn collect(&self) -> Command {
+        let mut cmd = pi_image(self.root());
+        cmd.args([
+            "collect-artifacts",
+            "--xz-preset",
+            "0",
+            "--output-dir",
+            "out",
+        ]);
+        cmd
+    }
+
+    /// Names of every file under `dir`, recursively, sorted.
+    pub fn files(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = walk(dir)
+            .into_iter()
+            .map(|p| p.strip_prefix(dir).unwrap().display().to_string())
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// Path to check-jsonschema: `CHECK_JSONSCHEMA`, the repo's `.venv`, or PATH.
+pub fn check_jsonschema() -> PathBuf {
+    if let Some(p) = std::env::var_os("CHECK_JSONSCHEMA") {
+        return p.into();
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/check-jsonschema");
+    if venv.exists() {
+        return venv;
+    }
+    PathBuf::from("check-jsonschema")
+}
+
+/// The repository root (for schemas).
+pub fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
