@@ -15,7 +15,7 @@ fn main() -> ExitCode {
             };
         }
     };
-    let gha = Gha::from_env();
+    let gha = Gha::from_env().quiet(cli.quiet);
     logging::init(gha.in_actions(), cli.verbosity());
     match commands::dispatch(&gha, cli.command) {
         Ok(()) => ExitCode::SUCCESS,

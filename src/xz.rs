@@ -4,10 +4,10 @@
 //! (3 × dictionary), so the output depends only on the input and the preset, never on
 //! the thread count: the same input gives byte-identical `.img.xz` files everywhere.
 
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
 use std::str::FromStr;
 
-use liblzma::stream::{Check, MtStreamBuilder};
+use liblzma::stream::{Action, Check, MtStreamBuilder, Status, Stream};
 
 /// An xz preset: level 0-9, optionally "extreme" (`9e`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,19 +66,72 @@ pub fn resolve_threads(threads: u32) -> u32 {
 }
 
 /// A multi-threaded xz encoder writing to `inner`.
-pub fn encoder<W: Write>(
+///
+/// liblzma's worker threads hold whole blocks (24 MiB at preset 6, 192 MiB at 9), so
+/// finishing can take a while. The encoder is driven with a short timeout and calls
+/// `keep_going` between steps, so a caller can abandon it promptly (e.g. on SIGTERM)
+/// instead of waiting for the last blocks.
+pub struct Encoder<W: Write> {
+    stream: Stream,
     inner: W,
-    preset: Preset,
-    threads: u32,
-) -> anyhow::Result<liblzma::write::XzEncoder<W>> {
-    let stream = MtStreamBuilder::new()
-        .preset(preset.flags())
-        .threads(resolve_threads(threads))
-        .block_size(0)
-        .check(Check::Crc64)
-        .encoder()
-        .map_err(|e| anyhow::anyhow!("cannot start the xz encoder (preset {preset}): {e}"))?;
-    Ok(liblzma::write::XzEncoder::new_stream(inner, stream))
+    buf: Vec<u8>,
+}
+
+/// Lets liblzma return control every so often even when no output is ready yet.
+const STEP_TIMEOUT_MS: u32 = 250;
+
+impl<W: Write> Encoder<W> {
+    pub fn new(inner: W, preset: Preset, threads: u32) -> anyhow::Result<Self> {
+        let stream = MtStreamBuilder::new()
+            .preset(preset.flags())
+            .threads(resolve_threads(threads))
+            .block_size(0)
+            .timeout_ms(STEP_TIMEOUT_MS)
+            .check(Check::Crc64)
+            .encoder()
+            .map_err(|e| anyhow::anyhow!("cannot start the xz encoder (preset {preset}): {e}"))?;
+        Ok(Self {
+            stream,
+            inner,
+            buf: Vec::with_capacity(1 << 20),
+        })
+    }
+
+    fn step(&mut self, input: &[u8], action: Action) -> io::Result<(usize, Status)> {
+        self.buf.clear();
+        let before = self.stream.total_in();
+        let status = self
+            .stream
+            .process_vec(input, &mut self.buf, action)
+            .map_err(|e| io::Error::other(format!("xz encoder: {e}")))?;
+        self.inner.write_all(&self.buf)?;
+        let consumed = usize::try_from(self.stream.total_in() - before).unwrap_or(input.len());
+        Ok((consumed, status))
+    }
+
+    /// Compresses all of `input`.
+    pub fn write_all(
+        &mut self,
+        mut input: &[u8],
+        keep_going: &impl Fn() -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        while !input.is_empty() {
+            keep_going()?;
+            let (consumed, _) = self.step(input, Action::Run)?;
+            input = &input[consumed..];
+        }
+        Ok(())
+    }
+
+    /// Flushes the last blocks and the index; returns the inner writer.
+    pub fn finish(mut self, keep_going: &impl Fn() -> anyhow::Result<()>) -> anyhow::Result<W> {
+        loop {
+            keep_going()?;
+            if let (_, Status::StreamEnd) = self.step(&[], Action::Finish)? {
+                return Ok(self.inner);
+            }
+        }
+    }
 }
 
 /// An xz decoder for all concatenated streams in `inner` (what `xz -d` accepts).
@@ -132,17 +185,16 @@ mod tests {
             .map(|i| (i % 251) as u8 ^ (i >> 13) as u8)
             .collect();
         let compress = |threads| {
-            let mut enc = encoder(
-                Vec::new(),
-                Preset {
-                    level: 0,
-                    extreme: false,
-                },
-                threads,
-            )
-            .unwrap();
-            enc.write_all(&data).unwrap();
-            enc.finish().unwrap()
+            let go = || Ok(());
+            let preset = Preset {
+                level: 0,
+                extreme: false,
+            };
+            let mut enc = Encoder::new(Vec::new(), preset, threads).unwrap();
+            for chunk in data.chunks(100_000) {
+                enc.write_all(chunk, &go).unwrap();
+            }
+            enc.finish(&go).unwrap()
         };
         let one = compress(1);
         assert_eq!(one, compress(2));

@@ -46,6 +46,7 @@ pub struct Gha {
     output_file: Option<PathBuf>,
     summary_file: Option<PathBuf>,
     workspace: Option<PathBuf>,
+    quiet: bool,
 }
 
 fn non_empty_path(name: &str) -> Option<PathBuf> {
@@ -62,6 +63,19 @@ impl Gha {
             output_file: non_empty_path("GITHUB_OUTPUT"),
             summary_file: non_empty_path("GITHUB_STEP_SUMMARY"),
             workspace: non_empty_path("GITHUB_WORKSPACE"),
+            quiet: false,
+        }
+    }
+
+    /// Outside Actions, `--quiet` drops the informational lines (groups, outputs).
+    pub fn quiet(mut self, quiet: bool) -> Self {
+        self.quiet = quiet;
+        self
+    }
+
+    fn info_line(&self, text: &str) {
+        if self.actions || !self.quiet {
+            self.line(text);
         }
     }
 
@@ -99,7 +113,7 @@ impl Gha {
             } else {
                 value.as_str()
             };
-            self.line(&format!("output {key}: {shown}"));
+            self.info_line(&format!("output {key}: {shown}"));
         }
         Ok(())
     }
@@ -135,7 +149,7 @@ impl Gha {
         if self.actions {
             self.command("group", &[], title);
         } else {
-            self.line(&format!("==> {title}"));
+            self.info_line(&format!("==> {title}"));
         }
         Group { gha: self }
     }
@@ -225,6 +239,21 @@ pub fn format_outputs(outputs: &[(&str, String)]) -> anyhow::Result<String> {
     Ok(text)
 }
 
+/// Sizes as people read them: `112.8 MiB`, `2.1 KiB`, `83 B`.
+pub fn human_size(bytes: u64) -> String {
+    const KIB: f64 = 1024.0;
+    let b = bytes as f64;
+    if b >= KIB * KIB * KIB {
+        format!("{:.2} GiB", b / (KIB * KIB * KIB))
+    } else if b >= KIB * KIB {
+        format!("{:.1} MiB", b / (KIB * KIB))
+    } else if b >= KIB {
+        format!("{:.1} KiB", b / KIB)
+    } else {
+        format!("{bytes} B")
+    }
+}
+
 /// Escapes text for a Markdown table cell.
 pub fn md_cell(s: &str) -> String {
     s.replace('|', "\\|").replace(['\n', '\r'], " ")
@@ -265,7 +294,7 @@ mod tests {
             actions: false,
             output_file: Some(dir.path().join("out")),
             summary_file: Some(dir.path().join("sum")),
-            workspace: None,
+            ..Gha::default()
         };
         gha.set_outputs(&[("k", "v".into())]).unwrap();
         gha.set_outputs(&[("k2", "v2".into())]).unwrap();
@@ -287,6 +316,14 @@ mod tests {
             ..Gha::default()
         };
         gha.summary("x");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(human_size(83), "83 B");
+        assert_eq!(human_size(2150), "2.1 KiB");
+        assert_eq!(human_size(118_325_364), "112.8 MiB");
+        assert_eq!(human_size(3 << 30), "3.00 GiB");
     }
 
     #[test]

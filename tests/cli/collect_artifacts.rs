@@ -528,3 +528,62 @@ fn interrupted_run_leaves_no_partial_output_and_rerun_succeeds() {
         before
     );
 }
+
+#[test]
+fn real_zip64_image_over_4_gib() {
+    let ws = Workspace::new();
+    let staging = ws.root().join("staging");
+    fs::create_dir_all(&staging).unwrap();
+    let img = staging.join("2026-01-01-big.img");
+    // The test image, then zeros up to 4.3 GiB (sparse, so cheap on disk).
+    fs::copy(pi_like_image(), &img).unwrap();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&img)
+        .unwrap()
+        .set_len(4400 << 20)
+        .unwrap();
+    let expected = sh(
+        "python3",
+        &[
+            "-c",
+            "import hashlib,sys\nh=hashlib.sha256()\nwith open(sys.argv[1],'rb') as f:\n    for b in iter(lambda: f.read(1<<20), b''): h.update(b)\nprint(h.hexdigest())",
+            img.to_str().unwrap(),
+        ],
+        &staging,
+    );
+    sh(
+        "zip",
+        &[
+            "-q",
+            "-1",
+            "../deploy/image_2026-01-01-big.zip",
+            "2026-01-01-big.img",
+        ],
+        &staging,
+    );
+    fs::remove_file(&img).unwrap();
+    let listing = sh(
+        "unzip",
+        &["-Z", "-v", "../deploy/image_2026-01-01-big.zip"],
+        &staging,
+    );
+    assert!(
+        listing.contains("PKWARE 64-bit sizes"),
+        "not a Zip64 archive: {listing}"
+    );
+    let outputs = ws.root().join("gh-output");
+    let (code, _, err) = run(ws
+        .collect()
+        .args(["--img-name", "big"])
+        .env("GITHUB_OUTPUT", &outputs));
+    assert_eq!(code, 0, "{err}");
+    let out = read_outputs(&outputs);
+    assert_eq!(out["raw-size"], (4400u64 << 20).to_string());
+    assert_eq!(out["raw-sha256"], expected.trim());
+    assert_valid_outputs(&ws.out(), "big");
+    assert_eq!(
+        xz_content_sha256(&ws.out().join("big.img.xz")),
+        expected.trim()
+    );
+}

@@ -1,8 +1,12 @@
 //! Integration tests: each drives the real `pi-image` binary on images the tests build.
 
-#![allow(clippy::unwrap_used, reason = "test helpers: a panic is the failure report")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a panic is the failure report"
+)]
 
 mod collect_artifacts;
 mod gha_io;
 mod manifest;
+mod snapshots;
 mod support;

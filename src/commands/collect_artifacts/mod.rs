@@ -18,7 +18,7 @@ use crate::atomic::{self, AtomicFile};
 use crate::checksum::checksum_line;
 use crate::config::{ArtifactPaths, ImageArgs, file_name};
 use crate::error::usage;
-use crate::gha::{Gha, StepReport, md_cell};
+use crate::gha::{Gha, StepReport, human_size, md_cell};
 use crate::model::metadata::{Compression, ImageInfo, Metadata, SourceInfo};
 use crate::model::{self, SCHEMA_VERSION, to_canonical_json};
 use crate::progress::Progress;
@@ -340,19 +340,15 @@ impl StepReport for Outcome {
     fn summary(&self) -> String {
         format!(
             "### collect-artifacts\n\n| Artifact | Size | SHA-256 | Raw image SHA-256 | From |\n| --- | --- | --- | --- | --- |\n\
-             | `{}` | {:.1} MiB ({:.1} MiB raw) | `{}` | `{}` | `{}` |\n\n",
+             | `{}` | {} ({} raw) | `{}` | `{}` | `{}` |\n\n",
             md_cell(&file_name(&self.image_path)),
-            mib(self.size),
-            mib(self.raw_size),
+            human_size(self.size),
+            human_size(self.raw_size),
             self.sha256,
             self.raw_sha256,
             md_cell(&self.source),
         )
     }
-}
-
-fn mib(bytes: u64) -> f64 {
-    bytes as f64 / (1u64 << 20) as f64
 }
 
 /// Performs the plan: writes the image, checksum, build log copy and metadata.
@@ -471,10 +467,10 @@ pub fn run(gha: &Gha, input: &Input, plan: &Plan) -> anyhow::Result<Outcome> {
 
     let seconds = started.elapsed().as_secs_f64();
     tracing::info!(
-        "wrote {} ({:.1} MiB, raw {:.1} MiB) in {seconds:.1} s",
+        "wrote {} ({}, raw {}) in {seconds:.1} s",
         paths.image.display(),
-        mib(streamed.out.size),
-        mib(streamed.raw.size)
+        human_size(streamed.out.size),
+        human_size(streamed.raw.size)
     );
     Ok(Outcome {
         image_path: paths.image.clone(),

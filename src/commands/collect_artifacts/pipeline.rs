@@ -13,7 +13,7 @@ use crate::checksum::{Digest, Hashing};
 use crate::progress::Progress;
 use crate::xz::{self, Preset};
 
-const BUF: usize = 1 << 20;
+const BUF: usize = 256 << 10;
 
 /// Digests of the written (compressed) file and of the raw image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,8 +46,13 @@ fn read_some(reader: &mut impl Read, buf: &mut [u8], origin: &Origin<'_>) -> any
     }
 }
 
-fn write_context(e: io::Error) -> anyhow::Error {
-    anyhow::Error::new(e).context("cannot write the output file (is the disk full?)")
+fn write_context(e: impl Into<anyhow::Error>) -> anyhow::Error {
+    let e = e.into();
+    // An interruption passes through unchanged: it is not a write failure.
+    if e.downcast_ref::<crate::error::Interrupted>().is_some() {
+        return e;
+    }
+    e.context("cannot write the output file (is the disk full?)")
 }
 
 /// Compresses a raw image stream into `dest`.
@@ -60,7 +65,7 @@ pub fn compress(
     progress: &mut Progress,
 ) -> anyhow::Result<Streamed> {
     let out = Hashing::new(BufWriter::with_capacity(BUF, dest));
-    let mut encoder = xz::encoder(out, preset, threads)?;
+    let mut encoder = xz::Encoder::new(out, preset, threads)?;
     let mut raw = Hashing::new(source);
     let mut buf = vec![0u8; BUF];
     loop {
@@ -68,11 +73,12 @@ pub fn compress(
         if n == 0 {
             break;
         }
-        encoder.write_all(&buf[..n]).map_err(write_context)?;
+        encoder
+            .write_all(&buf[..n], &check_interrupted)
+            .map_err(write_context)?;
         progress.inc(n as u64);
     }
-    check_interrupted()?;
-    let out = encoder.finish().map_err(write_context)?;
+    let out = encoder.finish(&check_interrupted).map_err(write_context)?;
     let (out, mut writer) = out.finish();
     writer.flush().map_err(write_context)?;
     Ok(Streamed {

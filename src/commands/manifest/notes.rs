@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::buildlog::StageTimings;
-use crate::gha::md_cell;
+use crate::gha::{human_size, md_cell};
 use crate::model::manifest::{ArtifactKind, Manifest};
 
 /// `1h 2m 3s`, `1m 0s`, `59s`.
@@ -19,14 +19,6 @@ pub fn human_duration(secs: u64) -> String {
 
 fn short(sha: &str) -> &str {
     sha.get(..7).unwrap_or(sha)
-}
-
-fn mib(bytes: u64) -> String {
-    if bytes == 0 {
-        "?".into()
-    } else {
-        format!("{:.1}", bytes as f64 / (1u64 << 20) as f64)
-    }
 }
 
 /// Renders the notes. `timings` comes from the build log when there was one.
@@ -96,13 +88,13 @@ pub fn render(
         let _ = writeln!(o, "- Workflow run: [{run}]({url}/actions/runs/{run})");
     }
 
-    o.push_str("\n## Artifacts\n\n| Artifact | Size (MiB) | SHA-256 |\n| --- | --- | --- |\n");
+    o.push_str("\n## Artifacts\n\n| Artifact | Size | SHA-256 |\n| --- | --- | --- |\n");
     for a in &m.artifacts {
         let _ = writeln!(
             o,
             "| `{}` | {} | `{}` |",
             md_cell(&a.name),
-            mib(a.size_bytes),
+            human_size(a.size_bytes),
             a.sha256
         );
     }
@@ -173,7 +165,11 @@ fn stage_section(o: &mut String, t: &StageTimings, start_epoch: Option<i64>) {
             human_duration(secs)
         );
     }
-    for i in &t.incomplete {
+    for i in t
+        .incomplete
+        .iter()
+        .filter(|i| i.name != crate::buildlog::WHOLE_BUILD)
+    {
         let _ = writeln!(
             o,
             "| `{}` | incomplete (began at +{}s, never ended) |",

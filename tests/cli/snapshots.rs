@@ -1,0 +1,71 @@
+//! Output whose shape users depend on, pinned with insta: `--help` texts and the
+//! release notes layout (digests and sizes, which depend on the image, are redacted).
+
+use std::fs;
+
+use crate::support::{Workspace, pi_image, run};
+
+#[test]
+fn help_texts() {
+    let ws = Workspace::new();
+    for sub in ["collect-artifacts", "manifest"] {
+        let (code, stdout, _) = run(pi_image(ws.root())
+            .args([sub, "--help"])
+            .env("COLUMNS", "100"));
+        assert_eq!(code, 0);
+        insta::assert_snapshot!(format!("help-{sub}"), stdout);
+    }
+}
+
+#[test]
+fn release_notes_layout() {
+    let ws = Workspace::new();
+    ws.put_zip(
+        "image_2026-11-25-sugarkube-lite.zip",
+        "2026-11-25-sugarkube-lite.img",
+    );
+    fs::create_dir_all(ws.root().join("work/sugarkube")).unwrap();
+    fs::write(
+        ws.root().join("work/sugarkube/build.log"),
+        "[10:00:00] Begin /pi-gen\n[10:00:00] Begin /pi-gen/stage0\n[10:00:00] Begin /pi-gen/stage0/00-configure-apt\n\
+         [10:00:30] End /pi-gen/stage0/00-configure-apt\n[10:01:00] End /pi-gen/stage0\n[10:01:00] Begin /pi-gen/stage1\n\
+         [10:03:00] End /pi-gen/stage1\n[10:03:00] Begin /pi-gen/export-image\n",
+    )
+    .unwrap();
+    assert_eq!(run(&mut ws.collect()).0, 0);
+    let (code, _, err) = run(pi_image(ws.root())
+        .args([
+            "manifest",
+            "--output-dir",
+            "out",
+            "--build-start",
+            "1764151200",
+            "--build-end",
+            "1764151500",
+        ])
+        .args([
+            "--channel",
+            "nightly",
+            "--repository",
+            "sugarkube/demo",
+            "--commit",
+            "0123456789abcdef0123456789abcdef01234567",
+        ])
+        .args([
+            "--ref",
+            "refs/heads/main",
+            "--pi-gen-commit",
+            "fedcba9876543210fedcba9876543210fedcba98",
+        ])
+        .env("SOURCE_DATE_EPOCH", "1764151500"));
+    assert_eq!(code, 0, "{err}");
+    let notes = fs::read_to_string(ws.out().join("RELEASE_NOTES.md")).unwrap();
+    insta::with_settings!({filters => vec![
+        (r"`[0-9a-f]{64}`", "`[sha256]`"),
+        (r"\| [\d.]+ (B|KiB|MiB) \|", "| [size] |"),
+        (r"is \d+ bytes", "is [n] bytes"),
+        (r"head -c \d+", "head -c [n]"),
+    ]}, {
+        insta::assert_snapshot!("release-notes", notes);
+    });
+}
