@@ -82,6 +82,16 @@ pub fn file_name(path: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// `path` relative to `base`, `/`-separated (for manifests and messages).
+pub fn posix_relative(base: &Path, path: &Path) -> String {
+    path.strip_prefix(base)
+        .unwrap_or(path)
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

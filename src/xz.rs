@@ -93,7 +93,7 @@ impl<W: Write> Encoder<W> {
         Ok(Self {
             stream,
             inner,
-            buf: Vec::with_capacity(1 << 20),
+            buf: Vec::with_capacity(256 << 10),
         })
     }
 

@@ -119,14 +119,7 @@ pub fn scan(deploy_dir: &Path, max_depth: usize) -> anyhow::Result<(Vec<Candidat
         if !entry.file_type().is_file() || entry.file_name().to_string_lossy().starts_with('.') {
             continue;
         }
-        let rel = entry
-            .path()
-            .strip_prefix(deploy_dir)
-            .unwrap_or(entry.path())
-            .components()
-            .map(|c| c.as_os_str().to_string_lossy())
-            .collect::<Vec<_>>()
-            .join("/");
+        let rel = crate::config::posix_relative(deploy_dir, entry.path());
         all.push(rel.clone());
         let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
         if let Some(c) = Candidate::new(entry.path().to_path_buf(), rel, entry.depth(), size) {

@@ -507,68 +507,62 @@ fn compress_source(
         input.preset
     );
     let file = open(&source.path)?;
-    match source.format {
-        Format::Zip => {
-            let mut archive = zip::ZipArchive::new(BufReader::with_capacity(1 << 16, file)).with_context(|| {
-                format!(
-                    "cannot read zip `{}`: it is truncated or not a zip archive; rebuild the image",
-                    source.path.display()
-                )
-            })?;
-            let index = pick_zip_entry(&mut archive, source, input.select.as_deref())?;
-            let entry = archive.by_index(index).with_context(|| {
-                format!("cannot open the image inside `{}`", source.path.display())
-            })?;
-            let name = entry_name(&entry, source)?;
-            let total = entry.size();
-            let what = format!("`{}` in zip `{}`", name, source.rel);
-            let mut progress = Progress::new(gha.in_actions(), "compressing", Some(total));
-            let s = pipeline::compress(
-                entry,
-                &Origin { what: &what },
-                dest.file(),
-                input.preset,
-                threads,
-                &mut progress,
-            )?;
-            if s.raw.size != total {
-                bail!(
-                    "zip `{}` entry `{name}` gave {} bytes but declares {total}",
-                    source.rel,
-                    s.raw.size
-                );
+    // The zip archive must outlive the entry reader borrowed from it.
+    let mut archive;
+    let (reader, what, total, entry): (Box<dyn Read + '_>, String, Option<u64>, Option<String>) =
+        match source.format {
+            Format::Zip => {
+                archive = zip::ZipArchive::new(BufReader::with_capacity(1 << 16, file)).with_context(|| {
+                    format!(
+                        "cannot read zip `{}`: it is truncated or not a zip archive; rebuild the image",
+                        source.path.display()
+                    )
+                })?;
+                let index = pick_zip_entry(&mut archive, source, input.select.as_deref())?;
+                let entry = archive.by_index(index).with_context(|| {
+                    format!("cannot open the image inside `{}`", source.path.display())
+                })?;
+                let name = entry_name(&entry, source)?;
+                let what = format!("`{name}` in zip `{}`", source.rel);
+                let size = entry.size();
+                (Box::new(entry), what, Some(size), Some(name))
             }
-            Ok((s, Some(name)))
-        }
-        Format::Gz => {
-            let reader = flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 16, file));
-            let what = format!("gzip `{}`", source.rel);
-            let mut progress = Progress::new(gha.in_actions(), "compressing", None);
-            let s = pipeline::compress(
-                reader,
-                &Origin { what: &what },
-                dest.file(),
-                input.preset,
-                threads,
-                &mut progress,
-            )?;
-            Ok((s, None))
-        }
-        Format::Img => {
-            let what = format!("`{}`", source.rel);
-            let mut progress = Progress::new(gha.in_actions(), "compressing", Some(source.size));
-            let s = pipeline::compress(
-                file,
-                &Origin { what: &what },
-                dest.file(),
-                input.preset,
-                threads,
-                &mut progress,
-            )?;
-            Ok((s, None))
-        }
-        Format::Xz => bail!("internal error: .img.xz sources are copied, not compressed"),
+            Format::Gz => {
+                let reader =
+                    flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 16, file));
+                (
+                    Box::new(reader),
+                    format!("gzip `{}`", source.rel),
+                    None,
+                    None,
+                )
+            }
+            Format::Img => (
+                Box::new(file),
+                format!("`{}`", source.rel),
+                Some(source.size),
+                None,
+            ),
+            Format::Xz => bail!("internal error: .img.xz sources are copied, not compressed"),
+        };
+    let mut progress = Progress::new(gha.in_actions(), "compressing", total);
+    let s = pipeline::compress(
+        reader,
+        &Origin { what: &what },
+        dest.file(),
+        input.preset,
+        threads,
+        &mut progress,
+    )?;
+    if let Some(total) = total
+        && s.raw.size != total
+    {
+        bail!(
+            "{what} gave {} bytes but its size is {total}: it changed while being read",
+            s.raw.size
+        );
     }
+    Ok((s, entry))
 }
 
 /// The `.img` entry of a pi-gen zip. Every entry name is checked first: an archive

@@ -64,7 +64,8 @@ pub fn compress(
     threads: u32,
     progress: &mut Progress,
 ) -> anyhow::Result<Streamed> {
-    let out = Hashing::new(BufWriter::with_capacity(BUF, dest));
+    // The encoder already hands over output in large chunks: no BufWriter needed.
+    let out = Hashing::new(dest);
     let mut encoder = xz::Encoder::new(out, preset, threads)?;
     let mut raw = Hashing::new(source);
     let mut buf = vec![0u8; BUF];
@@ -79,7 +80,7 @@ pub fn compress(
         progress.inc(n as u64);
     }
     let out = encoder.finish(&check_interrupted).map_err(write_context)?;
-    let (out, mut writer) = out.finish();
+    let (out, writer) = out.finish();
     writer.flush().map_err(write_context)?;
     Ok(Streamed {
         out,

@@ -25,14 +25,7 @@ pub fn smoke(dir: &Path) -> anyhow::Result<Smoke> {
         if !entry.file_type().is_file() {
             continue;
         }
-        let rel = entry
-            .path()
-            .strip_prefix(dir)
-            .unwrap_or(entry.path())
-            .components()
-            .map(|c| c.as_os_str().to_string_lossy())
-            .collect::<Vec<_>>()
-            .join("/");
+        let rel = crate::config::posix_relative(dir, entry.path());
         let digest = sha256_file(entry.path())?;
         artifacts.push(SmokeFile {
             path: rel,
