@@ -26,6 +26,10 @@ if [[ ! -x .venv/bin/check-jsonschema ]]; then
   .venv/bin/pip install --quiet --disable-pip-version-check check-jsonschema==0.39.0
 fi
 
+# Pi-like images for the QEMU smoke tests (installs QEMU from bookworm-backports, mtools,
+# e2fsprogs, and Debian's arm64 kernel and busybox on first use; cached under target/).
+bash tests/fixtures/smoke/build-images.sh target/tmp/smoke-images
+
 cargo fmt --all --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked

@@ -4,7 +4,7 @@ use std::ffi::OsString;
 
 use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
-use crate::commands::{collect_artifacts, manifest};
+use crate::commands::{collect_artifacts, manifest, smoke};
 
 /// Build, verify, sign and publish Raspberry Pi OS images.
 #[derive(Debug, Parser)]
@@ -38,6 +38,8 @@ pub enum Command {
     CollectArtifacts(collect_artifacts::Args),
     /// Write the build metadata, provenance manifest, in-toto statement and release notes
     Manifest(manifest::Args),
+    /// Boot the image in QEMU and wait for first-boot success markers on the serial console
+    Smoke(smoke::Args),
 }
 
 /// Environment variables whose empty value is an error rather than "unset".

@@ -12,6 +12,7 @@ pub struct CmdSpec {
     pub program: String,
     pub args: Vec<OsString>,
     pub cwd: Option<PathBuf>,
+    pub env: Vec<(String, String)>,
     /// What the command is for, e.g. "read the pi-gen commit".
     pub summary: String,
 }
@@ -22,12 +23,18 @@ impl CmdSpec {
             program: program.to_owned(),
             args: Vec::new(),
             cwd: None,
+            env: Vec::new(),
             summary: summary.to_owned(),
         }
     }
 
     pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
         self.args.push(arg.into());
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
         self
     }
 
@@ -53,6 +60,7 @@ impl CmdSpec {
         if let Some(dir) = &self.cwd {
             cmd.current_dir(dir);
         }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         let out = cmd.output().with_context(|| {
             format!("failed to {}: cannot run `{}`", self.summary, self.program)
         })?;

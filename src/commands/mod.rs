@@ -3,6 +3,7 @@
 
 pub mod collect_artifacts;
 pub mod manifest;
+pub mod smoke;
 
 use crate::cli::Command;
 use crate::gha::Gha;
@@ -12,5 +13,6 @@ pub fn dispatch(gha: &Gha, command: Command) -> anyhow::Result<()> {
     match command {
         Command::CollectArtifacts(args) => collect_artifacts::main(gha, args),
         Command::Manifest(args) => manifest::main(gha, args),
+        Command::Smoke(args) => smoke::main(gha, args),
     }
 }

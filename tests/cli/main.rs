@@ -8,5 +8,6 @@
 mod collect_artifacts;
 mod gha_io;
 mod manifest;
+mod smoke;
 mod snapshots;
 mod support;

@@ -157,11 +157,25 @@ const MIB: u64 = 1 << 20;
 pub fn pi_like_image() -> &'static Path {
     static IMAGE: OnceLock<PathBuf> = OnceLock::new();
     IMAGE.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("pi-image-test-image-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("disk.img");
-        build_image(&dir, &path, 36);
+        // Cached under target/ between runs; built aside and renamed so a half-built
+        // image is never picked up.
+        let root = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let done = root.join("pi-like-image-v1");
+        let path = done.join("disk.img");
+        if !path.exists() {
+            let work = root.join(format!("pi-like-image.{}", std::process::id()));
+            let _ = fs::remove_dir_all(&work);
+            fs::create_dir_all(&work).unwrap();
+            build_image(&work, &work.join("disk.img"), 36);
+            for f in ["boot.fat", "root.ext4"] {
+                let _ = fs::remove_file(work.join(f));
+            }
+            let _ = fs::remove_dir_all(work.join("rootfs"));
+            let _ = fs::remove_dir_all(work.join("bootfiles"));
+            if fs::rename(&work, &done).is_err() {
+                let _ = fs::remove_dir_all(&work);
+            }
+        }
         path
     })
 }
