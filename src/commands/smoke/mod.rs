@@ -674,6 +674,13 @@ fn boot_and_collect(gha: &Gha, input: &Input, record: &mut Record) -> anyhow::Re
     }
 
     let collected_dir = input.artifacts_dir.join("collected");
+    if input
+        .collect
+        .iter()
+        .any(|g| !g.starts_with("/boot/firmware/"))
+    {
+        rootfs::recover(&copy, facts.root.start);
+    }
     for guest in &input.collect {
         if let Some(rel) = guest.strip_prefix("/boot/firmware/") {
             let dest = collected_dir.join(guest.trim_start_matches('/'));

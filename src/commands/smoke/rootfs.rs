@@ -222,6 +222,28 @@ pub fn inject(
     Ok(())
 }
 
+/// Replays the ext4 journal of the copy (a guest stopped right after `sync` can leave
+/// `needs_recovery` set, and debugfs reads the filesystem without replaying it).
+pub fn recover(image: &Path, offset: u64) {
+    let out = std::process::Command::new("e2fsck")
+        .arg("-fy")
+        .arg(target(image, offset))
+        .output();
+    match out {
+        // 0: clean, 1: errors corrected, 2: corrected, reboot wanted (irrelevant here).
+        Ok(o) if matches!(o.status.code(), Some(0..=2)) => {}
+        Ok(o) => tracing::warn!(
+            "e2fsck could not repair the guest's root filesystem ({}); collected files may be stale: {}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .last()
+                .unwrap_or_default()
+        ),
+        Err(e) => tracing::warn!("cannot run e2fsck to replay the guest's journal: {e}"),
+    }
+}
+
 /// Copies a guest file or directory to `dest_dir/<guest path>`. Returns false when the
 /// guest path does not exist.
 pub fn collect(image: &Path, offset: u64, guest: &str, dest_dir: &Path) -> anyhow::Result<bool> {
