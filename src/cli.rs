@@ -4,7 +4,7 @@ use std::ffi::OsString;
 
 use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
-use crate::commands::{collect_artifacts, manifest, smoke};
+use crate::commands::{collect_artifacts, manifest, release, smoke};
 
 /// Build, verify, sign and publish Raspberry Pi OS images.
 #[derive(Debug, Parser)]
@@ -40,6 +40,8 @@ pub enum Command {
     Manifest(manifest::Args),
     /// Boot the image in QEMU and wait for first-boot success markers on the serial console
     Smoke(smoke::Args),
+    /// Create or update the GitHub release and upload its assets, idempotently
+    Release(release::Args),
 }
 
 /// Environment variables whose empty value is an error rather than "unset".

@@ -12,6 +12,7 @@ pub mod commands;
 pub mod config;
 pub mod error;
 pub mod gha;
+pub mod github;
 pub mod logging;
 pub mod model;
 pub mod process;

@@ -3,6 +3,7 @@
 
 pub mod collect_artifacts;
 pub mod manifest;
+pub mod release;
 pub mod smoke;
 
 use crate::cli::Command;
@@ -14,5 +15,6 @@ pub fn dispatch(gha: &Gha, command: Command) -> anyhow::Result<()> {
         Command::CollectArtifacts(args) => collect_artifacts::main(gha, args),
         Command::Manifest(args) => manifest::main(gha, args),
         Command::Smoke(args) => smoke::main(gha, args),
+        Command::Release(args) => release::main(gha, args),
     }
 }

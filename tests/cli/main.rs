@@ -8,6 +8,7 @@
 mod collect_artifacts;
 mod gha_io;
 mod manifest;
+mod release;
 mod smoke;
 mod snapshots;
 mod support;

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod github;
+
 use std::fs;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -409,4 +411,9 @@ pub fn check_jsonschema() -> PathBuf {
 /// The repository root (for schemas).
 pub fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Lowercase hex SHA-256 of bytes.
+pub fn hex_sha256(data: &[u8]) -> String {
+    github::sha256_hex(data)
 }

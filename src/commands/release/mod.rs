@@ -1,0 +1,754 @@
+//! `release`: create or update the GitHub release for a manifest and upload its
+//! artifacts, idempotently. Drafts are found by listing (the by-tag endpoint hides
+//! them), a missing release is created as a draft, missing or changed assets are
+//! uploaded (streamed from disk), identical ones are kept, stale ones deleted only with
+//! `--prune`, and the draft is published last, which also works with immutable releases.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde_json::json;
+
+use crate::config::{ImageArgs, file_name};
+use crate::error::usage;
+use crate::gha::{Gha, StepReport, human_size, md_cell};
+use crate::github::{Asset, GitHub, Release};
+use crate::model::manifest::Manifest;
+
+/// GitHub refuses release assets of 2 GiB and more.
+pub const MAX_ASSET: u64 = 2 << 30;
+
+/// The refusal message of the seed workflow, kept for users who grep for it.
+pub const UNSMOKED: &str = "QEMU smoke evidence is required when publish_release=true; set publish_release=false for validate-only runs without QEMU.";
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub image: ImageArgs,
+    /// Manifest from `pi-image manifest` [default: OUTPUT_DIR/IMG_NAME.img.xz.manifest.json]
+    #[arg(long)]
+    pub manifest: Option<PathBuf>,
+    /// Release notes [default: OUTPUT_DIR/RELEASE_NOTES.md]
+    #[arg(long)]
+    pub notes: Option<PathBuf>,
+    /// Tag [default: the manifest's]
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// Leave the release as a draft
+    #[arg(long)]
+    pub draft: bool,
+    /// Create/update the release and upload (without it, only the plan is printed)
+    #[arg(long, conflicts_with = "dry_run")]
+    pub publish: bool,
+    /// Print the plan without writing anything (the default)
+    #[arg(long)]
+    pub dry_run: bool,
+    /// More files to attach (glob, repeatable)
+    #[arg(long = "assets", value_name = "GLOB")]
+    pub assets: Vec<String>,
+    /// Delete release assets that are not part of this release
+    #[arg(long)]
+    pub prune: bool,
+    /// Publish even without QEMU smoke evidence in the manifest
+    #[arg(long)]
+    pub allow_unsmoked: bool,
+    /// GitHub token (needs `contents: write`)
+    #[arg(long, env = "GITHUB_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// OWNER/REPO
+    #[arg(long, env = "GITHUB_REPOSITORY")]
+    pub repository: Option<String>,
+    #[arg(long, env = "GITHUB_API_URL", default_value = "https://api.github.com")]
+    pub api_url: String,
+    /// Upload base URL [default: uploads.github.com, or GHES's /api/uploads]
+    #[arg(long, env = "GITHUB_UPLOAD_URL")]
+    pub upload_url: Option<String>,
+    /// Attempts per request on transient failures (5xx, rate limits, broken connections)
+    #[arg(long, default_value_t = 4)]
+    pub attempts: u32,
+}
+
+/// A file to attach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalAsset {
+    pub name: String,
+    pub path: PathBuf,
+    pub size: u64,
+    /// Known from the manifest (and checked against the bytes as they are uploaded),
+    /// or computed only when a same-sized remote asset has to be compared with it.
+    pub sha256: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Input {
+    pub manifest: Manifest,
+    pub tag: String,
+    pub name: String,
+    pub notes: String,
+    pub prerelease: bool,
+    pub make_latest: bool,
+    pub target_commitish: Option<String>,
+    pub assets: Vec<LocalAsset>,
+    pub mode: Mode,
+    pub prune: bool,
+    pub token: Option<String>,
+    pub repository: String,
+    pub api_url: String,
+    pub upload_url: String,
+    pub attempts: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    DryRun,
+    Draft,
+    Publish,
+}
+
+impl Input {
+    pub fn from_args(args: Args, gha: &Gha) -> anyhow::Result<Self> {
+        let paths = args.image.artifact_paths()?;
+        let manifest_path = args.manifest.unwrap_or(paths.manifest.clone());
+        let text = std::fs::read_to_string(&manifest_path).map_err(|e| {
+            usage(format!(
+                "cannot read the manifest `{}`: {e}; run `pi-image manifest` first",
+                manifest_path.display()
+            ))
+        })?;
+        let manifest: Manifest = serde_json::from_str(&text).map_err(|e| {
+            usage(format!(
+                "`{}` is not a pi-image manifest: {e}",
+                manifest_path.display()
+            ))
+        })?;
+        let dir = manifest_path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let notes_path = args.notes.unwrap_or_else(|| dir.join("RELEASE_NOTES.md"));
+        let notes = std::fs::read_to_string(&notes_path).map_err(|e| {
+            usage(format!(
+                "cannot read the release notes `{}`: {e}",
+                notes_path.display()
+            ))
+        })?;
+
+        // The manifest's artifacts, their bundles, the manifest itself, and --assets.
+        let mut assets = Vec::new();
+        for a in &manifest.artifacts {
+            assets.push(local(&dir, &a.name, Some((&a.sha256, a.size_bytes)))?);
+            if let Some(b) = &a.bundle {
+                assets.push(local(&dir, &b.name, Some((&b.sha256, b.size_bytes)))?);
+            }
+        }
+        assets.push(local(&dir, &file_name(&manifest_path), None)?);
+        for pattern in &args.assets {
+            let mut matched = false;
+            for entry in glob::glob(pattern)
+                .map_err(|e| usage(format!("--assets `{pattern}` is not a valid glob: {e}")))?
+            {
+                let path = entry.with_context(|| format!("cannot read a match of `{pattern}`"))?;
+                if path.is_file() {
+                    matched = true;
+                    let name = file_name(&path);
+                    if !assets.iter().any(|a: &LocalAsset| a.name == name) {
+                        assets.push(local(path.parent().unwrap_or(Path::new(".")), &name, None)?);
+                    }
+                }
+            }
+            if !matched {
+                return Err(usage(format!("--assets `{pattern}` matches no file")));
+            }
+        }
+        if let Some(big) = assets.iter().find(|a| a.size >= MAX_ASSET) {
+            return Err(usage(format!(
+                "`{}` is {}: GitHub refuses release assets of 2 GiB or more; ship the .img.xz (or split the file)",
+                big.path.display(),
+                human_size(big.size)
+            )));
+        }
+        let mode = if args.publish {
+            if args.draft {
+                Mode::Draft
+            } else {
+                Mode::Publish
+            }
+        } else {
+            Mode::DryRun
+        };
+        if mode == Mode::Publish
+            && !args.allow_unsmoked
+            && manifest.smoke.as_ref().is_none_or(|s| s.status != "pass")
+        {
+            return Err(usage(format!(
+                "{UNSMOKED} (pi-image: the manifest has {}; run `pi-image smoke` and `pi-image manifest --smoke-dir`, or pass --allow-unsmoked)",
+                manifest
+                    .smoke
+                    .as_ref()
+                    .map_or("no smoke evidence".to_owned(), |s| format!(
+                        "smoke status `{}`",
+                        s.status
+                    ))
+            )));
+        }
+        let token = args.token.filter(|t| !t.trim().is_empty());
+        if let Some(t) = &token {
+            gha.mask(t);
+        }
+        if mode != Mode::DryRun && token.is_none() {
+            return Err(usage(
+                "no GitHub token: set GITHUB_TOKEN (in a workflow: `env: GITHUB_TOKEN: ${{ github.token }}` and `permissions: contents: write`) or pass --token",
+            ));
+        }
+        let repository = args
+            .repository
+            .or_else(|| manifest.source.repository.clone())
+            .filter(|r| r.split('/').filter(|p| !p.is_empty()).count() == 2)
+            .ok_or_else(|| {
+                usage("no repository: set GITHUB_REPOSITORY or pass --repository OWNER/REPO")
+            })?;
+        Ok(Self {
+            tag: args.tag.unwrap_or_else(|| manifest.release.tag.clone()),
+            name: manifest.release.name.clone(),
+            prerelease: manifest.release.prerelease,
+            make_latest: manifest.release.make_latest,
+            target_commitish: manifest.source.commit.clone(),
+            notes,
+            assets,
+            mode,
+            prune: args.prune,
+            token,
+            upload_url: args
+                .upload_url
+                .unwrap_or_else(|| crate::github::default_upload_url(&args.api_url)),
+            api_url: args.api_url,
+            repository,
+            attempts: args.attempts.max(1),
+            manifest,
+        })
+    }
+}
+
+fn local(dir: &Path, name: &str, expected: Option<(&str, u64)>) -> anyhow::Result<LocalAsset> {
+    let path = dir.join(name);
+    let meta = std::fs::metadata(&path).map_err(|e| {
+        usage(format!(
+            "asset `{name}` is listed for the release but cannot be read at `{}`: {e}",
+            path.display()
+        ))
+    })?;
+    if !meta.is_file() {
+        return Err(usage(format!(
+            "asset `{name}` at `{}` is not a file",
+            path.display()
+        )));
+    }
+    if let Some((_, size)) = expected
+        && size != meta.len()
+    {
+        return Err(usage(format!(
+            "`{}` changed after the manifest was written (manifest: {size} bytes, file: {} bytes); run `pi-image manifest` again",
+            path.display(),
+            meta.len()
+        )));
+    }
+    Ok(LocalAsset {
+        name: name.to_owned(),
+        path,
+        size: meta.len(),
+        sha256: expected.map(|(d, _)| d.to_owned()),
+    })
+}
+
+/// Hashes the local assets that have a same-sized remote twin to compare with; the
+/// others are hashed while they upload, so a large new asset is read only once.
+fn resolve_digests(assets: &mut [LocalAsset], remote: &[Asset]) -> anyhow::Result<()> {
+    for a in assets.iter_mut().filter(|a| a.sha256.is_none()) {
+        if remote
+            .iter()
+            .any(|r| r.name == a.name && r.size == a.size && r.digest.is_some())
+        {
+            a.sha256 = Some(crate::checksum::sha256_file(&a.path)?.sha256);
+        }
+    }
+    Ok(())
+}
+
+/// What happens to one asset name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AssetOp {
+    Upload(String),
+    /// The remote copy differs (digest, size, incomplete upload) or has no digest.
+    Replace {
+        name: String,
+        asset_id: u64,
+        why: String,
+    },
+    Keep(String),
+    Delete {
+        name: String,
+        asset_id: u64,
+    },
+    /// Not ours, left alone without --prune.
+    Leave(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub create: bool,
+    pub update_fields: bool,
+    pub publish: bool,
+    pub ops: Vec<AssetOp>,
+}
+
+/// Desired state against the existing release. Pure.
+pub fn plan(input: &Input, existing: Option<&Release>, remote: &[Asset]) -> Plan {
+    let by_name: BTreeMap<&str, &Asset> = remote.iter().map(|a| (a.name.as_str(), a)).collect();
+    let mut ops = Vec::new();
+    for a in &input.assets {
+        ops.push(match by_name.get(a.name.as_str()) {
+            None => AssetOp::Upload(a.name.clone()),
+            Some(r) => match differs(a, r) {
+                None => AssetOp::Keep(a.name.clone()),
+                Some(why) => AssetOp::Replace {
+                    name: a.name.clone(),
+                    asset_id: r.id,
+                    why,
+                },
+            },
+        });
+    }
+    for r in remote {
+        if !input.assets.iter().any(|a| a.name == r.name) {
+            ops.push(if input.prune {
+                AssetOp::Delete {
+                    name: r.name.clone(),
+                    asset_id: r.id,
+                }
+            } else {
+                AssetOp::Leave(r.name.clone())
+            });
+        }
+    }
+    let update_fields = existing.is_some_and(|r| {
+        r.name.as_deref() != Some(input.name.as_str())
+            || r.body.as_deref().map(str::trim_end) != Some(input.notes.trim_end())
+            || r.prerelease != input.prerelease
+    });
+    Plan {
+        create: existing.is_none(),
+        update_fields,
+        publish: input.mode == Mode::Publish && existing.is_none_or(|r| r.draft),
+        ops,
+    }
+}
+
+fn differs(local: &LocalAsset, remote: &Asset) -> Option<String> {
+    if remote.state != "uploaded" {
+        return Some(format!(
+            "the upload never completed (state `{}`)",
+            remote.state
+        ));
+    }
+    if remote.size != local.size {
+        return Some(format!(
+            "size {} on GitHub, {} here",
+            remote.size, local.size
+        ));
+    }
+    match &remote.digest {
+        Some(d)
+            if local.sha256.is_some() && d.strip_prefix("sha256:") == local.sha256.as_deref() =>
+        {
+            None
+        }
+        Some(d) => Some(format!(
+            "digest {d} on GitHub, sha256:{} here",
+            local.sha256.as_deref().unwrap_or("unknown")
+        )),
+        None => Some("GitHub reports no digest for it, so it cannot be compared".to_owned()),
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    pub release_url: String,
+    pub release_id: Option<u64>,
+    pub tag: String,
+    pub uploaded: Vec<String>,
+    pub kept: Vec<String>,
+    pub deleted: Vec<String>,
+    pub dry_run: bool,
+    pub published: bool,
+    pub changed: bool,
+}
+
+impl StepReport for Outcome {
+    fn outputs(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("release-url", self.release_url.clone()),
+            (
+                "release-id",
+                self.release_id.map(|i| i.to_string()).unwrap_or_default(),
+            ),
+            ("tag", self.tag.clone()),
+            ("uploaded", self.uploaded.join(" ")),
+            ("kept", self.kept.join(" ")),
+        ]
+    }
+
+    fn summary(&self) -> String {
+        let mut s = format!(
+            "### release `{}`{}\n\n{}\n\n| Asset | Action |\n| --- | --- |\n",
+            md_cell(&self.tag),
+            if self.dry_run { " (dry run)" } else { "" },
+            if self.release_url.is_empty() {
+                "(not created yet)".to_owned()
+            } else {
+                self.release_url.clone()
+            }
+        );
+        for n in &self.uploaded {
+            s.push_str(&format!(
+                "| `{}` | {} |\n",
+                md_cell(n),
+                if self.dry_run {
+                    "would upload"
+                } else {
+                    "uploaded"
+                }
+            ));
+        }
+        for n in &self.kept {
+            s.push_str(&format!("| `{}` | kept (identical) |\n", md_cell(n)));
+        }
+        for n in &self.deleted {
+            s.push_str(&format!(
+                "| `{}` | {} |\n",
+                md_cell(n),
+                if self.dry_run {
+                    "would delete"
+                } else {
+                    "deleted"
+                }
+            ));
+        }
+        s.push('\n');
+        s
+    }
+}
+
+/// Runs `f` until it succeeds, retrying transient GitHub failures with backoff
+/// (honouring `retry-after`).
+async fn with_retries<T, F, Fut>(what: &str, attempts: u32, mut f: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) => {
+                let api = e.downcast_ref::<crate::github::ApiError>();
+                let transient = api.is_some_and(|a| a.status == 0 || a.is_transient());
+                if !transient || attempt >= attempts {
+                    return Err(e).with_context(|| format!("failed to {what}"));
+                }
+                let wait = api
+                    .and_then(|a| a.retry_after)
+                    .unwrap_or_else(|| Duration::from_secs(1 << (attempt - 1).min(5)))
+                    .min(Duration::from_secs(120));
+                tracing::warn!(
+                    "{what}: {e:#}; retrying in {}s (attempt {}/{attempts})",
+                    wait.as_secs(),
+                    attempt + 1
+                );
+                tokio::time::sleep(wait).await;
+                crate::atomic::check_interrupted()?;
+            }
+        }
+    }
+}
+
+/// Uploads one asset, recovering from what a failed attempt can leave behind: a
+/// partial (`starter`) asset, or `already_exists` after a retried upload that did land.
+pub async fn upload(
+    gh: &GitHub,
+    release_id: u64,
+    asset: &LocalAsset,
+    label: Option<&str>,
+    attempts: u32,
+) -> anyhow::Result<Asset> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match gh
+            .upload_asset(release_id, &asset.path, &asset.name, label)
+            .await
+        {
+            Ok((a, sent)) => {
+                if let Some(want) = &asset.sha256
+                    && *want != sent
+                {
+                    // The file is not what the manifest describes: take it back down.
+                    with_retries(
+                        &format!("delete the mismatching `{}`", asset.name),
+                        attempts,
+                        || gh.delete_asset(a.id),
+                    )
+                    .await?;
+                    anyhow::bail!(
+                        "`{}` changed after the manifest was written (manifest sha256 {want}, uploaded {sent}); the upload was removed; run `pi-image manifest` again",
+                        asset.path.display()
+                    );
+                }
+                return Ok(a);
+            }
+            Err(e) => {
+                let api = e.downcast_ref::<crate::github::ApiError>().cloned();
+                let conflict = api
+                    .as_ref()
+                    .is_some_and(crate::github::ApiError::already_exists);
+                let transient = api
+                    .as_ref()
+                    .is_some_and(|a| a.status == 0 || a.is_transient());
+                if !(conflict || transient) || attempt >= attempts {
+                    return Err(e).with_context(|| format!("failed to upload `{}`", asset.name));
+                }
+                tracing::warn!(
+                    "uploading `{}`: {e:#}; cleaning up and retrying (attempt {}/{attempts})",
+                    asset.name,
+                    attempt + 1
+                );
+                if !conflict {
+                    let wait = api
+                        .and_then(|a| a.retry_after)
+                        .unwrap_or_else(|| Duration::from_secs(1 << (attempt - 1).min(5)));
+                    tokio::time::sleep(wait.min(Duration::from_secs(120))).await;
+                }
+                crate::atomic::check_interrupted()?;
+                // Whatever the failed attempt left under this name goes first.
+                let listed = with_retries("list release assets", attempts, || {
+                    gh.list_assets(release_id)
+                })
+                .await?;
+                if let Some(stale) = listed.iter().find(|a| a.name == asset.name) {
+                    with_retries(
+                        &format!("delete the partial asset `{}`", asset.name),
+                        attempts,
+                        || gh.delete_asset(stale.id),
+                    )
+                    .await?;
+                }
+            }
+        }
+    }
+}
+
+pub async fn run(gha: &Gha, input: &Input) -> anyhow::Result<Outcome> {
+    let mut outcome = Outcome {
+        tag: input.tag.clone(),
+        dry_run: input.mode == Mode::DryRun,
+        ..Outcome::default()
+    };
+    let gh = match &input.token {
+        Some(token) => Some(GitHub::new(
+            &input.api_url,
+            &input.upload_url,
+            token,
+            &input.repository,
+        )?),
+        None => None,
+    };
+    let existing = match &gh {
+        Some(gh) => {
+            with_retries("look up the release", input.attempts, || {
+                gh.find_release(&input.tag)
+            })
+            .await?
+        }
+        None => None,
+    };
+    let remote = match (&gh, &existing) {
+        (Some(gh), Some(r)) => {
+            with_retries("list release assets", input.attempts, || {
+                gh.list_assets(r.id)
+            })
+            .await?
+        }
+        _ => Vec::new(),
+    };
+    let mut input = input.clone();
+    resolve_digests(&mut input.assets, &remote)?;
+    let input = &input;
+    let plan = plan(input, existing.as_ref(), &remote);
+    log_plan(gha, input, existing.as_ref(), &plan);
+    for op in &plan.ops {
+        match op {
+            AssetOp::Upload(n) | AssetOp::Replace { name: n, .. } => {
+                outcome.uploaded.push(n.clone())
+            }
+            AssetOp::Keep(n) => outcome.kept.push(n.clone()),
+            AssetOp::Delete { name, .. } => outcome.deleted.push(name.clone()),
+            AssetOp::Leave(_) => {}
+        }
+    }
+    outcome.release_id = existing.as_ref().map(|r| r.id);
+    outcome.release_url = existing
+        .as_ref()
+        .map(|r| r.html_url.clone())
+        .unwrap_or_default();
+    let (Mode::Draft | Mode::Publish, Some(gh)) = (input.mode, &gh) else {
+        return Ok(outcome);
+    };
+
+    let release = match existing {
+        Some(r) => r,
+        None => {
+            let mut body = json!({ "tag_name": input.tag, "name": input.name, "body": input.notes, "draft": true, "prerelease": input.prerelease });
+            if let Some(c) = &input.target_commitish {
+                body["target_commitish"] = json!(c);
+            }
+            let r = with_retries("create the release", input.attempts, || {
+                gh.create_release(&body)
+            })
+            .await?;
+            tracing::info!("created draft release {} ({})", r.id, r.html_url);
+            r
+        }
+    };
+    outcome.release_id = Some(release.id);
+    outcome.release_url = release.html_url.clone();
+    let by_name: BTreeMap<&str, &LocalAsset> =
+        input.assets.iter().map(|a| (a.name.as_str(), a)).collect();
+    for op in &plan.ops {
+        match op {
+            AssetOp::Upload(name) => {
+                let asset = by_name[name.as_str()];
+                let _g = gha.group(&format!(
+                    "release: uploading {name} ({})",
+                    human_size(asset.size)
+                ));
+                upload(gh, release.id, asset, None, input.attempts).await?;
+            }
+            AssetOp::Replace {
+                name,
+                asset_id,
+                why,
+            } => {
+                let asset = by_name[name.as_str()];
+                let _g = gha.group(&format!("release: replacing {name}: {why}"));
+                with_retries(&format!("delete the old `{name}`"), input.attempts, || {
+                    gh.delete_asset(*asset_id)
+                })
+                .await?;
+                upload(gh, release.id, asset, None, input.attempts).await?;
+            }
+            AssetOp::Delete { name, asset_id } => {
+                with_retries(
+                    &format!("delete the stale `{name}`"),
+                    input.attempts,
+                    || gh.delete_asset(*asset_id),
+                )
+                .await?;
+                tracing::info!("deleted stale asset {name}");
+            }
+            AssetOp::Keep(_) | AssetOp::Leave(_) => {}
+        }
+    }
+    let mut patch = serde_json::Map::new();
+    if plan.update_fields {
+        patch.insert("name".into(), json!(input.name));
+        patch.insert("body".into(), json!(input.notes));
+        patch.insert("prerelease".into(), json!(input.prerelease));
+    }
+    if plan.publish {
+        patch.insert("draft".into(), json!(false));
+        patch.insert(
+            "make_latest".into(),
+            json!(if input.make_latest { "true" } else { "false" }),
+        );
+    }
+    if !patch.is_empty() {
+        let body = serde_json::Value::Object(patch);
+        let r = with_retries("update the release", input.attempts, || {
+            gh.update_release(release.id, &body)
+        })
+        .await?;
+        outcome.release_url = r.html_url;
+        outcome.published = plan.publish;
+    }
+    outcome.changed = plan.create
+        || plan.update_fields
+        || plan.publish
+        || plan.ops.iter().any(|o| {
+            matches!(
+                o,
+                AssetOp::Upload(_) | AssetOp::Replace { .. } | AssetOp::Delete { .. }
+            )
+        });
+    if !outcome.changed {
+        tracing::info!(
+            "release {} is already up to date: nothing changed",
+            input.tag
+        );
+    }
+    Ok(outcome)
+}
+
+fn log_plan(gha: &Gha, input: &Input, existing: Option<&Release>, plan: &Plan) {
+    let _g = gha.group(&format!(
+        "release plan for {} in {}",
+        input.tag, input.repository
+    ));
+    match existing {
+        None => tracing::info!(
+            "create release {} (as a draft, published after the uploads)",
+            input.tag
+        ),
+        Some(r) => tracing::info!(
+            "update release {} (id {}, {})",
+            input.tag,
+            r.id,
+            if r.draft { "draft" } else { "published" }
+        ),
+    }
+    for op in &plan.ops {
+        match op {
+            AssetOp::Upload(n) => tracing::info!("  upload   {n}"),
+            AssetOp::Replace { name, why, .. } => tracing::info!("  replace  {name}: {why}"),
+            AssetOp::Keep(n) => tracing::info!("  keep     {n} (identical)"),
+            AssetOp::Delete { name, .. } => tracing::info!("  delete   {name} (stale, --prune)"),
+            AssetOp::Leave(n) => {
+                tracing::info!("  leave    {n} (not part of this release; --prune deletes it)")
+            }
+        }
+    }
+    if plan.update_fields {
+        tracing::info!("  update name, notes and prerelease flag");
+    }
+    if plan.publish {
+        tracing::info!("  publish (make latest: {})", input.make_latest);
+    }
+    if input.mode == Mode::DryRun {
+        tracing::info!("dry run: nothing was written (pass --publish to apply)");
+    }
+}
+
+pub fn main(gha: &Gha, args: Args) -> anyhow::Result<()> {
+    crate::atomic::install_signal_handlers()?;
+    let input = Input::from_args(args, gha)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let outcome = rt.block_on(run(gha, &input))?;
+    gha.publish(&outcome)
+}
+
+#[cfg(test)]
+mod tests;
