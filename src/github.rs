@@ -353,32 +353,22 @@ impl GitHub {
     }
 
     /// Uploads a file as a release asset, streaming it from disk (constant memory),
-    /// with its real content type and length and a URL-encoded name. Returns the asset
-    /// and the SHA-256 of the bytes actually sent.
+    /// with its real content type and length and a URL-encoded name.
     pub async fn upload_asset(
         &self,
         release_id: u64,
         path: &Path,
         name: &str,
         label: Option<&str>,
-    ) -> anyhow::Result<(Asset, String)> {
+    ) -> anyhow::Result<Asset> {
         let file = tokio::fs::File::open(path)
             .await
             .with_context(|| format!("cannot open `{}`", path.display()))?;
         let len = file.metadata().await?.len();
-        let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 << 10);
-        let hasher =
-            std::sync::Arc::new(std::sync::Mutex::new(<sha2::Sha256 as sha2::Digest>::new()));
-        let h = hasher.clone();
-        let body =
-            http_body_util::StreamBody::new(futures_util::StreamExt::map(stream, move |chunk| {
-                chunk.map(|bytes| {
-                    if let Ok(mut h) = h.lock() {
-                        sha2::Digest::update(&mut *h, &bytes);
-                    }
-                    http_body::Frame::data(bytes)
-                })
-            }));
+        let stream = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20);
+        let body = http_body_util::StreamBody::new(futures_util::StreamExt::map(stream, |chunk| {
+            chunk.map(http_body::Frame::data)
+        }));
         let mut url = format!(
             "{}/repos/{}/releases/{release_id}/assets?name={}",
             self.uploads,
@@ -395,17 +385,7 @@ impl GitHub {
         let (_, bytes) = self
             .send(Method::POST, &url, OctoBody::new(sync_body(body)), &headers)
             .await?;
-        let asset = serde_json::from_slice(&bytes)
-            .context("GitHub's answer to an upload is not an asset")?;
-        let digest = std::mem::take(
-            &mut *hasher
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
-        Ok((
-            asset,
-            crate::gha::escape::hex(&sha2::Digest::finalize(digest)),
-        ))
+        serde_json::from_slice(&bytes).context("GitHub's answer to an upload is not an asset")
     }
 }
 

@@ -39,11 +39,10 @@ fn recorded_release_assets_flow() {
         .unwrap();
         let r = gh.release_by_tag("v1.0.0").await.unwrap().expect("release");
         assert_eq!(r.id, 1000);
-        let (a, sent) = gh
+        let a = gh
             .upload_asset(r.id, &fixture_file(), "test-upload.txt", Some("test"))
             .await
             .unwrap();
-        assert_eq!(sent, hex_sha256(b"Hello, world!\n"));
         assert_eq!(
             (a.id, a.name.as_str(), a.state.as_str()),
             (1000, "test-upload.txt", "uploaded")
@@ -427,4 +426,28 @@ fn files_changed_after_the_manifest_are_not_published() {
         "{err}"
     );
     assert_eq!(gh.log(), Vec::<String>::new());
+}
+
+#[test]
+fn without_server_digests_changed_files_are_caught_by_local_hashing() {
+    let gh = FakeGitHub::start();
+    gh.state.lock().unwrap().faults.no_digests = true;
+    let d = ReleaseDir::new(Some("pass"));
+    let image = d.dir().join("sk.img.xz");
+    let mut bytes = fs::read(&image).unwrap();
+    bytes[3] ^= 1;
+    fs::write(&image, &bytes).unwrap();
+    let (code, _, err) = run(d.cmd(&gh).arg("--publish"));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("changed after the manifest was written"),
+        "{err}"
+    );
+    assert!(
+        !gh.release(TAG)
+            .unwrap()
+            .assets
+            .iter()
+            .any(|a| a.name == "sk.img.xz")
+    );
 }

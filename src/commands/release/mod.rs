@@ -490,8 +490,18 @@ pub async fn upload(
             .upload_asset(release_id, &asset.path, &asset.name, label)
             .await
         {
-            Ok((a, sent)) => {
-                if let Some(want) = &asset.sha256
+            Ok(a) => {
+                // GitHub reports the digest of what it stored; older servers do not,
+                // and then the file is hashed here instead.
+                let sent = match (
+                    &asset.sha256,
+                    a.digest.as_deref().and_then(|d| d.strip_prefix("sha256:")),
+                ) {
+                    (None, _) => None,
+                    (Some(_), Some(d)) => Some(d.to_owned()),
+                    (Some(_), None) => Some(crate::checksum::sha256_file(&asset.path)?.sha256),
+                };
+                if let (Some(want), Some(sent)) = (&asset.sha256, sent)
                     && *want != sent
                 {
                     // The file is not what the manifest describes: take it back down.
