@@ -10,7 +10,8 @@ sudo_cmd=()
 # tool:package pairs the tests run for real.
 missing=()
 for pair in zip:zip unzip:unzip xz:xz-utils gzip:gzip mkfs.vfat:dosfstools mcopy:mtools \
-            mkfs.ext4:e2fsprogs python3:python3 sha256sum:coreutils; do
+            mkfs.ext4:e2fsprogs python3:python3 sha256sum:coreutils \
+            shellcheck:shellcheck git:git; do
   PATH="$PATH:/usr/sbin:/sbin" command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
 done
 if ((${#missing[@]})); then

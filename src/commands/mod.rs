@@ -4,6 +4,7 @@
 pub mod collect_artifacts;
 pub mod manifest;
 pub mod release;
+pub mod run_pi_gen;
 pub mod smoke;
 
 use crate::cli::Command;
@@ -16,5 +17,6 @@ pub fn dispatch(gha: &Gha, command: Command) -> anyhow::Result<()> {
         Command::Manifest(args) => manifest::main(gha, args),
         Command::Smoke(args) => smoke::main(gha, args),
         Command::Release(args) => release::main(gha, args),
+        Command::RunPiGen(args) => run_pi_gen::main(gha, args),
     }
 }

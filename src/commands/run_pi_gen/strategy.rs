@@ -1,0 +1,215 @@
+//! How pi-gen is run: natively, in the container built from the checkout's own
+//! Dockerfile, or in plain `debian:bookworm` with pi-gen's dependencies installed.
+//! The command lines are built here, purely, so tests can pin them.
+
+use std::path::Path;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// native, then container, then debian-container
+    Auto,
+    Native,
+    Container,
+    DebianContainer,
+}
+
+impl Strategy {
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::Auto => "auto",
+            Strategy::Native => "native",
+            Strategy::Container => "container",
+            Strategy::DebianContainer => "debian-container",
+        }
+    }
+}
+
+/// Docker Desktop on Windows wants POSIX-looking host paths: Git Bash (MSYS) writes
+/// `C:\x` as `/c/x`, WSL as `/mnt/c/x`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostPathStyle {
+    Posix,
+    GitBash,
+    Wsl,
+}
+
+pub fn docker_host_path(path: &str, style: HostPathStyle) -> String {
+    let bytes = path.as_bytes();
+    let is_drive = bytes.len() >= 2 && bytes[0].is_ascii_alphabetic() && bytes[1] == b':';
+    if style == HostPathStyle::Posix || !is_drive {
+        return path.replace(
+            '\\',
+            if style == HostPathStyle::Posix {
+                "\\"
+            } else {
+                "/"
+            },
+        );
+    }
+    let drive = (bytes[0] as char).to_ascii_lowercase();
+    let rest = path[2..].replace('\\', "/");
+    let rest = rest.trim_start_matches('/');
+    let prefix = if style == HostPathStyle::Wsl {
+        "/mnt/"
+    } else {
+        "/"
+    };
+    if rest.is_empty() {
+        format!("{prefix}{drive}")
+    } else {
+        format!("{prefix}{drive}/{rest}")
+    }
+}
+
+/// What the container strategies need to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerSpec<'a> {
+    pub image: &'a str,
+    pub checkout: &'a str,
+    pub deploy: &'a str,
+    pub user_data: Option<&'a str>,
+    /// Where the seed sits inside the pi-gen tree.
+    pub user_data_target: Option<&'a str>,
+    pub env: &'a [(String, String)],
+    pub name: &'a str,
+    pub continue_build: bool,
+}
+
+/// `docker build` for the pi-gen image from the checkout's own Dockerfile.
+pub fn docker_build(image: &str, checkout: &str) -> Vec<String> {
+    ["build", "-t", image, checkout].map(String::from).to_vec()
+}
+
+fn common_run(spec: &ContainerSpec<'_>) -> Vec<String> {
+    let mut a: Vec<String> = ["run", "--rm", "--privileged", "--name"]
+        .map(String::from)
+        .to_vec();
+    a.push(spec.name.to_owned());
+    a.extend(["--volume".into(), format!("{}:/pi-gen/deploy", spec.deploy)]);
+    a.extend(["--volume".into(), "pi-gen-work-cache:/pi-gen/work".into()]);
+    a.extend(["--volume".into(), "pi-gen-apt-cache:/var/cache/apt".into()]);
+    if let (Some(src), Some(dst)) = (spec.user_data, spec.user_data_target) {
+        a.extend(["--volume".into(), format!("{src}:/pi-gen/{dst}:ro")]);
+    }
+    for (k, v) in spec.env {
+        a.extend(["--env".into(), format!("{k}={v}")]);
+    }
+    a
+}
+
+/// The pi-gen container: the checkout (with our config and sub-stages) is in the image.
+pub fn container_run(spec: &ContainerSpec<'_>) -> Vec<String> {
+    let mut a = common_run(spec);
+    a.push(spec.image.to_owned());
+    a.extend([
+        "bash".into(),
+        "-e".into(),
+        "-o".into(),
+        "pipefail".into(),
+        "-c".into(),
+    ]);
+    a.push(format!(
+        "dpkg-reconfigure qemu-user-binfmt >/dev/null 2>&1 || true; (mount binfmt_misc -t binfmt_misc /proc/sys/fs/binfmt_misc || true); cd /pi-gen && {}./build.sh",
+        if spec.continue_build { "CONTINUE=1 " } else { "" }
+    ));
+    a
+}
+
+/// Plain Debian with pi-gen's dependencies; the checkout is mounted.
+pub fn debian_run(spec: &ContainerSpec<'_>, packages: &[String]) -> Vec<String> {
+    let mut a = common_run(spec);
+    // Mounted after the generic volumes so /pi-gen exists before the nested mounts.
+    a.splice(
+        4 + 2..4 + 2,
+        ["--volume".to_owned(), format!("{}:/pi-gen", spec.checkout)],
+    );
+    a.push("debian:bookworm".into());
+    a.extend([
+        "bash".into(),
+        "-e".into(),
+        "-o".into(),
+        "pipefail".into(),
+        "-c".into(),
+    ]);
+    a.push(format!(
+        "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends {} qemu-user-static binfmt-support && (mount binfmt_misc -t binfmt_misc /proc/sys/fs/binfmt_misc || true) && update-binfmts --enable && cd /pi-gen && {}./build.sh",
+        packages.join(" "),
+        if spec.continue_build { "CONTINUE=1 " } else { "" }
+    ));
+    a
+}
+
+/// A container name derived from the image name (Docker allows `[a-zA-Z0-9_.-]`).
+pub fn container_name(img_name: &str) -> String {
+    format!(
+        "pi-image-{}",
+        img_name.replace(
+            |c: char| !(c.is_ascii_alphanumeric() || "_.-".contains(c)),
+            "-"
+        )
+    )
+}
+
+pub fn path_str(p: &Path) -> String {
+    p.display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_paths() {
+        assert_eq!(
+            docker_host_path(r"C:\Users\pi\deploy", HostPathStyle::GitBash),
+            "/c/Users/pi/deploy"
+        );
+        assert_eq!(
+            docker_host_path(r"C:\Users\pi\deploy", HostPathStyle::Wsl),
+            "/mnt/c/Users/pi/deploy"
+        );
+        assert_eq!(docker_host_path(r"d:/x", HostPathStyle::Wsl), "/mnt/d/x");
+        assert_eq!(docker_host_path(r"C:\", HostPathStyle::GitBash), "/c");
+        assert_eq!(
+            docker_host_path("/home/pi", HostPathStyle::Posix),
+            "/home/pi"
+        );
+        assert_eq!(docker_host_path("/home/pi", HostPathStyle::Wsl), "/home/pi");
+    }
+
+    #[test]
+    fn container_command_lines() {
+        let env = vec![
+            ("IMG_NAME".to_owned(), "sk".to_owned()),
+            ("ENABLE_SSH".to_owned(), "1".to_owned()),
+        ];
+        let spec = ContainerSpec {
+            image: "pi-gen:bookworm-arm64",
+            checkout: "/w/pi-gen",
+            deploy: "/w/out/deploy",
+            user_data: Some("/w/cloud-init/user-data.yaml"),
+            user_data_target: Some("stage2/04-cloud-init/files/user-data"),
+            env: &env,
+            name: "pi-image-sk",
+            continue_build: false,
+        };
+        let a = container_run(&spec);
+        assert_eq!(
+            a[..15].join(" "),
+            "run --rm --privileged --name pi-image-sk --volume /w/out/deploy:/pi-gen/deploy --volume pi-gen-work-cache:/pi-gen/work \
+             --volume pi-gen-apt-cache:/var/cache/apt --volume /w/cloud-init/user-data.yaml:/pi-gen/stage2/04-cloud-init/files/user-data:ro \
+             --env IMG_NAME=sk"
+        );
+        assert!(a.contains(&"pi-gen:bookworm-arm64".to_owned()));
+        let d = debian_run(&spec, &["quilt".into(), "parted".into()]);
+        assert_eq!(&d[6..8], ["--volume", "/w/pi-gen:/pi-gen"]);
+        assert!(d.contains(&"debian:bookworm".to_owned()));
+        assert!(
+            d.last().unwrap().contains(
+                "apt-get install -y --no-install-recommends quilt parted qemu-user-static"
+            )
+        );
+        assert_eq!(container_name("my image!"), "pi-image-my-image-");
+    }
+}
