@@ -9,6 +9,7 @@ mod collect_artifacts;
 mod gha_io;
 mod manifest;
 mod release;
+mod run_pi_gen;
 mod smoke;
 mod snapshots;
 mod support;
