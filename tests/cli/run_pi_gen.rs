@@ -200,7 +200,8 @@ fn bad_input_is_refused_before_any_work() {
     let ws = Ws::new();
     ws.skeleton("");
     let bin = ws.docker_shim(0, 0);
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             vec![],
             vec![("PI_GEN_STAGES", "")],
