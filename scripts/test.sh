@@ -16,7 +16,9 @@ for pair in zip:zip unzip:unzip xz:xz-utils gzip:gzip mkfs.vfat:dosfstools mcopy
 done
 if ((${#missing[@]})); then
   echo "test.sh: installing ${missing[*]}"
-  "${sudo_cmd[@]}" apt-get update -qq
+  # A mirror mid-sync (e.g. one security index) makes apt-get update exit 100 while the
+  # other lists stay usable: go on, and let apt-get install fail if a package is missing.
+  "${sudo_cmd[@]}" apt-get update -qq || echo "warning: apt-get update reported errors; going on with the lists apt has" >&2
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 export PATH="$PATH:/usr/sbin:/sbin"
@@ -30,6 +32,8 @@ fi
 # Pi-like images for the QEMU smoke tests (installs QEMU from bookworm-backports, mtools,
 # e2fsprogs, and Debian's arm64 kernel and busybox on first use; cached under target/).
 bash tests/fixtures/smoke/build-images.sh target/tmp/smoke-images
+# pi-gen's build tools and arm64 binfmt, for native builds with the test pi-gen.
+bash tests/fixtures/pi-gen/setup-host.sh
 
 cargo fmt --all --check
 cargo clippy --all-targets --locked -- -D warnings

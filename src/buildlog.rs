@@ -117,8 +117,11 @@ pub fn parse(text: &str) -> StageTimings {
     };
     let base = first.secs;
     let (mut wrap, mut last) = (0u64, base);
-    let mut open: BTreeMap<String, u64> = BTreeMap::new();
-    for ev in &events {
+    // Start time and the position of the `Begin` line, so spans that start in the same
+    // second keep the log's order (a stage before the next one, a parent before a child).
+    let mut open: BTreeMap<String, (u64, usize)> = BTreeMap::new();
+    let mut order: Vec<(usize, Span)> = Vec::new();
+    for (seq, ev) in events.iter().enumerate() {
         if ev.secs + wrap < last {
             wrap += 86_400;
         }
@@ -126,8 +129,8 @@ pub fn parse(text: &str) -> StageTimings {
         last = t;
         let name = names.name(&ev.path);
         if ev.begin {
-            open.insert(name, t);
-        } else if let Some(start) = open.remove(&name) {
+            open.insert(name, (t, seq));
+        } else if let Some((start, begun)) = open.remove(&name) {
             let span = Span {
                 name: name.clone(),
                 start_offset_seconds: start - base,
@@ -135,23 +138,15 @@ pub fn parse(text: &str) -> StageTimings {
                 duration_seconds: t - start,
             };
             *timings.durations.entry(name).or_default() += span.duration_seconds;
-            timings.spans.push(span);
+            order.push((begun, span));
         }
     }
     timings.observed_elapsed_seconds = last - base;
-    timings.spans.sort_by(|a, b| {
-        (
-            a.start_offset_seconds,
-            std::cmp::Reverse(a.end_offset_seconds),
-        )
-            .cmp(&(
-                b.start_offset_seconds,
-                std::cmp::Reverse(b.end_offset_seconds),
-            ))
-    });
+    order.sort_by_key(|(begun, _)| *begun);
+    timings.spans = order.into_iter().map(|(_, s)| s).collect();
     let mut incomplete: Vec<Incomplete> = open
         .into_iter()
-        .map(|(name, start)| Incomplete {
+        .map(|(name, (start, _))| Incomplete {
             name,
             start_offset_seconds: start - base,
         })
@@ -222,6 +217,15 @@ mod tests {
             .map(|s| (s.start_offset_seconds, s.end_offset_seconds))
             .collect();
         assert_eq!(offsets, vec![(0, 5), (5, 65), (66, 96)]);
+    }
+
+    #[test]
+    fn spans_in_the_same_second_keep_log_order() {
+        let t = parse(
+            "[10:00:00] Begin /p\n[10:00:00] Begin /p/stage1\n[10:00:00] End /p/stage1\n[10:00:00] Begin /p/stage2\n[10:00:01] End /p/stage2\n[10:00:01] End /p\n",
+        );
+        let names: Vec<_> = t.spans.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["build", "stage1", "stage2"]);
     }
 
     #[test]

@@ -323,3 +323,207 @@ fn injection_in_settings_never_executes() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), evil);
     assert!(!pwned.exists());
 }
+
+/// A copy of the test pi-gen (see tests/fixtures/pi-gen/README.md).
+fn test_pi_gen(ws: &Ws) -> PathBuf {
+    let dest = ws.root().join("pi-gen");
+    let src = crate::support::repo_root().join("tests/fixtures/pi-gen");
+    crate::support::sh(
+        "cp",
+        &["-a", src.to_str().unwrap(), dest.to_str().unwrap()],
+        ws.root(),
+    );
+    dest
+}
+
+fn native(ws: &Ws) -> Command {
+    let mut c = ws.cmd();
+    c.args(["--pi-gen-dir", "pi-gen", "--strategy", "native"])
+        .env(
+            "TEST_PI_GEN_CACHE",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-pi-gen-cache"),
+        );
+    c
+}
+
+#[test]
+fn native_build_puts_overlay_seed_and_chroot_work_inside_the_image() {
+    let ws = Ws::new();
+    let checkout = test_pi_gen(&ws);
+    fs::create_dir_all(ws.root().join("overlay/etc/sugarkube")).unwrap();
+    fs::write(
+        ws.root().join("overlay/etc/sugarkube/overlay.txt"),
+        "from the overlay\n",
+    )
+    .unwrap();
+    let host_marker = ws.root().join("chroot-ran-here");
+    fs::write(
+        ws.root().join("chroot.sh"),
+        format!(
+            "set -e\nuname -m > /etc/chroot-arch\nmkdir -p {}\necho inside > {}\n",
+            ws.root().display(),
+            host_marker.display()
+        ),
+    )
+    .unwrap();
+    let (code, stdout, err) = run(native(&ws)
+        .args([
+            "--overlay",
+            "overlay",
+            "--packages",
+            "jq htop",
+            "--chroot-script",
+            "chroot.sh",
+            "--hostname",
+            "sk-test",
+        ])
+        .env("GITHUB_ACTIONS", "true"));
+    assert_eq!(code, 0, "{stdout}{err}");
+    // Streaming: one group per stage, in order.
+    let groups: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("::group::pi-gen "))
+        .collect();
+    assert_eq!(
+        groups,
+        [
+            "::group::pi-gen stage0",
+            "::group::pi-gen stage1",
+            "::group::pi-gen stage2",
+            "::group::pi-gen export-image"
+        ],
+        "{stdout}"
+    );
+    let rootfs = checkout.join("work/sugarkube/stage2/rootfs");
+    assert_eq!(
+        fs::read_to_string(rootfs.join("etc/sugarkube/overlay.txt")).unwrap(),
+        "from the overlay\n"
+    );
+    assert_eq!(
+        fs::read_to_string(rootfs.join("boot/firmware/user-data")).unwrap(),
+        USER_DATA
+    );
+    assert_eq!(
+        fs::read_to_string(rootfs.join("etc/chroot-arch"))
+            .unwrap()
+            .trim(),
+        "aarch64",
+        "ran in the arm64 chroot"
+    );
+    assert!(!host_marker.exists(), "the chroot script ran on the host");
+    assert!(
+        rootfs.join(host_marker.strip_prefix("/").unwrap()).exists(),
+        "…and wrote inside the rootfs instead"
+    );
+    let packages = fs::read_to_string(rootfs.join("var/lib/test-pi-gen/packages")).unwrap();
+    assert!(
+        packages.contains("jq") && packages.contains("htop"),
+        "{packages}"
+    );
+    let config = fs::read_to_string(checkout.join("config")).unwrap();
+    assert!(config.contains("TARGET_HOSTNAME='sk-test'"), "{config}");
+    // The export landed in OUTPUT_DIR/deploy with pi-gen's names, and the timeline was written.
+    let deploy: Vec<String> = fs::read_dir(ws.root().join("out/deploy"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        deploy
+            .iter()
+            .any(|n| n.starts_with("image_") && n.ends_with("-sugarkube-lite.zip")),
+        "{deploy:?}"
+    );
+    let timeline: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(ws.root().join("out/sugarkube.stages.json")).unwrap(),
+    )
+    .unwrap();
+    let names: Vec<&str> = timeline["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["stage0", "stage1", "stage2", "export-image"]);
+    let out = read_outputs(&ws.root().join("gh-output"));
+    assert_eq!(out["strategy"], "native");
+
+    // The rest of the pipeline picks it up from here.
+    let (code, _, err) = run(pi_image(ws.root()).args([
+        "collect-artifacts",
+        "--output-dir",
+        "out",
+        "--deploy-dir",
+        "out/deploy",
+        "--pi-gen-dir",
+        "pi-gen",
+        "--xz-preset",
+        "0",
+    ]));
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run(pi_image(ws.root())
+        .args(["manifest", "--output-dir", "out"])
+        .env("BUILD_START", &out["build-start"])
+        .env("BUILD_END", &out["build-end"]));
+    assert_eq!(code, 0, "{err}");
+    let meta: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(ws.root().join("out/sugarkube.img.xz.metadata.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        meta["build"]["stage_durations"]["stage2/01-sys-tweaks"].is_u64(),
+        "{meta}"
+    );
+}
+
+#[test]
+fn a_failing_build_reports_the_exit_code_log_tail_and_an_outage_record() {
+    let ws = Ws::new();
+    test_pi_gen(&ws);
+    fs::write(ws.root().join("chroot.sh"), "echo about to fail\nexit 3\n").unwrap();
+    let (code, stdout, err) =
+        run(native(&ws).args(["--chroot-script", "chroot.sh", "--outage-dir", "outages"]));
+    assert_eq!(code, 1, "{stdout}{err}");
+    assert!(err.contains("failed with exit code 3"), "{err}");
+    assert!(
+        err.contains("Build failed"),
+        "the build.log tail is shown: {err}"
+    );
+    let records: Vec<PathBuf> = fs::read_dir(ws.root().join("outages"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(records.len(), 1);
+    let schema =
+        crate::support::repo_root().join("../shared/fixtures/sugarkube/outages-schema.json");
+    let check = Command::new(crate::support::check_jsonschema())
+        .arg("--schemafile")
+        .arg(&schema)
+        .arg(&records[0])
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+}
+
+#[test]
+fn timeout_stops_the_whole_process_tree() {
+    let ws = Ws::new();
+    test_pi_gen(&ws);
+    fs::write(ws.root().join("chroot.sh"), "sleep 171\n").unwrap();
+    let started = std::time::Instant::now();
+    let (code, _, err) = run(native(&ws).args(["--chroot-script", "chroot.sh", "--timeout", "8"]));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("did not finish within 8s"), "{err}");
+    assert!(started.elapsed().as_secs() < 60);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        assert!(!cmdline.contains("sleep 171"), "left running: {cmdline}");
+    }
+}
