@@ -527,3 +527,68 @@ fn timeout_stops_the_whole_process_tree() {
         assert!(!cmdline.contains("sleep 171"), "left running: {cmdline}");
     }
 }
+
+#[test]
+fn continue_resumes_after_the_last_completed_stage() {
+    let ws = Ws::new();
+    let checkout = test_pi_gen(&ws);
+    fs::write(ws.root().join("chroot.sh"), "exit 4\n").unwrap();
+    let (code, _, err) = run(native(&ws).args(["--chroot-script", "chroot.sh"]));
+    assert_eq!(code, 1, "{err}");
+    // Fixed, resumed: stage0 and stage1 completed before and are not built again.
+    fs::write(ws.root().join("chroot.sh"), "echo fixed > /etc/fixed\n").unwrap();
+    let (code, stdout, err) = run(native(&ws).args(["--chroot-script", "chroot.sh", "--continue"]));
+    assert_eq!(code, 0, "{stdout}{err}");
+    assert!(
+        err.contains("skipping stages completed earlier: stage0 stage1")
+            || stdout.contains("skipping stages completed earlier: stage0 stage1"),
+        "{err}"
+    );
+    assert!(checkout.join("stage0/SKIP").exists());
+    assert!(
+        checkout
+            .join("work/sugarkube/stage2/rootfs/etc/fixed")
+            .exists()
+    );
+    // A normal run removes the SKIP files --continue wrote.
+    let (code, _, err) = run(native(&ws).args(["--chroot-script", "chroot.sh"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(!checkout.join("stage0/SKIP").exists());
+}
+
+#[test]
+fn container_strategy_registers_arm_emulation_when_missing() {
+    let ws = Ws::new();
+    ws.skeleton("");
+    let bin = ws.docker_shim(0, 0);
+    let empty = ws.root().join("no-binfmt");
+    fs::create_dir_all(&empty).unwrap();
+    let mut c = ws.cmd();
+    c.args(["--pi-gen-dir", "pi-gen", "--strategy", "container"])
+        .env("PI_IMAGE_BINFMT_DIR", &empty);
+    ws.with_path(&mut c, &bin);
+    assert_eq!(run(&mut c).0, 0);
+    let log = ws.docker_log();
+    let register = log
+        .iter()
+        .position(|l| l == "run --privileged --rm tonistiigi/binfmt --install arm64,arm")
+        .expect("registered");
+    let build = log
+        .iter()
+        .position(|l| l.starts_with("run --rm --privileged --name"))
+        .unwrap();
+    assert!(register < build);
+    // With the entry present nothing is registered.
+    fs::write(empty.join("qemu-aarch64"), "enabled\n").unwrap();
+    fs::remove_file(ws.root().join("docker.log")).unwrap();
+    let mut c = ws.cmd();
+    c.args(["--pi-gen-dir", "pi-gen", "--strategy", "container"])
+        .env("PI_IMAGE_BINFMT_DIR", &empty);
+    ws.with_path(&mut c, &bin);
+    assert_eq!(run(&mut c).0, 0);
+    assert!(
+        !ws.docker_log()
+            .iter()
+            .any(|l| l.contains("tonistiigi/binfmt"))
+    );
+}

@@ -411,12 +411,19 @@ fn native_blocker(input: &Input) -> Option<String> {
         "qemu-arm"
     };
     let host_is_arm = matches!(std::env::consts::ARCH, "aarch64" | "arm");
-    if !host_is_arm && !Path::new("/proc/sys/fs/binfmt_misc").join(binfmt).exists() {
+    if !host_is_arm && !binfmt_dir().join(binfmt).exists() {
         return Some(format!(
             "no {binfmt} binfmt_misc entry: apt-get install qemu-user-static binfmt-support && update-binfmts --enable {binfmt}"
         ));
     }
     None
+}
+
+/// Where the kernel lists binfmt_misc entries (overridable so tests can simulate a
+/// host without them).
+fn binfmt_dir() -> PathBuf {
+    std::env::var_os("PI_IMAGE_BINFMT_DIR")
+        .map_or_else(|| PathBuf::from("/proc/sys/fs/binfmt_misc"), PathBuf::from)
 }
 
 fn docker_blocker() -> Option<String> {
@@ -578,11 +585,58 @@ fn prepare_tree(input: &Input) -> anyhow::Result<(Option<CloudInitPlacement>, Ve
             crate::atomic::write(&skip, b"")?;
         }
     }
+    mark_completed_stages(input)?;
     crate::atomic::write(&dir.join("config"), config::render(&settings)?.as_bytes())?;
     Ok((
         placement,
         files.iter().map(|f| f.path.display().to_string()).collect(),
     ))
+}
+
+/// What a `SKIP` file written by `--continue` contains, so a later full build can tell
+/// ours from a user's and remove them.
+const CONTINUE_SKIP: &[u8] =
+    b"written by pi-image run-pi-gen --continue: this stage completed in an earlier run\n";
+
+/// `--continue`: stages that a previous run finished (an `End <stage>` line in the
+/// persistent build.log, and their rootfs still in the work directory) get a `SKIP`
+/// file, so pi-gen resumes at the first unfinished stage. Without `--continue`, our
+/// `SKIP` files from an earlier resume are removed so everything is built.
+fn mark_completed_stages(input: &Input) -> anyhow::Result<()> {
+    let dir = &input.pi_gen_dir;
+    let work = dir.join("work").join(&input.img_name);
+    let log = std::fs::read_to_string(work.join("build.log")).unwrap_or_default();
+    let done: Vec<String> = crate::buildlog::parse(&log)
+        .stages()
+        .into_iter()
+        .map(|s| s.name.clone())
+        .collect();
+    let mut skipped = Vec::new();
+    for s in &input.stages {
+        let skip = dir.join(s).join("SKIP");
+        let ours = std::fs::read(&skip).is_ok_and(|c| c == CONTINUE_SKIP);
+        let finished = done.contains(s) && work.join(s).join("rootfs").is_dir();
+        if input.continue_build && finished {
+            crate::atomic::write(&skip, CONTINUE_SKIP)?;
+            skipped.push(s.as_str());
+        } else if ours {
+            std::fs::remove_file(&skip)
+                .with_context(|| format!("cannot remove `{}`", skip.display()))?;
+        }
+    }
+    if input.continue_build {
+        if skipped.is_empty() {
+            tracing::info!(
+                "--continue: no stage of an earlier run is complete; building from the start"
+            );
+        } else {
+            tracing::info!(
+                "--continue: skipping stages completed earlier: {}",
+                skipped.join(" ")
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Streams pi-gen's output; stage `Begin`/`End` lines open and close log groups.
@@ -921,6 +975,30 @@ fn run_container(
     debian: bool,
 ) -> anyhow::Result<()> {
     let checkout = strategy::path_str(&input.pi_gen_dir);
+    let binfmt = if input.arm64 {
+        "qemu-aarch64"
+    } else {
+        "qemu-arm"
+    };
+    let host_is_arm = matches!(std::env::consts::ARCH, "aarch64" | "arm");
+    if !host_is_arm && !binfmt_dir().join(binfmt).exists() {
+        // The build container emulates ARM through the host kernel's binfmt_misc.
+        let mut install = Command::new("docker");
+        install.args([
+            "run",
+            "--privileged",
+            "--rm",
+            "tonistiigi/binfmt",
+            "--install",
+            "arm64,arm",
+        ]);
+        stream(
+            gha,
+            input,
+            install,
+            "registration of ARM emulation (tonistiigi/binfmt)",
+        )?;
+    }
     let image = match (&input.container_image, debian) {
         (Some(i), false) => i.clone(),
         (None, false) => {
