@@ -4,7 +4,7 @@ use std::ffi::OsString;
 
 use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
-use crate::commands::{collect_artifacts, manifest, release, run_pi_gen, smoke};
+use crate::commands::{collect_artifacts, manifest, pipeline, release, run_pi_gen, smoke};
 
 /// Build, verify, sign and publish Raspberry Pi OS images.
 #[derive(Debug, Parser)]
@@ -44,6 +44,8 @@ pub enum Command {
     Smoke(smoke::Args),
     /// Create or update the GitHub release and upload its assets, idempotently
     Release(release::Args),
+    /// Run every step in order (release is a dry run unless --publish); resumes after the last completed step
+    Pipeline(pipeline::Args),
 }
 
 /// Environment variables whose empty value is an error rather than "unset".

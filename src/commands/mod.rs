@@ -3,6 +3,7 @@
 
 pub mod collect_artifacts;
 pub mod manifest;
+pub mod pipeline;
 pub mod release;
 pub mod run_pi_gen;
 pub mod smoke;
@@ -18,5 +19,6 @@ pub fn dispatch(gha: &Gha, command: Command) -> anyhow::Result<()> {
         Command::Smoke(args) => smoke::main(gha, args),
         Command::Release(args) => release::main(gha, args),
         Command::RunPiGen(args) => run_pi_gen::main(gha, args),
+        Command::Pipeline(args) => pipeline::main(gha, args),
     }
 }

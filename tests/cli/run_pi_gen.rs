@@ -592,3 +592,55 @@ fn container_strategy_registers_arm_emulation_when_missing() {
             .any(|l| l.contains("tonistiigi/binfmt"))
     );
 }
+
+#[test]
+fn pipeline_runs_the_steps_in_order_and_resumes() {
+    let ws = Ws::new();
+    test_pi_gen(&ws);
+    let mut c = pi_image(ws.root());
+    c.args(["pipeline", "--output-dir", "out", "--skip", "smoke"])
+        .env("PI_GEN_DIR", "pi-gen")
+        .env("PI_GEN_STRATEGY", "native")
+        .env("REQUIRED_SPACE_GB", "0")
+        .env("SKIP_CLOUD_INIT_VALIDATION", "1")
+        .env("XZ_PRESET", "0")
+        .env("GITHUB_REPOSITORY", "o/r")
+        .env(
+            "TEST_PI_GEN_CACHE",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-pi-gen-cache"),
+        );
+    let (code, stdout, err) = run(&mut c);
+    assert_eq!(code, 0, "{stdout}{err}");
+    for f in [
+        "sugarkube.img.xz",
+        "sugarkube.img.xz.sha256",
+        "sugarkube.img.xz.manifest.json",
+        "RELEASE_NOTES.md",
+    ] {
+        assert!(ws.root().join("out").join(f).exists(), "{f}");
+    }
+    assert!(
+        err.contains("prepare-mirrors: skipped (not available in this version of pi-image)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("dry run: nothing was written"),
+        "release ran as a dry run: {err}"
+    );
+    let state: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(ws.root().join("out/sugarkube.pipeline.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        state["completed"],
+        serde_json::json!(["run-pi-gen", "collect-artifacts", "manifest", "release"])
+    );
+    // A second run resumes: nothing is built again.
+    let (code, _, err) = run(&mut c);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("run-pi-gen: completed in an earlier run"),
+        "{err}"
+    );
+    assert!(!err.contains("Begin "), "pi-gen ran again: {err}");
+}

@@ -60,7 +60,7 @@ pub struct Args {
     #[arg(long, conflicts_with = "user_data")]
     pub no_user_data: bool,
     /// Only check the header and YAML, not `cloud-init schema`
-    #[arg(long, env = "SKIP_CLOUD_INIT_VALIDATION")]
+    #[arg(long, env = "SKIP_CLOUD_INIT_VALIDATION", value_parser = clap::builder::BoolishValueParser::new())]
     pub skip_cloud_init_validation: bool,
     /// Files copied into the image's root filesystem (a directory tree)
     #[arg(long, env = "OVERLAY_DIR")]

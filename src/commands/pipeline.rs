@@ -1,0 +1,280 @@
+//! `pipeline`: the whole release flow by hand — prepare-mirrors → run-pi-gen →
+//! collect-artifacts → manifest → smoke → sign → release — each step run as this same
+//! binary, so it behaves exactly as in a workflow. Progress is kept in
+//! `OUTPUT_DIR/IMG_NAME.pipeline.json`; a re-run resumes after the last completed step.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::config::ImageArgs;
+use crate::error::usage;
+use crate::gha::{Gha, StepReport, md_cell};
+use crate::model::to_canonical_json;
+
+/// Every step, in order; the ones this build of pi-image cannot run yet are marked.
+pub const STEPS: &[(&str, bool)] = &[
+    ("prepare-mirrors", false),
+    ("run-pi-gen", true),
+    ("collect-artifacts", true),
+    ("manifest", true),
+    ("smoke", true),
+    ("sign", false),
+    ("release", true),
+];
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub image: ImageArgs,
+    /// Publish the release (otherwise `release` runs as a dry run)
+    #[arg(long)]
+    pub publish: bool,
+    /// Start again from the first step instead of resuming
+    #[arg(long)]
+    pub restart: bool,
+    /// Steps to leave out (repeatable), e.g. `--skip smoke`
+    #[arg(long = "skip", value_name = "STEP")]
+    pub skip: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct State {
+    pub completed: Vec<String>,
+    pub outputs: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    pub ran: Vec<String>,
+    pub resumed_past: Vec<String>,
+    pub skipped: Vec<String>,
+    pub outputs: BTreeMap<String, String>,
+}
+
+impl StepReport for Outcome {
+    fn outputs(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("steps-run", self.ran.join(" ")),
+            ("steps-skipped", self.skipped.join(" ")),
+        ]
+    }
+
+    fn summary(&self) -> String {
+        let mut s = String::from("### pipeline\n\n| Step | Result |\n| --- | --- |\n");
+        for (step, _) in STEPS {
+            let result = if self.ran.iter().any(|r| r == step) {
+                "ran"
+            } else if self.resumed_past.iter().any(|r| r == step) {
+                "done in an earlier run"
+            } else {
+                "skipped"
+            };
+            s.push_str(&format!("| `{}` | {result} |\n", md_cell(step)));
+        }
+        s.push('\n');
+        s
+    }
+}
+
+/// Arguments that chain one step's outputs into the next.
+fn step_args(
+    step: &str,
+    out: &BTreeMap<String, String>,
+    publish: bool,
+    smoke_dir: &str,
+) -> Vec<String> {
+    let mut a = vec![step.to_owned()];
+    let mut pass = |flag: &str, key: &str| {
+        if let Some(v) = out.get(key).filter(|v| !v.is_empty()) {
+            a.push(flag.to_owned());
+            a.push(v.clone());
+        }
+    };
+    match step {
+        "collect-artifacts" => {
+            pass("--deploy-dir", "deploy-dir");
+            pass("--pi-gen-dir", "pi-gen-dir");
+        }
+        "manifest" => {
+            pass("--build-start", "build-start");
+            pass("--build-end", "build-end");
+            pass("--pi-gen-commit", "pi-gen-commit");
+            pass("--pi-gen-ref", "pi-gen-ref");
+            if out.contains_key("status") {
+                a.extend(["--smoke-dir".to_owned(), smoke_dir.to_owned()]);
+            }
+        }
+        "smoke" => a.extend(["--artifacts-dir".to_owned(), smoke_dir.to_owned()]),
+        "release" => a.push(if publish { "--publish" } else { "--dry-run" }.to_owned()),
+        _ => {}
+    }
+    a
+}
+
+pub fn run(args: &Args) -> anyhow::Result<Outcome> {
+    let paths = args.image.artifact_paths()?;
+    for s in &args.skip {
+        if !STEPS.iter().any(|(n, _)| n == s) {
+            return Err(usage(format!(
+                "--skip `{s}` is not a step; the steps are {}",
+                STEPS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+            )));
+        }
+    }
+    std::fs::create_dir_all(&paths.dir)
+        .with_context(|| format!("cannot create `{}`", paths.dir.display()))?;
+    let state_path = paths.dir.join(format!("{}.pipeline.json", paths.img_name));
+    let mut state: State = if args.restart {
+        State::default()
+    } else {
+        std::fs::read_to_string(&state_path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default()
+    };
+    let exe = std::env::current_exe().context("cannot find the pi-image executable")?;
+    let smoke_dir = paths.dir.join("smoke").display().to_string();
+    let mut outcome = Outcome::default();
+    // Smoke evidence only counts if this run's manifest step comes after a smoke run:
+    // run smoke before manifest when both are to run.
+    let order: Vec<&str> = {
+        let mut o: Vec<&str> = STEPS.iter().map(|(n, _)| *n).collect();
+        let (m, s) = (
+            o.iter().position(|x| *x == "manifest"),
+            o.iter().position(|x| *x == "smoke"),
+        );
+        if let (Some(m), Some(s)) = (m, s) {
+            o.remove(s);
+            o.insert(m, "smoke");
+        }
+        o
+    };
+    for step in order {
+        let available = STEPS.iter().any(|(n, ok)| *n == step && *ok);
+        if args.skip.iter().any(|s| s == step) || !available {
+            let why = if available {
+                "--skip"
+            } else {
+                "not available in this version of pi-image"
+            };
+            tracing::info!("pipeline: {step}: skipped ({why})");
+            outcome.skipped.push(step.to_owned());
+            continue;
+        }
+        if state.completed.iter().any(|c| c == step) {
+            tracing::info!(
+                "pipeline: {step}: completed in an earlier run (pass --restart to run it again)"
+            );
+            outcome.resumed_past.push(step.to_owned());
+            continue;
+        }
+        let step_output = tempfile::NamedTempFile::new().context("cannot create a scratch file")?;
+        let argv = step_args(step, &state.outputs, args.publish, &smoke_dir);
+        tracing::info!("pipeline: running {}", argv.join(" "));
+        let status = Command::new(&exe)
+            .args(&argv)
+            .env("GITHUB_OUTPUT", step_output.path())
+            .env("IMG_NAME", &paths.img_name)
+            .env("OUTPUT_DIR", &paths.dir)
+            .status()
+            .with_context(|| format!("failed to start the {step} step"))?;
+        let text = std::fs::read_to_string(step_output.path()).unwrap_or_default();
+        for (k, v) in parse_outputs(&text) {
+            state.outputs.insert(k, v);
+        }
+        if !status.success() {
+            atomic_state(&state_path, &state)?;
+            bail!(
+                "pipeline stopped: step `{step}` failed ({status}); fix it and run `pi-image pipeline` again to resume from `{step}`"
+            );
+        }
+        state.completed.push(step.to_owned());
+        atomic_state(&state_path, &state)?;
+        outcome.ran.push(step.to_owned());
+    }
+    outcome.outputs = state.outputs;
+    Ok(outcome)
+}
+
+fn atomic_state(path: &Path, state: &State) -> anyhow::Result<()> {
+    crate::atomic::write(path, to_canonical_json(state)?.as_bytes())
+}
+
+/// Reads a `GITHUB_OUTPUT` file (both forms).
+fn parse_outputs(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if let Some((k, delim)) = line.split_once("<<") {
+            let mut v = Vec::new();
+            for l in lines.by_ref() {
+                if l == delim {
+                    break;
+                }
+                v.push(l);
+            }
+            out.push((k.to_owned(), v.join("\n")));
+        } else if let Some((k, v)) = line.split_once('=') {
+            out.push((k.to_owned(), v.to_owned()));
+        }
+    }
+    out
+}
+
+pub fn main(gha: &Gha, args: Args) -> anyhow::Result<()> {
+    let outcome = run(&args)?;
+    gha.publish(&outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_chain_between_steps() {
+        let mut out = BTreeMap::new();
+        out.insert("deploy-dir".to_owned(), "/o/deploy".to_owned());
+        out.insert("pi-gen-dir".to_owned(), "/p".to_owned());
+        out.insert("build-start".to_owned(), "2026-01-01T00:00:00Z".to_owned());
+        out.insert("status".to_owned(), "pass".to_owned());
+        assert_eq!(
+            step_args("collect-artifacts", &out, false, "s"),
+            [
+                "collect-artifacts",
+                "--deploy-dir",
+                "/o/deploy",
+                "--pi-gen-dir",
+                "/p"
+            ]
+        );
+        assert_eq!(
+            step_args("manifest", &out, false, "s"),
+            [
+                "manifest",
+                "--build-start",
+                "2026-01-01T00:00:00Z",
+                "--smoke-dir",
+                "s"
+            ]
+        );
+        assert_eq!(
+            step_args("release", &out, false, "s"),
+            ["release", "--dry-run"]
+        );
+        assert_eq!(
+            step_args("release", &out, true, "s"),
+            ["release", "--publish"]
+        );
+        assert_eq!(
+            parse_outputs("a=1\nb<<D\nx\ny\nD\n"),
+            vec![
+                ("a".to_owned(), "1".to_owned()),
+                ("b".to_owned(), "x\ny".to_owned())
+            ]
+        );
+    }
+}
