@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job: build the default image (IMG_NAME=sugarkube, arm64, stages 0-2) end to
-# end with pi-gen and turn it into release artifacts in OUTPUT_DIR (default: ./dist).
+# end with pi-gen, boot it in QEMU and turn it into release artifacts in OUTPUT_DIR
+# (default: ./dist). Arguments are passed to `pi-image pipeline`.
 # On a machine that lacks pi-gen's prerequisites it says exactly what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,16 +36,12 @@ fi
 cargo build --release --locked --quiet
 bin=target/release/pi-image
 
-if ! "$bin" --help | grep -q run-pi-gen; then
-  missing+=("the \`run-pi-gen\` step in this build of pi-image (it lands with issue #4; until then build with pi-gen yourself and run: $bin collect-artifacts --deploy-dir <pi-gen>/deploy && $bin manifest)")
-fi
-
 if ((${#missing[@]})); then
   echo "build-image: cannot build the default image on this machine; missing:" >&2
   printf '  - %s\n' "${missing[@]}" >&2
   exit 1
 fi
 
-"$bin" run-pi-gen
-"$bin" collect-artifacts
-"$bin" manifest
+# Every step in order: run-pi-gen, collect-artifacts, smoke, manifest, and a dry run of
+# the release (pass --publish and a GITHUB_TOKEN to publish). Re-running resumes.
+exec "$bin" pipeline "$@"
