@@ -367,18 +367,25 @@ fn checkout_text(dir: &Path) -> String {
     text
 }
 
-/// pi-gen's `depends` file: `tool[:package]` per line. Returns the missing ones.
-fn missing_depends(dir: &Path) -> Vec<(String, String)> {
-    let Ok(text) = std::fs::read_to_string(dir.join("depends")) else {
-        return Vec::new();
-    };
-    text.lines()
+/// pi-gen's `depends` file: `tool[:package]` per line.
+fn depends(dir: &Path) -> Vec<(String, String)> {
+    std::fs::read_to_string(dir.join("depends"))
+        .unwrap_or_default()
+        .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter_map(|l| {
+        .map(|l| {
             let (tool, pkg) = l.split_once(':').unwrap_or((l, l));
-            (!which(tool)).then(|| (tool.to_owned(), pkg.to_owned()))
+            (tool.to_owned(), pkg.to_owned())
         })
+        .collect()
+}
+
+/// The `depends` entries whose tool is not installed.
+fn missing_depends(dir: &Path) -> Vec<(String, String)> {
+    depends(dir)
+        .into_iter()
+        .filter(|(tool, _)| !which(tool))
         .collect()
 }
 
@@ -405,18 +412,19 @@ fn native_blocker(input: &Input) -> Option<String> {
             pkgs.join(" ")
         ));
     }
-    let binfmt = if input.arm64 {
-        "qemu-aarch64"
-    } else {
-        "qemu-arm"
-    };
-    let host_is_arm = matches!(std::env::consts::ARCH, "aarch64" | "arm");
-    if !host_is_arm && !binfmt_dir().join(binfmt).exists() {
+    if let Some(binfmt) = missing_binfmt(input.arm64) {
         return Some(format!(
             "no {binfmt} binfmt_misc entry: apt-get install qemu-user-static binfmt-support && update-binfmts --enable {binfmt}"
         ));
     }
     None
+}
+
+/// The binfmt_misc entry ARM binaries need on this (non-ARM) host, if it is missing.
+fn missing_binfmt(arm64: bool) -> Option<&'static str> {
+    let entry = if arm64 { "qemu-aarch64" } else { "qemu-arm" };
+    let host_is_arm = matches!(std::env::consts::ARCH, "aarch64" | "arm");
+    (!host_is_arm && !binfmt_dir().join(entry).exists()).then_some(entry)
 }
 
 /// Where the kernel lists binfmt_misc entries (overridable so tests can simulate a
@@ -975,13 +983,7 @@ fn run_container(
     debian: bool,
 ) -> anyhow::Result<()> {
     let checkout = strategy::path_str(&input.pi_gen_dir);
-    let binfmt = if input.arm64 {
-        "qemu-aarch64"
-    } else {
-        "qemu-arm"
-    };
-    let host_is_arm = matches!(std::env::consts::ARCH, "aarch64" | "arm");
-    if !host_is_arm && !binfmt_dir().join(binfmt).exists() {
+    if missing_binfmt(input.arm64).is_some() {
         // The build container emulates ARM through the host kernel's binfmt_misc.
         let mut install = Command::new("docker");
         install.args([
@@ -1060,12 +1062,9 @@ fn run_container(
         continue_build: input.continue_build,
     };
     let args = if debian {
-        let mut pkgs: Vec<String> = std::fs::read_to_string(input.pi_gen_dir.join("depends"))
-            .unwrap_or_default()
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(|l| l.split_once(':').map_or(l, |(_, p)| p).to_owned())
+        let mut pkgs: Vec<String> = depends(&input.pi_gen_dir)
+            .into_iter()
+            .map(|(_, p)| p)
             .collect();
         pkgs.sort();
         pkgs.dedup();

@@ -98,45 +98,52 @@ fn common_run(spec: &ContainerSpec<'_>) -> Vec<String> {
     a
 }
 
+/// `IMAGE bash -e -o pipefail -c SCRIPT` at the end of a `docker run`.
+fn bash_in(a: &mut Vec<String>, image: &str, script: String) {
+    a.push(image.to_owned());
+    a.extend(["bash", "-e", "-o", "pipefail", "-c"].map(String::from));
+    a.push(script);
+}
+
 /// The pi-gen container: the checkout (with our config and sub-stages) is in the image.
 pub fn container_run(spec: &ContainerSpec<'_>) -> Vec<String> {
     let mut a = common_run(spec);
-    a.push(spec.image.to_owned());
-    a.extend([
-        "bash".into(),
-        "-e".into(),
-        "-o".into(),
-        "pipefail".into(),
-        "-c".into(),
-    ]);
-    a.push(format!(
-        "dpkg-reconfigure qemu-user-binfmt >/dev/null 2>&1 || true; (mount binfmt_misc -t binfmt_misc /proc/sys/fs/binfmt_misc || true); cd /pi-gen && {}./build.sh",
-        if spec.continue_build { "CONTINUE=1 " } else { "" }
-    ));
+    bash_in(
+        &mut a,
+        spec.image,
+        format!(
+            "dpkg-reconfigure qemu-user-binfmt >/dev/null 2>&1 || true; (mount binfmt_misc -t binfmt_misc /proc/sys/fs/binfmt_misc || true); cd /pi-gen && {}./build.sh",
+            if spec.continue_build {
+                "CONTINUE=1 "
+            } else {
+                ""
+            }
+        ),
+    );
     a
 }
 
 /// Plain Debian with pi-gen's dependencies; the checkout is mounted.
 pub fn debian_run(spec: &ContainerSpec<'_>, packages: &[String]) -> Vec<String> {
     let mut a = common_run(spec);
-    // Mounted after the generic volumes so /pi-gen exists before the nested mounts.
+    // The checkout becomes /pi-gen; the deploy and work volumes mount inside it.
     a.splice(
         4 + 2..4 + 2,
         ["--volume".to_owned(), format!("{}:/pi-gen", spec.checkout)],
     );
-    a.push("debian:bookworm".into());
-    a.extend([
-        "bash".into(),
-        "-e".into(),
-        "-o".into(),
-        "pipefail".into(),
-        "-c".into(),
-    ]);
-    a.push(format!(
-        "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends {} qemu-user-static binfmt-support && (mount binfmt_misc -t binfmt_misc /proc/sys/fs/binfmt_misc || true) && update-binfmts --enable && cd /pi-gen && {}./build.sh",
-        packages.join(" "),
-        if spec.continue_build { "CONTINUE=1 " } else { "" }
-    ));
+    bash_in(
+        &mut a,
+        "debian:bookworm",
+        format!(
+            "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends {} qemu-user-static binfmt-support && (mount binfmt_misc -t binfmt_misc /proc/sys/fs/binfmt_misc || true) && update-binfmts --enable && cd /pi-gen && {}./build.sh",
+            packages.join(" "),
+            if spec.continue_build {
+                "CONTINUE=1 "
+            } else {
+                ""
+            }
+        ),
+    );
     a
 }
 
