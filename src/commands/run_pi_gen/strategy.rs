@@ -158,8 +158,21 @@ pub fn container_name(img_name: &str) -> String {
     )
 }
 
+/// How this host's paths must be written for `docker` (Docker Desktop on Windows takes
+/// Git Bash or WSL forms).
+pub fn host_style() -> HostPathStyle {
+    if !cfg!(windows) {
+        HostPathStyle::Posix
+    } else if std::env::var_os("MSYSTEM").is_some() {
+        HostPathStyle::GitBash
+    } else {
+        HostPathStyle::Wsl
+    }
+}
+
+/// A host path as `docker --volume` wants it on this host.
 pub fn path_str(p: &Path) -> String {
-    p.display().to_string()
+    docker_host_path(&p.display().to_string(), host_style())
 }
 
 #[cfg(test)]
