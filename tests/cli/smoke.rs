@@ -373,3 +373,41 @@ fn bad_images_are_clear_errors() {
     assert_eq!(code, 2, "{err}");
     s.assert_no_qemu_left();
 }
+
+#[test]
+fn armhf_images_boot_on_raspi2b_and_survive_the_reboot() {
+    let s = Smoke::new();
+    let _one = one_boot_at_a_time();
+    let (code, _, err) =
+        run(s
+            .cmd(&images().join("armhf-ok.img"))
+            .args(["--marker", OK, "--timeout", "240"]));
+    assert_eq!(code, 0, "{err}");
+    let summary = s.summary();
+    assert_eq!(summary["machine"], "raspi2b");
+    assert_eq!(summary["arch"], "armhf");
+    assert_eq!(summary["qemu"], "qemu-system-arm");
+    assert!(
+        summary["qemu_args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a.as_str().unwrap().ends_with("kernel7.img"))
+    );
+    let (code, _, err) =
+        run(s
+            .cmd(&images().join("armhf-reboot.img"))
+            .args(["--marker", OK, "--timeout", "240"]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(s.summary()["boots"], 2);
+    // An arm64-only board is refused for it, with the reason.
+    let (code, _, err) = run(s
+        .cmd(&images().join("armhf-ok.img"))
+        .args(["--machine", "raspi3b"]));
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("cannot boot this armhf (kernel7*.img) image"),
+        "{err}"
+    );
+    s.assert_no_qemu_left();
+}

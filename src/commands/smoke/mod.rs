@@ -20,7 +20,7 @@ use serde_json::json;
 
 use self::bootfs::FirmwareConfig;
 use self::disk::Partition;
-use self::qemu::{Ending, Machine, Seen, Watch};
+use self::qemu::{Arch, Ending, Machine, Seen, Watch};
 use self::rootfs::Injection;
 use crate::atomic;
 use crate::config::ImageArgs;
@@ -48,7 +48,10 @@ pub const DEFAULT_FAILURE_MARKERS: &[&str] = &[
 pub enum MachineChoice {
     /// raspi3b for Pi images, else virt (the reason is logged)
     Auto,
+    /// arm64 images
     Raspi3b,
+    /// armhf images
+    Raspi2b,
     Virt,
 }
 
@@ -96,6 +99,9 @@ pub struct Args {
         default_value = "qemu-system-aarch64"
     )]
     pub qemu: String,
+    /// QEMU binary for armhf images
+    #[arg(long, env = "QEMU_SYSTEM_ARM", default_value = "qemu-system-arm")]
+    pub qemu_arm: String,
 }
 
 /// Validated input.
@@ -113,6 +119,7 @@ pub struct Input {
     pub grace: Duration,
     pub append: Vec<String>,
     pub qemu: String,
+    pub qemu_arm: String,
 }
 
 fn regexes(given: &[String], defaults: &[&str], flag: &str) -> anyhow::Result<Vec<Regex>> {
@@ -170,6 +177,7 @@ impl Input {
                 .map(|a| a.split_whitespace().map(str::to_owned).collect())
                 .unwrap_or_default(),
             qemu: args.qemu,
+            qemu_arm: args.qemu_arm,
         })
     }
 }
@@ -177,8 +185,10 @@ impl Input {
 /// What the image and the host offer, found before planning.
 #[derive(Debug, Clone)]
 pub struct Facts {
-    pub qemu_version: String,
-    pub machines: Vec<String>,
+    /// `qemu-system-aarch64`: version and machines, or why it cannot be used.
+    pub qemu_aarch64: Result<(String, Vec<String>), String>,
+    /// `qemu-system-arm`, the same, for armhf images.
+    pub qemu_arm: Result<(String, Vec<String>), String>,
     pub boot: Partition,
     pub root: Partition,
     pub files: Vec<String>,
@@ -190,6 +200,9 @@ pub struct Facts {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     pub machine: Machine,
+    pub arch: Arch,
+    /// The QEMU binary to run.
+    pub program: String,
     /// Why this machine (for `auto`).
     pub reason: String,
     pub kernel: String,
@@ -198,85 +211,162 @@ pub struct Plan {
     pub cmdline: String,
 }
 
-/// Device trees QEMU's raspi3b model can boot, Pi OS naming first, then mainline.
+/// Device trees QEMU's raspi models can boot, Pi OS naming first, then mainline.
 const RASPI3B_DTBS: &[&str] = &[
     "bcm2710-rpi-3-b.dtb",
     "bcm2837-rpi-3-b.dtb",
     "bcm2710-rpi-3-b-plus.dtb",
     "bcm2837-rpi-3-b-plus.dtb",
 ];
+const RASPI2B_DTBS: &[&str] = &["bcm2709-rpi-2-b.dtb", "bcm2836-rpi-2-b.dtb"];
+
+/// Which kernel the firmware would start, and so the image's architecture: an explicit
+/// `kernel=`, else `kernel8.img` (unless `arm_64bit=0`), else the 32-bit `kernel7*.img`.
+fn pick_kernel(
+    facts: &Facts,
+    has: &impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<(String, Arch)> {
+    if let Some(k) = &facts.config.kernel {
+        let arch = match facts.config.arm_64bit {
+            Some(true) => Arch::Arm64,
+            Some(false) => Arch::Armhf,
+            None if k.contains('8') => Arch::Arm64,
+            None => Arch::Armhf,
+        };
+        return has(k).map(|f| (f, arch)).ok_or_else(|| {
+            anyhow::anyhow!(
+                "no kernel in the boot partition: config.txt names `{k}`, which is missing"
+            )
+        });
+    }
+    if facts.config.arm_64bit != Some(false)
+        && let Some(k) = has("kernel8.img")
+    {
+        return Ok((k, Arch::Arm64));
+    }
+    for name in ["kernel7.img", "kernel7l.img"] {
+        if let Some(k) = has(name) {
+            return Ok((k, Arch::Armhf));
+        }
+    }
+    bail!(
+        "no kernel in the boot partition: `kernel8.img` is missing, and no 32-bit `kernel7.img` either (files: {})",
+        facts
+            .files
+            .iter()
+            .take(20)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(" ")
+    )
+}
 
 /// Chooses machine and boot files. Pure.
 pub fn plan(input: &Input, facts: &Facts) -> anyhow::Result<Plan> {
     let has =
         |name: &str| bootfs::find(&facts.files, name).map(|f| f.trim_start_matches('/').to_owned());
-    let kernel_name = facts
-        .config
-        .kernel
-        .clone()
-        .unwrap_or_else(|| "kernel8.img".into());
-    let Some(kernel) = has(&kernel_name) else {
-        if has("kernel7l.img").is_some()
-            || has("kernel7.img").is_some()
-            || facts.config.arm_64bit == Some(false)
-        {
-            bail!(
-                "the boot partition holds only 32-bit kernels (kernel7*.img): this is an armhf image; smoke boots arm64 images (kernel8.img) with qemu-system-aarch64"
-            );
+    let (kernel, arch) = pick_kernel(facts, &has)?;
+    let (board, board_dtbs, qemu_bin, qemu) = match arch {
+        Arch::Arm64 => (
+            Machine::Raspi3b,
+            RASPI3B_DTBS,
+            &input.qemu,
+            &facts.qemu_aarch64,
+        ),
+        Arch::Armhf => (
+            Machine::Raspi2b,
+            RASPI2B_DTBS,
+            &input.qemu_arm,
+            &facts.qemu_arm,
+        ),
+    };
+    let machines = match qemu {
+        Ok((_, m)) => m,
+        Err(e) => {
+            return Err(usage(format!(
+                "{e} (needed for this {} image)",
+                if arch == Arch::Arm64 {
+                    "arm64"
+                } else {
+                    "armhf"
+                }
+            )));
         }
-        bail!(
-            "no kernel in the boot partition: `{kernel_name}` is missing (files: {})",
-            facts
-                .files
-                .iter()
-                .take(20)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
     };
     let dtb = match &facts.config.device_tree {
         Some(named) => has(named).or_else(|| has(&format!("broadcom/{named}"))),
         None => None,
     }
     .or_else(|| {
-        RASPI3B_DTBS
+        board_dtbs
             .iter()
             .find_map(|d| has(d).or_else(|| has(&format!("broadcom/{d}"))))
     });
-    let raspi_ok = facts.machines.iter().any(|m| m == "raspi3b");
-    let virt_ok = facts.machines.iter().any(|m| m == "virt");
+    let board_ok = machines.iter().any(|m| m == board.name());
+    let virt_ok = machines.iter().any(|m| m == "virt");
+    let wanted = match input.machine {
+        MachineChoice::Raspi3b => Some(Machine::Raspi3b),
+        MachineChoice::Raspi2b => Some(Machine::Raspi2b),
+        _ => None,
+    };
+    if let Some(w) = wanted
+        && w != board
+    {
+        return Err(usage(format!(
+            "--machine {} cannot boot this {} image; use {} or virt",
+            w.name(),
+            if arch == Arch::Arm64 {
+                "arm64 (kernel8.img)"
+            } else {
+                "armhf (kernel7*.img)"
+            },
+            board.name()
+        )));
+    }
     let (machine, reason) = match input.machine {
-        MachineChoice::Raspi3b | MachineChoice::Auto if raspi_ok && dtb.is_some() => (
-            Machine::Raspi3b,
-            "a Raspberry Pi 3 device tree is in the boot partition".to_owned(),
-        ),
-        MachineChoice::Raspi3b if !raspi_ok => {
-            return Err(usage(
-                "this QEMU has no raspi3b machine: install QEMU 7.2 or newer (apt-get install qemu-system-arm)",
-            ));
+        MachineChoice::Auto | MachineChoice::Raspi3b | MachineChoice::Raspi2b
+            if board_ok && dtb.is_some() =>
+        {
+            (
+                board,
+                format!(
+                    "a Raspberry Pi {} device tree is in the boot partition",
+                    if board == Machine::Raspi3b { 3 } else { 2 }
+                ),
+            )
         }
-        MachineChoice::Raspi3b => bail!(
-            "--machine raspi3b needs a Pi 3 device tree ({}) in the boot partition",
-            RASPI3B_DTBS.join(", ")
+        MachineChoice::Raspi3b | MachineChoice::Raspi2b if !board_ok => {
+            return Err(usage(format!(
+                "`{qemu_bin}` has no {} machine: install QEMU 7.2 or newer (apt-get install qemu-system-arm)",
+                board.name()
+            )));
+        }
+        MachineChoice::Raspi3b | MachineChoice::Raspi2b => bail!(
+            "--machine {} needs one of these device trees in the boot partition: {}",
+            board.name(),
+            board_dtbs.join(", ")
         ),
         MachineChoice::Virt | MachineChoice::Auto if virt_ok => {
             let why = if input.machine == MachineChoice::Virt {
                 "chosen with --machine virt".to_owned()
-            } else if !raspi_ok {
-                "this QEMU has no raspi3b machine; falling back to virt (the kernel needs virtio drivers)".to_owned()
+            } else if !board_ok {
+                format!(
+                    "`{qemu_bin}` has no {} machine; falling back to virt (the kernel needs virtio drivers)",
+                    board.name()
+                )
             } else {
                 format!(
-                    "no Pi 3 device tree ({}) in the boot partition; falling back to virt (the kernel needs virtio drivers)",
-                    RASPI3B_DTBS.join(", ")
+                    "no device tree for {} ({}) in the boot partition; falling back to virt (the kernel needs virtio drivers)",
+                    board.name(),
+                    board_dtbs.join(", ")
                 )
             };
             (Machine::Virt, why)
         }
         _ => {
-            return Err(usage(
-                "this QEMU has no virt machine: install qemu-system-arm",
-            ));
+            return Err(usage(format!(
+                "`{qemu_bin}` has no virt machine: install qemu-system-arm"
+            )));
         }
     };
     let initramfs = facts.config.initramfs.as_deref().and_then(has);
@@ -287,20 +377,22 @@ pub fn plan(input: &Input, facts: &Facts) -> anyhow::Result<Plan> {
     }
     Ok(Plan {
         machine,
+        arch,
+        program: qemu_bin.clone(),
         reason,
         cmdline: bootfs::rewrite_cmdline(&facts.cmdline, machine.root_device(), &input.append),
         kernel,
-        dtb: if machine == Machine::Raspi3b {
-            dtb
-        } else {
-            None
-        },
+        dtb: if machine == Machine::Virt { None } else { dtb },
         initramfs,
     })
 }
 
 /// Finds QEMU and the machines it offers.
-fn probe_qemu(program: &str) -> anyhow::Result<(String, Vec<String>)> {
+fn probe_qemu(program: &str) -> Result<(String, Vec<String>), String> {
+    probe_qemu_inner(program).map_err(|e| format!("{e:#}"))
+}
+
+fn probe_qemu_inner(program: &str) -> anyhow::Result<(String, Vec<String>)> {
     let not_found = |e: anyhow::Error| {
         usage(format!(
             "`{program}` is not usable ({e:#}): install QEMU's system emulator (apt-get install qemu-system-arm; on Debian bookworm take it from bookworm-backports for QEMU 10)"
@@ -346,7 +438,8 @@ fn require_tool(tool: &str, package: &str) -> anyhow::Result<()> {
 
 /// Reads partitions, the boot file list, config.txt and cmdline.txt from the copy.
 fn gather(input: &Input, copy: &Path, scratch: &Path) -> anyhow::Result<Facts> {
-    let (qemu_version, machines) = probe_qemu(&input.qemu)?;
+    let qemu_aarch64 = probe_qemu(&input.qemu);
+    let qemu_arm = probe_qemu(&input.qemu_arm);
     let parts = disk::partitions(copy)?;
     let boot = *parts.iter().find(|p| p.is_fat()).with_context(|| {
         format!(
@@ -382,8 +475,8 @@ fn gather(input: &Input, copy: &Path, scratch: &Path) -> anyhow::Result<Facts> {
             "cmdline.txt is missing from the boot partition: this is not a Raspberry Pi OS image",
         )?;
     Ok(Facts {
-        qemu_version,
-        machines,
+        qemu_aarch64,
+        qemu_arm,
         boot,
         root,
         files,
@@ -496,7 +589,11 @@ pub fn run(gha: &Gha, input: &Input) -> anyhow::Result<Outcome> {
         "image_sha256": record.input_sha256,
         "machine": record.plan.as_ref().map(|p| p.machine),
         "machine_reason": record.plan.as_ref().map(|p| p.reason.clone()),
-        "qemu_version": record.facts.as_ref().map(|f| f.qemu_version.clone()),
+        "qemu_version": record.facts.as_ref().zip(record.plan.as_ref()).and_then(|(f, p)| {
+            match p.arch { Arch::Arm64 => &f.qemu_aarch64, Arch::Armhf => &f.qemu_arm }.as_ref().ok().map(|(v, _)| v.clone())
+        }),
+        "arch": record.plan.as_ref().map(|p| p.arch),
+        "qemu": record.plan.as_ref().map(|p| p.program.clone()),
         "qemu_args": record.qemu_args,
         "kernel_cmdline": record.plan.as_ref().map(|p| p.cmdline.clone()),
         "boots": record.boots,
@@ -564,7 +661,7 @@ fn boot_and_collect(gha: &Gha, input: &Input, record: &mut Record) -> anyhow::Re
     record.facts = Some(facts.clone());
     record.plan = Some(plan.clone());
 
-    if plan.machine == Machine::Raspi3b {
+    if plan.machine != Machine::Virt {
         let (from, to) = disk::pad_to_power_of_two(&copy)?;
         if from != to {
             tracing::info!(
@@ -595,6 +692,7 @@ fn boot_and_collect(gha: &Gha, input: &Input, record: &mut Record) -> anyhow::Re
     let initrd = plan.initramfs.as_deref().map(take).transpose()?;
     let args = qemu::args(
         plan.machine,
+        plan.arch,
         &kernel,
         dtb.as_deref(),
         initrd.as_deref(),
@@ -624,7 +722,7 @@ fn boot_and_collect(gha: &Gha, input: &Input, record: &mut Record) -> anyhow::Re
             record.boots += 1;
             ending = qemu::boot(
                 gha,
-                &input.qemu,
+                &plan.program,
                 &args,
                 &mut serial,
                 &watch,

@@ -19,13 +19,23 @@ use crate::gha::Gha;
 #[serde(rename_all = "lowercase")]
 pub enum Machine {
     Raspi3b,
+    Raspi2b,
     Virt,
+}
+
+/// The image's userspace: `kernel8.img` (arm64) or `kernel7*.img` (armhf).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    Arm64,
+    Armhf,
 }
 
 impl Machine {
     pub fn name(self) -> &'static str {
         match self {
             Machine::Raspi3b => "raspi3b",
+            Machine::Raspi2b => "raspi2b",
             Machine::Virt => "virt",
         }
     }
@@ -33,7 +43,7 @@ impl Machine {
     /// The root partition's device node on this machine.
     pub fn root_device(self) -> &'static str {
         match self {
-            Machine::Raspi3b => "/dev/mmcblk0p2",
+            Machine::Raspi3b | Machine::Raspi2b => "/dev/mmcblk0p2",
             Machine::Virt => "/dev/vda2",
         }
     }
@@ -44,22 +54,24 @@ fn qemu_escape(path: &Path) -> String {
     path.display().to_string().replace(',', ",,")
 }
 
-/// Arguments for `qemu-system-aarch64`. raspi3b: exactly 1 GiB (the only size the
-/// board model accepts) and single-threaded TCG, measured faster on 2-core runners
-/// than MTTCG with 4 emulated cores.
+/// Arguments for `qemu-system-aarch64` (arm64) or `qemu-system-arm` (armhf). The raspi
+/// boards take exactly 1 GiB (the only size their models accept). raspi3b runs
+/// single-threaded TCG, measured faster on 2-core runners than MTTCG with 4 emulated
+/// cores; raspi2b must not: its 32-bit kernel then hangs in a `stop_machine` TLB flush.
+/// 32-bit virt needs `highmem=off` for its PCI virtio disk.
 pub fn args(
     machine: Machine,
+    arch: Arch,
     kernel: &Path,
     dtb: Option<&Path>,
     initrd: Option<&Path>,
     cmdline: &str,
     disk: &Path,
 ) -> Vec<String> {
-    let mut a: Vec<String> = match machine {
-        Machine::Raspi3b => ["-M", "raspi3b", "-accel", "tcg,thread=single", "-m", "1G"]
-            .map(String::from)
-            .to_vec(),
-        Machine::Virt => [
+    let board: &[&str] = match (machine, arch) {
+        (Machine::Raspi3b, _) => &["-M", "raspi3b", "-accel", "tcg,thread=single", "-m", "1G"],
+        (Machine::Raspi2b, _) => &["-M", "raspi2b", "-m", "1G"],
+        (Machine::Virt, Arch::Arm64) => &[
             "-M",
             "virt",
             "-cpu",
@@ -68,10 +80,19 @@ pub fn args(
             "1G",
             "-nic",
             "none",
-        ]
-        .map(String::from)
-        .to_vec(),
+        ],
+        (Machine::Virt, Arch::Armhf) => &[
+            "-M",
+            "virt,highmem=off",
+            "-cpu",
+            "cortex-a15",
+            "-m",
+            "1G",
+            "-nic",
+            "none",
+        ],
     };
+    let mut a: Vec<String> = board.iter().map(|s| (*s).to_owned()).collect();
     a.extend(
         [
             "-display",
@@ -93,7 +114,9 @@ pub fn args(
     }
     a.extend(["-append".into(), cmdline.to_owned()]);
     let drive = match machine {
-        Machine::Raspi3b => format!("file={},if=sd,format=raw", qemu_escape(disk)),
+        Machine::Raspi3b | Machine::Raspi2b => {
+            format!("file={},if=sd,format=raw", qemu_escape(disk))
+        }
         Machine::Virt => format!("file={},if=virtio,format=raw", qemu_escape(disk)),
     };
     a.extend(["-drive".into(), drive]);
@@ -387,6 +410,7 @@ mod tests {
     fn raspi3b_command() {
         let a = args(
             Machine::Raspi3b,
+            Arch::Arm64,
             Path::new("/w/kernel8.img"),
             Some(Path::new("/w/x.dtb")),
             None,
@@ -406,6 +430,7 @@ mod tests {
     fn virt_command() {
         let a = args(
             Machine::Virt,
+            Arch::Arm64,
             Path::new("/k"),
             None,
             Some(Path::new("/i")),
@@ -416,6 +441,31 @@ mod tests {
         assert!(a.contains(&"file=/d.img,if=virtio,format=raw".to_owned()));
         assert!(a.windows(2).any(|w| w == ["-nic", "none"]));
         assert!(!a.contains(&"-dtb".to_owned()));
+    }
+
+    #[test]
+    fn armhf_commands() {
+        let a = args(
+            Machine::Raspi2b,
+            Arch::Armhf,
+            Path::new("/k7"),
+            Some(Path::new("/d")),
+            None,
+            "x",
+            Path::new("/i"),
+        );
+        assert_eq!(&a[..4], ["-M", "raspi2b", "-m", "1G"]);
+        assert!(!a.contains(&"tcg,thread=single".to_owned()));
+        let v = args(
+            Machine::Virt,
+            Arch::Armhf,
+            Path::new("/k7"),
+            None,
+            None,
+            "x",
+            Path::new("/i"),
+        );
+        assert_eq!(&v[..4], ["-M", "virt,highmem=off", "-cpu", "cortex-a15"]);
     }
 
     #[test]
