@@ -183,7 +183,7 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
             .status()
             .with_context(|| format!("failed to start the {step} step"))?;
         let text = std::fs::read_to_string(step_output.path()).unwrap_or_default();
-        for (k, v) in parse_outputs(&text) {
+        for (k, v) in crate::gha::parse_outputs(&text) {
             state.outputs.insert(k, v);
         }
         if !status.success() {
@@ -202,27 +202,6 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
 
 fn atomic_state(path: &Path, state: &State) -> anyhow::Result<()> {
     crate::atomic::write(path, to_canonical_json(state)?.as_bytes())
-}
-
-/// Reads a `GITHUB_OUTPUT` file (both forms).
-fn parse_outputs(text: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut lines = text.lines();
-    while let Some(line) = lines.next() {
-        if let Some((k, delim)) = line.split_once("<<") {
-            let mut v = Vec::new();
-            for l in lines.by_ref() {
-                if l == delim {
-                    break;
-                }
-                v.push(l);
-            }
-            out.push((k.to_owned(), v.join("\n")));
-        } else if let Some((k, v)) = line.split_once('=') {
-            out.push((k.to_owned(), v.to_owned()));
-        }
-    }
-    out
 }
 
 pub fn main(gha: &Gha, args: Args) -> anyhow::Result<()> {
@@ -268,13 +247,6 @@ mod tests {
         assert_eq!(
             step_args("release", &out, true, "s"),
             ["release", "--publish"]
-        );
-        assert_eq!(
-            parse_outputs("a=1\nb<<D\nx\ny\nD\n"),
-            vec![
-                ("a".to_owned(), "1".to_owned()),
-                ("b".to_owned(), "x\ny".to_owned())
-            ]
         );
     }
 }

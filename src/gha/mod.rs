@@ -239,6 +239,27 @@ pub fn format_outputs(outputs: &[(&str, String)]) -> anyhow::Result<String> {
     Ok(text)
 }
 
+/// Reads what [`format_outputs`] writes (a `GITHUB_OUTPUT` file), e.g. a child step's.
+pub fn parse_outputs(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if let Some((k, delim)) = line.split_once("<<") {
+            let mut v = Vec::new();
+            for l in lines.by_ref() {
+                if l == delim {
+                    break;
+                }
+                v.push(l);
+            }
+            out.push((k.to_owned(), v.join("\n")));
+        } else if let Some((k, v)) = line.split_once('=') {
+            out.push((k.to_owned(), v.to_owned()));
+        }
+    }
+    out
+}
+
 /// Sizes as people read them: `112.8 MiB`, `2.1 KiB`, `83 B`.
 pub fn human_size(bytes: u64) -> String {
     const KIB: f64 = 1024.0;
@@ -279,6 +300,21 @@ mod tests {
         assert_eq!(lines.next(), Some("a"));
         assert_eq!(lines.next(), Some("b"));
         assert_eq!(lines.next(), Some(delim));
+    }
+
+    #[test]
+    fn outputs_round_trip() {
+        let outputs = [
+            ("a", "1".to_owned()),
+            ("notes", "x\ny=z".to_owned()),
+            ("empty", String::new()),
+        ];
+        let parsed = parse_outputs(&format_outputs(&outputs).unwrap());
+        let want: Vec<(String, String)> = outputs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
+        assert_eq!(parsed, want);
     }
 
     #[test]
