@@ -4,7 +4,7 @@ use std::ffi::OsString;
 
 use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
-use crate::commands::{collect_artifacts, manifest, pipeline, release, run_pi_gen, smoke};
+use crate::commands::{collect_artifacts, doctor, manifest, pipeline, release, run_pi_gen, smoke};
 
 /// Build, verify, sign and publish Raspberry Pi OS images.
 #[derive(Debug, Parser)]
@@ -46,6 +46,8 @@ pub enum Command {
     Release(release::Args),
     /// Run every step in order (release is a dry run unless --publish); resumes after the last completed step
     Pipeline(pipeline::Args),
+    /// Check this machine for what each subcommand needs, and say how to install what is missing
+    Doctor(doctor::Args),
 }
 
 /// Environment variables whose empty value is an error rather than "unset".

@@ -2,6 +2,7 @@
 //! `Args` → `Input` → `plan()` → `run()` → `Outcome`.
 
 pub mod collect_artifacts;
+pub mod doctor;
 pub mod manifest;
 pub mod pipeline;
 pub mod release;
@@ -20,5 +21,6 @@ pub fn dispatch(gha: &Gha, command: Command) -> anyhow::Result<()> {
         Command::Release(args) => release::main(gha, args),
         Command::RunPiGen(args) => run_pi_gen::main(gha, args),
         Command::Pipeline(args) => pipeline::main(gha, args),
+        Command::Doctor(args) => doctor::main(gha, args),
     }
 }

@@ -6,6 +6,7 @@
 )]
 
 mod collect_artifacts;
+mod doctor;
 mod gha_io;
 mod manifest;
 mod release;

@@ -1,0 +1,350 @@
+//! `doctor`: what each subcommand needs on this machine, and how to get what is
+//! missing (Debian/Ubuntu packages, Homebrew formulae, Windows notes). `--apply`
+//! installs the missing Debian packages. Stands in for the seed design's
+//! `sugarkube-setup` wizard and `just mac-setup`.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use anyhow::Context as _;
+
+use crate::gha::{Gha, StepReport, md_cell};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Install the missing Debian packages with apt-get (Linux only)
+    #[arg(long)]
+    pub apply: bool,
+    /// Free disk wanted for a pi-gen build, in GB
+    #[arg(long, env = "REQUIRED_SPACE_GB", default_value_t = 30)]
+    pub min_free_gb: u64,
+}
+
+/// One thing a subcommand needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    pub needed_by: &'static str,
+    pub what: String,
+    pub ok: bool,
+    pub detail: String,
+    /// Debian package that provides it, if any.
+    pub apt: Option<&'static str>,
+    /// Homebrew formula, if any.
+    pub brew: Option<&'static str>,
+}
+
+fn which(tool: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+}
+
+fn output(program: &Path, args: &[&str]) -> Option<String> {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// pi-gen's `depends` (bookworm/arm64 branches): tool and Debian package.
+const PI_GEN_DEPENDS: &[(&str, &str)] = &[
+    ("quilt", "quilt"),
+    ("parted", "parted"),
+    ("realpath", "coreutils"),
+    ("qemu-arm", "qemu-user-binfmt"),
+    ("debootstrap", "debootstrap"),
+    ("zerofree", "zerofree"),
+    ("zip", "zip"),
+    ("mkdosfs", "dosfstools"),
+    ("mke2fs", "e2fsprogs"),
+    ("capsh", "libcap2-bin"),
+    ("bsdtar", "libarchive-tools"),
+    ("grep", "grep"),
+    ("rsync", "rsync"),
+    ("xz", "xz-utils"),
+    ("curl", "curl"),
+    ("xxd", "xxd"),
+    ("file", "file"),
+    ("git", "git"),
+    ("lsmod", "kmod"),
+    ("bc", "bc"),
+    ("gpg", "gpg"),
+    ("pigz", "pigz"),
+    ("arch-test", "arch-test"),
+];
+
+fn tool(
+    needed_by: &'static str,
+    name: &str,
+    apt: &'static str,
+    brew: Option<&'static str>,
+) -> Check {
+    let found = which(name);
+    Check {
+        needed_by,
+        what: format!("`{name}`"),
+        ok: found.is_some(),
+        detail: found
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "not found".into()),
+        apt: Some(apt),
+        brew,
+    }
+}
+
+fn qemu(binary: &'static str, machine: &str, needed_by: &'static str) -> Check {
+    let (ok, detail) = match which(binary) {
+        None => (false, "not found".to_owned()),
+        Some(p) => {
+            let version = output(&p, &["--version"])
+                .and_then(|v| v.lines().next().map(str::to_owned))
+                .unwrap_or_default();
+            let has = output(&p, &["-machine", "help"]).is_some_and(|m| {
+                m.lines()
+                    .any(|l| l.split_whitespace().next() == Some(machine))
+            });
+            (
+                has,
+                if has {
+                    version
+                } else {
+                    format!("{version}: no `{machine}` machine (QEMU 7.2 or newer has it)")
+                },
+            )
+        }
+    };
+    Check {
+        needed_by,
+        what: format!("`{binary}` with `-M {machine}`"),
+        ok,
+        detail,
+        apt: Some("qemu-system-arm"),
+        brew: Some("qemu"),
+    }
+}
+
+/// Everything the subcommands need. Looks at the machine; changes nothing.
+pub fn checks(min_free_gb: u64) -> Vec<Check> {
+    let mut c = vec![
+        qemu("qemu-system-aarch64", "raspi3b", "smoke"),
+        qemu("qemu-system-arm", "raspi2b", "smoke (armhf images)"),
+        tool("smoke", "mdir", "mtools", Some("mtools")),
+        tool("smoke", "mcopy", "mtools", Some("mtools")),
+        tool("smoke", "debugfs", "e2fsprogs", Some("e2fsprogs")),
+        tool("smoke", "e2fsck", "e2fsprogs", Some("e2fsprogs")),
+        tool("run-pi-gen", "git", "git", Some("git")),
+    ];
+    let docker = which("docker");
+    let daemon = docker.as_ref().is_some_and(|d| {
+        Command::new(d)
+            .arg("info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    c.push(Check {
+        needed_by: "run-pi-gen (container strategies)",
+        what: "Docker daemon".into(),
+        ok: daemon,
+        detail: match (&docker, daemon) {
+            (None, _) => "no `docker` client".into(),
+            (Some(_), false) => "Docker daemon is not running or not accessible".into(),
+            (Some(_), true) => "`docker info` answers".into(),
+        },
+        apt: Some("docker.io"),
+        brew: Some("--cask docker"),
+    });
+    if cfg!(target_os = "linux") {
+        let host_is_arm = matches!(std::env::consts::ARCH, "aarch64" | "arm");
+        for entry in ["qemu-aarch64", "qemu-arm"] {
+            let present = host_is_arm || Path::new("/proc/sys/fs/binfmt_misc").join(entry).exists();
+            c.push(Check {
+                needed_by: "run-pi-gen (native)",
+                what: format!("binfmt_misc `{entry}`"),
+                ok: present,
+                detail: if present {
+                    "registered".into()
+                } else {
+                    format!("not registered: update-binfmts --enable {entry}")
+                },
+                apt: Some("qemu-user-static"),
+                brew: None,
+            });
+        }
+        let root = rustix::process::geteuid().is_root();
+        c.push(Check {
+            needed_by: "run-pi-gen (native)",
+            what: "root or sudo".into(),
+            ok: root || which("sudo").is_some(),
+            detail: if root {
+                "running as root".into()
+            } else if which("sudo").is_some() {
+                "sudo available".into()
+            } else {
+                "Run as root or install sudo".into()
+            },
+            apt: Some("sudo"),
+            brew: None,
+        });
+        for (t, pkg) in PI_GEN_DEPENDS {
+            c.push(tool("run-pi-gen (native)", t, pkg, None));
+        }
+        let vfat = std::fs::read_to_string("/proc/filesystems")
+            .is_ok_and(|f| f.split_whitespace().any(|w| w == "vfat"));
+        c.push(Check {
+            needed_by: "run-pi-gen (native)",
+            what: "vfat in the kernel".into(),
+            ok: vfat,
+            detail: if vfat { "available".into() } else { "pi-gen's export mounts the FAT boot partition; use a container strategy or a kernel with vfat".into() },
+            apt: None,
+            brew: None,
+        });
+    }
+    let free = rustix::fs::statvfs(".")
+        .ok()
+        .map(|s| s.f_bavail as f64 * s.f_frsize as f64 / 1e9);
+    c.push(Check {
+        needed_by: "run-pi-gen",
+        what: format!("{min_free_gb} GB free here"),
+        ok: free.is_some_and(|f| f >= min_free_gb as f64),
+        detail: free.map_or_else(|| "unknown".into(), |f| format!("{f:.1} GB free")),
+        apt: None,
+        brew: None,
+    });
+    c
+}
+
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub checks: Vec<Check>,
+}
+
+impl Outcome {
+    fn missing_apt(&self) -> Vec<&'static str> {
+        let mut p: Vec<&'static str> = self
+            .checks
+            .iter()
+            .filter(|c| !c.ok)
+            .filter_map(|c| c.apt)
+            .collect();
+        p.sort_unstable();
+        p.dedup();
+        p
+    }
+}
+
+impl StepReport for Outcome {
+    fn outputs(&self) -> Vec<(&'static str, String)> {
+        vec![
+            (
+                "missing",
+                self.checks.iter().filter(|c| !c.ok).count().to_string(),
+            ),
+            ("apt-packages", self.missing_apt().join(" ")),
+        ]
+    }
+
+    fn summary(&self) -> String {
+        let mut s = String::from(
+            "### doctor\n\n| Needed by | What | OK | Detail |\n| --- | --- | --- | --- |\n",
+        );
+        for c in &self.checks {
+            s.push_str(&format!(
+                "| {} | {} | {} | {} |\n",
+                c.needed_by,
+                md_cell(&c.what),
+                if c.ok { "yes" } else { "**no**" },
+                md_cell(&c.detail)
+            ));
+        }
+        s.push('\n');
+        s
+    }
+}
+
+fn print(gha: &Gha, o: &Outcome) {
+    for c in &o.checks {
+        gha.line(&format!(
+            "{} {:<34} {:<34} {}",
+            if c.ok { "ok     " } else { "MISSING" },
+            c.needed_by,
+            c.what,
+            c.detail
+        ));
+    }
+    let apt = o.missing_apt();
+    if apt.is_empty() {
+        return;
+    }
+    if cfg!(target_os = "macos") {
+        let mut brew: Vec<&str> = o
+            .checks
+            .iter()
+            .filter(|c| !c.ok)
+            .filter_map(|c| c.brew)
+            .collect();
+        brew.dedup();
+        gha.line(&format!("to install: brew install {} (pi-gen itself runs only in the container strategies on macOS)", brew.join(" ")));
+    } else if cfg!(windows) {
+        gha.line("on Windows, use Docker Desktop (WSL 2 backend) and the container strategies; run smoke inside WSL");
+    } else {
+        gha.line(&format!(
+            "to install: apt-get install {} (or: pi-image doctor --apply)",
+            apt.join(" ")
+        ));
+    }
+}
+
+pub fn main(gha: &Gha, args: Args) -> anyhow::Result<()> {
+    let outcome = Outcome {
+        checks: checks(args.min_free_gb),
+    };
+    print(gha, &outcome);
+    if args.apply {
+        let pkgs = outcome.missing_apt();
+        if !cfg!(target_os = "linux") {
+            return Err(crate::error::usage(
+                "--apply installs Debian packages and works on Linux only",
+            ));
+        }
+        if !pkgs.is_empty() {
+            let mut cmd = if rustix::process::geteuid().is_root() {
+                Command::new("apt-get")
+            } else {
+                let mut c = Command::new("sudo");
+                c.arg("apt-get");
+                c
+            };
+            cmd.env("DEBIAN_FRONTEND", "noninteractive")
+                .args(["install", "-y", "--no-install-recommends"])
+                .args(&pkgs);
+            let status = cmd
+                .status()
+                .context("failed to run apt-get to install the missing packages")?;
+            anyhow::ensure!(
+                status.success(),
+                "apt-get install {} failed ({status})",
+                pkgs.join(" ")
+            );
+            let after = Outcome {
+                checks: checks(args.min_free_gb),
+            };
+            print(gha, &after);
+            return gha.publish(&after);
+        }
+    }
+    gha.publish(&outcome)?;
+    let missing = outcome.checks.iter().filter(|c| !c.ok).count();
+    anyhow::ensure!(
+        missing == 0,
+        "{missing} requirement(s) missing on this machine (see above)"
+    );
+    Ok(())
+}
