@@ -24,6 +24,102 @@ impl ImageArgs {
     }
 }
 
+/// Which pi-gen builds the image: the same settings for `run-pi-gen`, which checks it
+/// out, and `manifest`, which records it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PiGenArgs {
+    /// pi-gen repository
+    #[arg(
+        long,
+        env = "PI_GEN_URL",
+        default_value = "https://github.com/RPi-Distro/pi-gen"
+    )]
+    pub pi_gen_url: String,
+    /// Raspberry Pi OS release: bookworm or trixie
+    #[arg(long, env = "PI_GEN_BRANCH", default_value = "bookworm")]
+    pub pi_gen_branch: String,
+    /// Branch, tag or commit of pi-gen [default: from PI_GEN_BRANCH and ARM64]
+    #[arg(long, env = "PI_GEN_REF")]
+    pub pi_gen_ref: Option<String>,
+    /// 1: 64-bit (arm64) userspace; 0: 32-bit armhf
+    #[arg(long, env = "ARM64", default_value = "1")]
+    pub arm64: String,
+    /// Stages to build, in order; the last one exports the image (empty is an error)
+    #[arg(
+        long,
+        visible_alias = "stages",
+        env = "PI_GEN_STAGES",
+        default_value = "stage0 stage1 stage2"
+    )]
+    pub pi_gen_stages: String,
+}
+
+/// [`PiGenArgs`], validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PiGenSource {
+    pub url: String,
+    pub branch: String,
+    pub git_ref: String,
+    pub arm64: bool,
+    pub stages: Vec<String>,
+}
+
+impl PiGenArgs {
+    pub fn resolve(&self) -> anyhow::Result<PiGenSource> {
+        let arm64 = parse_arm64(&self.arm64)?;
+        Ok(PiGenSource {
+            url: self.pi_gen_url.clone(),
+            branch: self.pi_gen_branch.clone(),
+            git_ref: self
+                .pi_gen_ref
+                .clone()
+                .filter(|r| !r.trim().is_empty())
+                .unwrap_or_else(|| default_pi_gen_ref(&self.pi_gen_branch, arm64)),
+            arm64,
+            stages: parse_stages(&self.pi_gen_stages)?,
+        })
+    }
+}
+
+/// `ARM64` accepts exactly `0` or `1`.
+pub fn parse_arm64(v: &str) -> anyhow::Result<bool> {
+    match v.trim() {
+        "1" => Ok(true),
+        "0" => Ok(false),
+        other => Err(usage(format!("ARM64 must be 0 or 1 (got: {other})"))),
+    }
+}
+
+/// `PI_GEN_STAGES`: whitespace-separated stage directories, at least one.
+pub fn parse_stages(v: &str) -> anyhow::Result<Vec<String>> {
+    let stages: Vec<String> = v.split_whitespace().map(str::to_owned).collect();
+    if stages.is_empty() {
+        return Err(usage(
+            "PI_GEN_STAGES is empty: list the stages to build, e.g. `stage0 stage1 stage2` (the default)",
+        ));
+    }
+    if let Some(bad) = stages.iter().find(|s| {
+        !s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'))
+    }) {
+        return Err(usage(format!(
+            "PI_GEN_STAGES has an invalid stage name `{}`",
+            bad.escape_debug()
+        )));
+    }
+    Ok(stages)
+}
+
+/// pi-gen's branch for a release and architecture (see docs/pi-gen.md c.1).
+pub fn default_pi_gen_ref(branch: &str, arm64: bool) -> String {
+    match (branch, arm64) {
+        ("bookworm", true) => "bookworm-arm64".into(),
+        ("trixie", true) => "arm64".into(),
+        ("trixie", false) => "master".into(),
+        (other, _) => other.into(),
+    }
+}
+
 /// `IMG_NAME` becomes part of file names and, later, of pi-gen's sourced config, so it
 /// is restricted to a safe file name.
 pub fn validate_img_name(name: &str) -> anyhow::Result<()> {
@@ -106,6 +202,35 @@ mod tests {
         ] {
             assert!(validate_img_name(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn arm64_and_stages() {
+        assert!(parse_arm64("1").unwrap());
+        assert!(!parse_arm64("0").unwrap());
+        assert_eq!(
+            parse_arm64("2").unwrap_err().to_string(),
+            "ARM64 must be 0 or 1 (got: 2)"
+        );
+        assert_eq!(
+            parse_stages(" stage0  stage1 ").unwrap(),
+            vec!["stage0", "stage1"]
+        );
+        assert!(
+            parse_stages("  ")
+                .unwrap_err()
+                .to_string()
+                .contains("PI_GEN_STAGES is empty")
+        );
+        assert!(parse_stages("stage0 $(id)").is_err());
+    }
+
+    #[test]
+    fn pi_gen_refs() {
+        assert_eq!(default_pi_gen_ref("bookworm", true), "bookworm-arm64");
+        assert_eq!(default_pi_gen_ref("bookworm", false), "bookworm");
+        assert_eq!(default_pi_gen_ref("trixie", true), "arm64");
+        assert_eq!(default_pi_gen_ref("trixie", false), "master");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::buildlog::{self, StageTimings};
 use crate::checksum::{Digest, Hashing, parse_checksum_line, sha256_file};
-use crate::config::{ArtifactPaths, ImageArgs, file_name};
+use crate::config::{ArtifactPaths, ImageArgs, PiGenArgs, file_name};
 use crate::error::usage;
 use crate::gha::{Gha, StepReport, md_cell};
 use crate::model::manifest::{
@@ -35,31 +35,14 @@ pub struct Args {
     /// Release title; the name is "<title> YYYY-MM-DD" [default: "<Img_name> Pi Image"]
     #[arg(long, env = "RELEASE_TITLE")]
     pub title: Option<String>,
-    /// pi-gen repository the image was built from
-    #[arg(
-        long,
-        env = "PI_GEN_URL",
-        default_value = "https://github.com/RPi-Distro/pi-gen"
-    )]
-    pub pi_gen_url: String,
-    /// pi-gen release branch (bookworm, trixie)
-    #[arg(long, env = "PI_GEN_BRANCH", default_value = "bookworm")]
-    pub pi_gen_branch: String,
-    /// The pi-gen ref actually checked out [default: derived from PI_GEN_BRANCH and ARM64]
-    #[arg(long, env = "PI_GEN_REF")]
-    pub pi_gen_ref: Option<String>,
+    #[command(flatten)]
+    pub pi_gen: PiGenArgs,
     /// The pi-gen commit built [default: read from --pi-gen-dir with git]
     #[arg(long, env = "PI_GEN_COMMIT")]
     pub pi_gen_commit: Option<String>,
     /// The pi-gen checkout (for its commit)
     #[arg(long, env = "PI_GEN_DIR")]
     pub pi_gen_dir: Option<PathBuf>,
-    /// Stages that were built (empty is an error)
-    #[arg(long, env = "PI_GEN_STAGES", default_value = "stage0 stage1 stage2")]
-    pub pi_gen_stages: String,
-    /// 1 for a 64-bit (arm64) userspace, 0 for 32-bit armhf
-    #[arg(long, env = "ARM64", default_value = "1")]
-    pub arm64: String,
     /// Repository that ran the build, OWNER/REPO
     #[arg(long, env = "GITHUB_REPOSITORY")]
     pub repository: Option<String>,
@@ -128,45 +111,6 @@ pub struct Input {
     pub build_log: Option<PathBuf>,
 }
 
-/// `ARM64` accepts exactly `0` or `1`.
-pub fn parse_arm64(v: &str) -> anyhow::Result<bool> {
-    match v.trim() {
-        "1" => Ok(true),
-        "0" => Ok(false),
-        other => Err(usage(format!("ARM64 must be 0 or 1 (got: {other})"))),
-    }
-}
-
-/// `PI_GEN_STAGES`: whitespace-separated stage directories, at least one.
-pub fn parse_stages(v: &str) -> anyhow::Result<Vec<String>> {
-    let stages: Vec<String> = v.split_whitespace().map(str::to_owned).collect();
-    if stages.is_empty() {
-        return Err(usage(
-            "PI_GEN_STAGES is empty: list the stages to build, e.g. `stage0 stage1 stage2` (the default)",
-        ));
-    }
-    if let Some(bad) = stages.iter().find(|s| {
-        !s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'))
-    }) {
-        return Err(usage(format!(
-            "PI_GEN_STAGES has an invalid stage name `{}`",
-            bad.escape_debug()
-        )));
-    }
-    Ok(stages)
-}
-
-/// pi-gen's branch for a release and architecture (see docs/pi-gen.md c.1).
-pub fn default_pi_gen_ref(branch: &str, arm64: bool) -> String {
-    match (branch, arm64) {
-        ("bookworm", true) => "bookworm-arm64".into(),
-        ("trixie", true) => "arm64".into(),
-        ("trixie", false) => "master".into(),
-        (other, _) => other.into(),
-    }
-}
-
 /// `--option` typing: true/false (any case) → bool, then integer, float, string.
 pub fn parse_option(spec: &str) -> anyhow::Result<(String, Value)> {
     let (k, v) = spec.split_once('=').ok_or_else(|| {
@@ -199,8 +143,8 @@ fn non_empty(v: Option<String>) -> Option<String> {
 impl Input {
     pub fn from_args(args: Args) -> anyhow::Result<Self> {
         let paths = args.image.artifact_paths()?;
-        let arm64 = parse_arm64(&args.arm64)?;
-        let stages = parse_stages(&args.pi_gen_stages)?;
+        let pi_gen = args.pi_gen.resolve()?;
+        let arm64 = pi_gen.arm64;
         let mut options = BTreeMap::new();
         options.insert("arm64".to_owned(), Value::from(u8::from(arm64)));
         options.insert("armhf".to_owned(), Value::from(u8::from(!arm64)));
@@ -228,19 +172,17 @@ impl Input {
                 }
                 format!("{name} Pi Image")
             });
-        let git_ref = non_empty(args.pi_gen_ref)
-            .unwrap_or_else(|| default_pi_gen_ref(&args.pi_gen_branch, arm64));
         Ok(Self {
             notes_path: args.notes.unwrap_or_else(|| paths.notes.clone()),
             paths,
             channel: args.channel,
             title,
             pi_gen: PiGenInfo {
-                url: args.pi_gen_url,
-                branch: args.pi_gen_branch,
-                git_ref: Some(git_ref),
+                url: pi_gen.url,
+                branch: pi_gen.branch,
+                git_ref: Some(pi_gen.git_ref),
                 commit: non_empty(args.pi_gen_commit),
-                stages,
+                stages: pi_gen.stages,
             },
             pi_gen_dir: args.pi_gen_dir,
             arm64,
@@ -734,34 +676,5 @@ mod tests {
                 .to_string()
                 .contains("missing `=`")
         );
-    }
-
-    #[test]
-    fn arm64_and_stages() {
-        assert!(parse_arm64("1").unwrap());
-        assert!(!parse_arm64("0").unwrap());
-        assert_eq!(
-            parse_arm64("2").unwrap_err().to_string(),
-            "ARM64 must be 0 or 1 (got: 2)"
-        );
-        assert_eq!(
-            parse_stages(" stage0  stage1 ").unwrap(),
-            vec!["stage0", "stage1"]
-        );
-        assert!(
-            parse_stages("  ")
-                .unwrap_err()
-                .to_string()
-                .contains("PI_GEN_STAGES is empty")
-        );
-        assert!(parse_stages("stage0 $(id)").is_err());
-    }
-
-    #[test]
-    fn pi_gen_refs() {
-        assert_eq!(default_pi_gen_ref("bookworm", true), "bookworm-arm64");
-        assert_eq!(default_pi_gen_ref("bookworm", false), "bookworm");
-        assert_eq!(default_pi_gen_ref("trixie", true), "arm64");
-        assert_eq!(default_pi_gen_ref("trixie", false), "master");
     }
 }

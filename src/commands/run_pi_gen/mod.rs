@@ -18,8 +18,7 @@ use serde_json::json;
 
 use self::strategy::{ContainerSpec, Strategy};
 use self::substage::{CloudInitPlacement, Contents};
-use crate::commands::manifest::{default_pi_gen_ref, parse_arm64, parse_stages};
-use crate::config::ImageArgs;
+use crate::config::{ImageArgs, PiGenArgs, PiGenSource};
 use crate::error::usage;
 use crate::gha::{Gha, StepReport, md_cell};
 use crate::model::{self, to_canonical_json};
@@ -32,27 +31,11 @@ pub struct Args {
     /// An existing pi-gen checkout to use (a missing directory is cloned into)
     #[arg(long, env = "PI_GEN_DIR")]
     pub pi_gen_dir: Option<PathBuf>,
-    #[arg(
-        long,
-        env = "PI_GEN_URL",
-        default_value = "https://github.com/RPi-Distro/pi-gen"
-    )]
-    pub pi_gen_url: String,
-    /// Raspberry Pi OS release: bookworm or trixie
-    #[arg(long, env = "PI_GEN_BRANCH", default_value = "bookworm")]
-    pub pi_gen_branch: String,
-    /// Branch, tag or commit to build [default: from PI_GEN_BRANCH and ARM64]
-    #[arg(long, env = "PI_GEN_REF")]
-    pub pi_gen_ref: Option<String>,
-    /// 1: 64-bit (arm64) userspace; 0: 32-bit armhf (needs ALLOW_ARMHF=1)
-    #[arg(long, env = "ARM64", default_value = "1")]
-    pub arm64: String,
+    #[command(flatten)]
+    pub pi_gen: PiGenArgs,
     /// Opt in to 32-bit armhf builds
     #[arg(long, env = "ALLOW_ARMHF", default_value = "0")]
     pub allow_armhf: String,
-    /// Stages to build, in order; the last one exports the image
-    #[arg(long, env = "PI_GEN_STAGES", default_value = "stage0 stage1 stage2")]
-    pub stages: String,
     /// cloud-init user-data to install into the image
     #[arg(long, env = "USER_DATA", default_value = "cloud-init/user-data.yaml")]
     pub user_data: PathBuf,
@@ -143,13 +126,18 @@ fn absolute(p: &Path) -> anyhow::Result<PathBuf> {
 impl Input {
     pub fn from_args(args: Args) -> anyhow::Result<Self> {
         let paths = args.image.artifact_paths()?;
-        let arm64 = parse_arm64(&args.arm64)?;
+        let PiGenSource {
+            url,
+            branch,
+            git_ref,
+            arm64,
+            stages,
+        } = args.pi_gen.resolve()?;
         if !arm64 && args.allow_armhf.trim() != "1" {
             return Err(usage(
                 "ARM64=0 selects a 32-bit armhf userspace, which builds a second, slower image family.\nSet ALLOW_ARMHF=1 to explicitly opt in to armhf userspace builds.",
             ));
         }
-        let stages = parse_stages(&args.stages)?;
         let packages: Vec<String> = args
             .packages
             .unwrap_or_default()
@@ -192,7 +180,7 @@ impl Input {
         let output_dir = absolute(&paths.dir)?;
         let mut settings = BTreeMap::new();
         settings.insert("IMG_NAME".to_owned(), args.image.img_name.clone());
-        settings.insert("RELEASE".to_owned(), args.pi_gen_branch.clone());
+        settings.insert("RELEASE".to_owned(), branch.clone());
         settings.insert(
             "DEPLOY_DIR".to_owned(),
             output_dir.join("deploy").display().to_string(),
@@ -234,12 +222,9 @@ impl Input {
             output_dir,
             pi_gen_dir,
             clone_if_missing,
-            url: args.pi_gen_url,
-            git_ref: args
-                .pi_gen_ref
-                .filter(|r| !r.is_empty())
-                .unwrap_or_else(|| default_pi_gen_ref(&args.pi_gen_branch, arm64)),
-            branch: args.pi_gen_branch,
+            url,
+            git_ref,
+            branch,
             arm64,
             stages,
             user_data,
