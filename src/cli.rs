@@ -4,7 +4,9 @@ use std::ffi::OsString;
 
 use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
-use crate::commands::{collect_artifacts, doctor, manifest, pipeline, release, run_pi_gen, smoke};
+use crate::commands::{
+    collect_artifacts, doctor, manifest, pipeline, prepare_mirrors, release, run_pi_gen, smoke,
+};
 
 /// Build, verify, sign and publish Raspberry Pi OS images.
 #[derive(Debug, Parser)]
@@ -34,6 +36,8 @@ impl Cli {
 #[derive(Debug, Subcommand)]
 #[allow(clippy::large_enum_variant, reason = "parsed once at start-up")]
 pub enum Command {
+    /// Point every apt call of the build at a healthy mirror (probe, rewrite, rotate, restore at export)
+    PrepareMirrors(prepare_mirrors::Args),
     /// Check out pi-gen, configure it safely, run it natively or in a container, stream its log
     RunPiGen(run_pi_gen::Args),
     /// Turn pi-gen's deploy/ output into IMG_NAME.img.xz + .sha256, streaming, in one pass

@@ -5,6 +5,7 @@ pub mod collect_artifacts;
 pub mod doctor;
 pub mod manifest;
 pub mod pipeline;
+pub mod prepare_mirrors;
 pub mod release;
 pub mod run_pi_gen;
 pub mod smoke;
@@ -19,6 +20,7 @@ pub fn dispatch(gha: &Gha, command: Command) -> anyhow::Result<()> {
         Command::Manifest(args) => manifest::main(gha, args),
         Command::Smoke(args) => smoke::main(gha, args),
         Command::Release(args) => release::main(gha, args),
+        Command::PrepareMirrors(args) => prepare_mirrors::main(gha, args),
         Command::RunPiGen(args) => run_pi_gen::main(gha, args),
         Command::Pipeline(args) => pipeline::main(gha, args),
         Command::Doctor(args) => doctor::main(gha, args),

@@ -17,7 +17,7 @@ use crate::model::to_canonical_json;
 
 /// Every step, in order; the ones this build of pi-image cannot run yet are marked.
 pub const STEPS: &[(&str, bool)] = &[
-    ("prepare-mirrors", false),
+    ("prepare-mirrors", true),
     ("run-pi-gen", true),
     ("collect-artifacts", true),
     ("manifest", true),
@@ -95,6 +95,7 @@ fn step_args(
         }
     };
     match step {
+        "run-pi-gen" => pass("--pi-gen-dir", "pi-gen-dir"),
         "collect-artifacts" => {
             pass("--deploy-dir", "deploy-dir");
             pass("--pi-gen-dir", "pi-gen-dir");

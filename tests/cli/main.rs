@@ -9,6 +9,7 @@ mod collect_artifacts;
 mod doctor;
 mod gha_io;
 mod manifest;
+mod prepare_mirrors;
 mod release;
 mod run_pi_gen;
 mod smoke;

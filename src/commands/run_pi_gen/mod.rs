@@ -254,7 +254,12 @@ fn which(tool: &str) -> bool {
 
 /// Clones pi-gen (or reuses a checkout) at the requested ref; returns the commit.
 fn checkout(gha: &Gha, input: &Input) -> anyhow::Result<String> {
-    let dir = &input.pi_gen_dir;
+    checkout_pi_gen(gha, &input.pi_gen_dir, &input.url, &input.git_ref)
+}
+
+/// Clones pi-gen from `url` at `git_ref` into `dir`, or reuses the checkout already
+/// there; returns its commit. Shared with `prepare-mirrors`, which runs first.
+pub fn checkout_pi_gen(gha: &Gha, dir: &Path, url: &str, git_ref: &str) -> anyhow::Result<String> {
     if dir.exists() {
         if !dir.join("build.sh").is_file() {
             bail!(
@@ -280,21 +285,17 @@ fn checkout(gha: &Gha, input: &Input) -> anyhow::Result<String> {
             "git is required to check out pi-gen (apt-get install git)",
         ));
     }
-    let _g = gha.group(&format!(
-        "run-pi-gen: cloning {} at {}",
-        input.url, input.git_ref
-    ));
-    let is_commit =
-        input.git_ref.len() >= 7 && input.git_ref.chars().all(|c| c.is_ascii_hexdigit());
+    let _g = gha.group(&format!("cloning pi-gen {} at {}", url, git_ref));
+    let is_commit = git_ref.len() >= 7 && git_ref.chars().all(|c| c.is_ascii_hexdigit());
     if is_commit {
         std::fs::create_dir_all(dir)?;
         for args in [
             vec!["init", "-q"],
-            vec!["remote", "add", "origin", &input.url],
-            vec!["fetch", "-q", "--depth", "1", "origin", &input.git_ref],
+            vec!["remote", "add", "origin", url],
+            vec!["fetch", "-q", "--depth", "1", "origin", git_ref],
             vec!["checkout", "-q", "FETCH_HEAD"],
         ] {
-            let mut c = CmdSpec::new("git", &format!("check out pi-gen commit {}", input.git_ref))
+            let mut c = CmdSpec::new("git", &format!("check out pi-gen commit {}", git_ref))
                 .arg("-C")
                 .arg(dir);
             for a in args {
@@ -303,19 +304,16 @@ fn checkout(gha: &Gha, input: &Input) -> anyhow::Result<String> {
             c.output()?;
         }
     } else {
-        CmdSpec::new(
-            "git",
-            &format!("clone pi-gen ({} at {})", input.url, input.git_ref),
-        )
-        .arg("clone")
-        .arg("-q")
-        .arg("--depth")
-        .arg("1")
-        .arg("--branch")
-        .arg(&input.git_ref)
-        .arg(&input.url)
-        .arg(dir)
-        .output()?;
+        CmdSpec::new("git", &format!("clone pi-gen ({} at {})", url, git_ref))
+            .arg("clone")
+            .arg("-q")
+            .arg("--depth")
+            .arg("1")
+            .arg("--branch")
+            .arg(git_ref)
+            .arg(url)
+            .arg(dir)
+            .output()?;
     }
     CmdSpec::new("git", "read the pi-gen commit")
         .arg("-C")

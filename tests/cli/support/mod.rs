@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod github;
+pub mod mirror;
 
 use std::fs;
 use std::io::{Seek, SeekFrom, Write};
@@ -52,6 +53,18 @@ const SCRUB: &[&str] = &[
     "MAX_SCAN_DEPTH",
     "PI_IMAGE_LOG",
     "RUST_LOG",
+    "APT_MIRROR",
+    "RASPBIAN_MIRROR",
+    "APT_MIRROR_RASPBIAN",
+    "APT_MIRROR_RASPBERRYPI",
+    "DEBIAN_MIRROR",
+    "APT_REWRITE_MIRRORS",
+    "APT_REWRITE_MIRROR",
+    "APT_PROXY",
+    "APT_OPTS",
+    "SKIP_MIRROR_REWRITE",
+    "KEEP_MIRRORS_IN_IMAGE",
+    "MIRRORS_OFFLINE",
 ];
 
 /// The binary, with a clean environment, run in `dir`.

@@ -1,0 +1,515 @@
+//! Archives, mirror URLs and the apt options: parsing, validation and the rules that
+//! decide which archive a source URI belongs to (the same rules as the hook's awk).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::error::usage;
+
+/// The apt archives a Raspberry Pi OS build pulls from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Archive {
+    /// 32-bit Raspberry Pi OS (pi-gen `master`/`bookworm`): raspbian.raspberrypi.com
+    Raspbian,
+    /// 64-bit Raspberry Pi OS (pi-gen `arm64`/`bookworm-arm64`): deb.debian.org
+    Debian,
+    /// Both: archive.raspberrypi.com (kernel, firmware, Raspberry Pi packages)
+    RaspberryPi,
+}
+
+impl Archive {
+    pub const ALL: [Archive; 3] = [Archive::Raspbian, Archive::Debian, Archive::RaspberryPi];
+
+    /// The name the hook's configuration and the state file use.
+    pub fn key(self) -> &'static str {
+        match self {
+            Archive::Raspbian => "raspbian",
+            Archive::Debian => "debian",
+            Archive::RaspberryPi => "raspberrypi",
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Archive::Raspbian => "Raspbian",
+            Archive::Debian => "Debian",
+            Archive::RaspberryPi => "Raspberry Pi",
+        }
+    }
+
+    /// The upstream archive root pi-gen uses (docs/pi-gen.md c.1).
+    pub fn upstream(self) -> &'static str {
+        match self {
+            Archive::Raspbian => "http://raspbian.raspberrypi.com/raspbian",
+            Archive::Debian => "http://deb.debian.org/debian",
+            Archive::RaspberryPi => "http://archive.raspberrypi.com/debian",
+        }
+    }
+
+    /// Candidates when nothing is configured: upstream first (a healthy upstream means
+    /// nothing is rewritten), then well-run public mirrors.
+    pub fn default_candidates(self) -> Vec<String> {
+        let mut v = vec![self.upstream().to_owned()];
+        if self == Archive::Raspbian {
+            v.push("https://mirror.fcix.net/raspbian/raspbian".into());
+            v.push("https://mirrors.ocf.berkeley.edu/raspbian/raspbian".into());
+        }
+        v
+    }
+}
+
+impl fmt::Display for Archive {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.title())
+    }
+}
+
+/// Characters allowed in a mirror URL. The URL ends up in apt sources, in a data file the
+/// hook reads, and in pi-gen's bash scripts, so anything a shell or apt could
+/// misread (quotes, spaces, `$`, `;`, backslashes...) is refused rather than escaped.
+fn url_char_ok(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '~' | ':' | '/' | '@' | '%' | '+')
+}
+
+/// Validates a mirror URL and returns it without trailing slashes.
+pub fn normalize_url(var: &str, raw: &str) -> anyhow::Result<String> {
+    let url = raw.trim();
+    let lower = url.to_ascii_lowercase();
+    let Some(rest) = lower
+        .strip_prefix("http://")
+        .or_else(|| lower.strip_prefix("https://"))
+    else {
+        return Err(usage(format!(
+            "{var}: `{}` is not an http:// or https:// URL; apt mirrors must be http(s), e.g. https://mirror.example.org/raspbian/raspbian",
+            url.escape_debug()
+        )));
+    };
+    let host = rest.split('/').next().unwrap_or_default();
+    let host_only = host.rsplit('@').next().unwrap_or_default();
+    let host_only = host_only.split(':').next().unwrap_or_default();
+    if host_only.is_empty() {
+        return Err(usage(format!(
+            "{var}: `{}` has no host name",
+            url.escape_debug()
+        )));
+    }
+    if let Some(bad) = url.chars().find(|c| !url_char_ok(*c)) {
+        return Err(usage(format!(
+            "{var}: `{}` contains `{}`, which is not allowed in a mirror URL (letters, digits and . - _ ~ : / @ % + only)",
+            url.escape_debug(),
+            bad.escape_debug()
+        )));
+    }
+    Ok(url.trim_end_matches('/').to_owned())
+}
+
+/// Which archive a source URI names, by the same rules as the hook: an exact candidate
+/// or upstream URL first, then the well-known hosts and the `/raspbian` path.
+pub fn classify(uri: &str, known: &BTreeMap<Archive, Vec<String>>) -> Option<Archive> {
+    let n = uri.trim_end_matches('/');
+    for (a, urls) in known {
+        if urls.iter().any(|u| u == n) {
+            return Some(*a);
+        }
+    }
+    let lower = n.to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("http://")
+        .or_else(|| lower.strip_prefix("https://"))?;
+    let (host, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let host = host.rsplit('@').next().unwrap_or(host);
+    let host = host.split(':').next().unwrap_or(host);
+    let raspbian_host = matches!(
+        host,
+        "raspbian.raspberrypi.com"
+            | "raspbian.raspberrypi.org"
+            | "mirrors.pidginhost.com"
+            | "mirror.as43289.net"
+    );
+    if raspbian_host || path == "/raspbian" || path.starts_with("/raspbian/") {
+        return Some(Archive::Raspbian);
+    }
+    if matches!(host, "archive.raspberrypi.com" | "archive.raspberrypi.org") && path == "/debian" {
+        return Some(Archive::RaspberryPi);
+    }
+    let debian_host = matches!(
+        host,
+        "deb.debian.org" | "ftp.debian.org" | "httpredir.debian.org" | "cdn-fastly.deb.debian.org"
+    ) || (host.len() == "ftp.xx.debian.org".len()
+        && host.starts_with("ftp.")
+        && host.ends_with(".debian.org")
+        && host[4..6].chars().all(|c| c.is_ascii_lowercase()));
+    if debian_host && path == "/debian" {
+        return Some(Archive::Debian);
+    }
+    None
+}
+
+/// The mirror settings as given (environment variables of the seed design).
+#[derive(Debug, Clone, Default)]
+pub struct MirrorVars {
+    pub apt_mirror: Option<String>,
+    pub raspbian_mirror: Option<String>,
+    pub apt_mirror_raspbian: Option<String>,
+    pub apt_rewrite_mirrors: Option<String>,
+    pub debian_mirror: Option<String>,
+    pub apt_mirror_raspberrypi: Option<String>,
+}
+
+/// The ordered, validated candidates for each archive. What the user names for an
+/// archive replaces the defaults for it (an air-gapped build must not fall back to the
+/// internet); an archive with nothing named gets [`Archive::default_candidates`].
+pub fn candidates(vars: &MirrorVars) -> anyhow::Result<BTreeMap<Archive, Vec<String>>> {
+    let mut out = BTreeMap::new();
+    let mut raspbian: Vec<(&str, &str)> = Vec::new();
+    for (var, v) in [
+        ("APT_MIRROR_RASPBIAN", &vars.apt_mirror_raspbian),
+        ("RASPBIAN_MIRROR", &vars.raspbian_mirror),
+        ("APT_MIRROR", &vars.apt_mirror),
+    ] {
+        if let Some(v) = v {
+            raspbian.push((var, v));
+        }
+    }
+    if let Some(list) = &vars.apt_rewrite_mirrors {
+        if list.split_whitespace().next().is_none() {
+            return Err(usage(
+                "APT_REWRITE_MIRRORS is set but lists no mirror: give one or more http(s) URLs separated by spaces, or unset it for the defaults",
+            ));
+        }
+        raspbian.extend(list.split_whitespace().map(|u| ("APT_REWRITE_MIRRORS", u)));
+    }
+    let debian: Vec<(&str, &str)> = vars
+        .debian_mirror
+        .iter()
+        .flat_map(|v| v.split_whitespace().map(|u| ("DEBIAN_MIRROR", u)))
+        .collect();
+    let rpi: Vec<(&str, &str)> = vars
+        .apt_mirror_raspberrypi
+        .iter()
+        .flat_map(|v| v.split_whitespace().map(|u| ("APT_MIRROR_RASPBERRYPI", u)))
+        .collect();
+    for (archive, given) in [
+        (Archive::Raspbian, raspbian),
+        (Archive::Debian, debian),
+        (Archive::RaspberryPi, rpi),
+    ] {
+        let mut list: Vec<String> = Vec::new();
+        for (var, raw) in given {
+            if raw.trim().is_empty() {
+                continue;
+            }
+            let url = normalize_url(var, raw)?;
+            if !list.contains(&url) {
+                list.push(url);
+            }
+        }
+        if list.is_empty() {
+            list = archive.default_candidates();
+        }
+        out.insert(archive, list);
+    }
+    // One URL for two archives would make the hook's rewrite ambiguous.
+    let mut owner: BTreeMap<&str, Archive> = BTreeMap::new();
+    for (a, list) in &out {
+        for u in list {
+            if let Some(prev) = owner.insert(u, *a) {
+                return Err(usage(format!(
+                    "mirror `{u}` is configured for both the {prev} and the {a} archive; each archive needs its own mirror URL"
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// One `-o Key=Value` from APT_OPTS, or one of our defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AptOption {
+    pub key: String,
+    pub value: String,
+}
+
+fn check_apt_option(opt: &str) -> anyhow::Result<AptOption> {
+    let Some((key, value)) = opt.split_once('=') else {
+        return Err(usage(format!(
+            "APT_OPTS: `-o {}` is not Key=Value (e.g. -o Acquire::Retries=5)",
+            opt.escape_debug()
+        )));
+    };
+    let key_ok = !key.is_empty()
+        && key.split("::").all(|part| {
+            !part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '+' | '/'))
+        });
+    if !key_ok {
+        return Err(usage(format!(
+            "APT_OPTS: `{}` is not an apt configuration key (Word::Word::Word, e.g. Acquire::http::Timeout)",
+            key.escape_debug()
+        )));
+    }
+    if let Some(bad) = value
+        .chars()
+        .find(|c| matches!(c, '"' | '\\' | '{' | '}' | ';') || c.is_control())
+    {
+        return Err(usage(format!(
+            "APT_OPTS: the value of {key} contains `{}`, which apt's configuration syntax cannot hold",
+            bad.escape_debug()
+        )));
+    }
+    Ok(AptOption {
+        key: key.to_owned(),
+        value: value.to_owned(),
+    })
+}
+
+/// Parses APT_OPTS (`-o K=V`, `-oK=V`, `--option K=V`, `--option=K=V`). Anything else is
+/// refused: pi-gen ignores APT_OPTS, so only configuration options can reach its apt
+/// calls, through an apt.conf.d file.
+pub fn parse_apt_opts(opts: &str) -> anyhow::Result<Vec<AptOption>> {
+    let mut out = Vec::new();
+    let mut words = opts.split_whitespace();
+    while let Some(w) = words.next() {
+        let opt = if w == "-o" || w == "--option" {
+            words.next().ok_or_else(|| {
+                usage(format!(
+                    "APT_OPTS ends with `{w}`: it needs a Key=Value after it"
+                ))
+            })?
+        } else if let Some(rest) = w.strip_prefix("--option=") {
+            rest
+        } else if let Some(rest) = w.strip_prefix("-o") {
+            rest
+        } else {
+            return Err(usage(format!(
+                "APT_OPTS: `{}` is not an apt configuration option; only `-o Key=Value` options can be applied to pi-gen's apt calls (e.g. -o Acquire::Retries=5)",
+                w.escape_debug()
+            )));
+        };
+        out.push(check_apt_option(opt)?);
+    }
+    Ok(out)
+}
+
+/// Our hardening defaults with APT_OPTS merged over them (apt keys are case-insensitive;
+/// a later setting of the same key wins, as on apt's command line).
+pub fn merged_apt_options(retries: u32, timeout: u32, user: Vec<AptOption>) -> Vec<AptOption> {
+    let mut list: Vec<AptOption> = [
+        ("Acquire::Retries", retries.to_string()),
+        ("Acquire::http::Timeout", timeout.to_string()),
+        ("Acquire::https::Timeout", timeout.to_string()),
+        ("APT::Get::Fix-Missing", "true".into()),
+        ("APT::Install-Recommends", "false".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| AptOption {
+        key: k.into(),
+        value: v,
+    })
+    .collect();
+    for opt in user {
+        if let Some(existing) = list
+            .iter_mut()
+            .find(|o| o.key.eq_ignore_ascii_case(&opt.key))
+        {
+            existing.value = opt.value;
+        } else {
+            list.push(opt);
+        }
+    }
+    list
+}
+
+/// Every http(s) URL in `text`.
+pub fn urls_in(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("http") {
+        let tail = &rest[i..];
+        if tail.starts_with("http://") || tail.starts_with("https://") {
+            let end = tail.find(|c: char| !url_char_ok(c)).unwrap_or(tail.len());
+            out.push(&tail[..end]);
+            rest = &tail[end..];
+        } else {
+            rest = &tail[4..];
+        }
+    }
+    out
+}
+
+/// The archives the checkout's stage0 uses, each with the URL it names (its debootstrap
+/// call in `prerun.sh` and the sources in `00-configure-apt/files`). The build is
+/// rewritten only for these: arm64 branches use Debian + Raspberry Pi, armhf branches
+/// Raspbian + Raspberry Pi. `read` gives a file's upstream text by its path in the checkout.
+pub fn archives_in_checkout(
+    files: &[PathBuf],
+    read: impl Fn(&Path) -> Option<String>,
+    known: &BTreeMap<Archive, Vec<String>>,
+) -> BTreeMap<Archive, String> {
+    let mut found = BTreeMap::new();
+    for f in files {
+        let Some(text) = read(f) else {
+            continue;
+        };
+        for line in text.lines() {
+            for url in urls_in(line) {
+                if let Some(a) = classify(url, known) {
+                    found
+                        .entry(a)
+                        .or_insert_with(|| url.trim_end_matches('/').to_owned());
+                }
+            }
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn known() -> BTreeMap<Archive, Vec<String>> {
+        candidates(&MirrorVars::default()).unwrap()
+    }
+
+    #[test]
+    fn classify_follows_hosts_and_paths() {
+        let k = known();
+        for (uri, want) in [
+            (
+                "http://raspbian.raspberrypi.com/raspbian/",
+                Some(Archive::Raspbian),
+            ),
+            (
+                "https://mirror.fcix.net/raspbian/raspbian",
+                Some(Archive::Raspbian),
+            ),
+            (
+                "http://mirror.as43289.net/raspbian/raspbian",
+                Some(Archive::Raspbian),
+            ),
+            ("http://mirrors.pidginhost.com/x", Some(Archive::Raspbian)),
+            ("http://example.org/raspbian", Some(Archive::Raspbian)),
+            ("http://example.org/raspbianx", None),
+            (
+                "http://archive.raspberrypi.com/debian/",
+                Some(Archive::RaspberryPi),
+            ),
+            ("http://deb.debian.org/debian", Some(Archive::Debian)),
+            ("http://ftp.de.debian.org/debian/", Some(Archive::Debian)),
+            ("http://deb.debian.org/debian-security", None),
+            ("http://archive.raspberrypi.com/debian-x", None),
+            ("ftp://deb.debian.org/debian", None),
+        ] {
+            assert_eq!(classify(uri, &k), want, "{uri}");
+        }
+    }
+
+    #[test]
+    fn candidates_replace_defaults_per_archive() {
+        let c = candidates(&MirrorVars {
+            apt_rewrite_mirrors: Some(" http://a.example/raspbian/  https://b.example/r ".into()),
+            apt_mirror: Some("http://c.example/raspbian".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            c[&Archive::Raspbian],
+            [
+                "http://c.example/raspbian",
+                "http://a.example/raspbian",
+                "https://b.example/r"
+            ]
+        );
+        assert_eq!(c[&Archive::Debian], ["http://deb.debian.org/debian"]);
+    }
+
+    #[test]
+    fn bad_mirrors_are_refused() {
+        for (vars, needle) in [
+            (
+                MirrorVars {
+                    apt_rewrite_mirrors: Some("   ".into()),
+                    ..Default::default()
+                },
+                "lists no mirror",
+            ),
+            (
+                MirrorVars {
+                    debian_mirror: Some("ftp://ftp.debian.org/debian".into()),
+                    ..Default::default()
+                },
+                "not an http:// or https:// URL",
+            ),
+            (
+                MirrorVars {
+                    apt_mirror: Some("http://x.example/ra$(id)".into()),
+                    ..Default::default()
+                },
+                "contains `$`",
+            ),
+            (
+                MirrorVars {
+                    apt_mirror: Some("http:///raspbian".into()),
+                    ..Default::default()
+                },
+                "no host",
+            ),
+            (
+                MirrorVars {
+                    apt_mirror: Some("http://m.example/debian".into()),
+                    debian_mirror: Some("http://m.example/debian".into()),
+                    ..Default::default()
+                },
+                "both the",
+            ),
+        ] {
+            let err = candidates(&vars).unwrap_err().to_string();
+            assert!(err.contains(needle), "{err}");
+        }
+    }
+
+    #[test]
+    fn apt_opts_parse_and_merge() {
+        let user = parse_apt_opts(
+            "-o Acquire::Retries=9 -oAPT::Install-Recommends=true --option=Foo::Bar=x",
+        )
+        .unwrap();
+        let merged = merged_apt_options(5, 30, user);
+        let get = |k: &str| merged.iter().find(|o| o.key == k).map(|o| o.value.as_str());
+        assert_eq!(get("Acquire::Retries"), Some("9"));
+        assert_eq!(get("APT::Install-Recommends"), Some("true"));
+        assert_eq!(get("Acquire::https::Timeout"), Some("30"));
+        assert_eq!(get("Foo::Bar"), Some("x"));
+        for bad in [
+            "-y",
+            "-o",
+            "-o Acquire::Retries",
+            "-o Acq uire=1",
+            "-o A::B=\"x\"",
+            "-o A::B=x;y",
+            "-o ::B=1",
+        ] {
+            assert!(parse_apt_opts(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn urls_are_found_in_scripts() {
+        assert_eq!(
+            urls_in(
+                "bootstrap ${RELEASE} \"${ROOTFS_DIR}\" http://deb.debian.org/debian/\n# see https://x.example/a."
+            ),
+            ["http://deb.debian.org/debian/", "https://x.example/a."]
+        );
+    }
+}

@@ -1,0 +1,161 @@
+//! Mirror health probes: GET `dists/<suite>/InRelease`, with a short timeout and a few
+//! retries, through APT_PROXY unless the host is fetched DIRECT.
+
+use std::io::Read as _;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+/// What one candidate answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Probe {
+    pub url: String,
+    /// `ok`, `http <status>`, `timeout`, `not a Release file`, or the connection error
+    pub result: String,
+    pub healthy: bool,
+    pub attempts: u32,
+    pub millis: u64,
+}
+
+/// How to probe: per-attempt timeout, retries after the first attempt, and the proxy.
+#[derive(Debug, Clone)]
+pub struct Prober {
+    pub timeout: Duration,
+    pub retries: u32,
+    pub proxy: Option<String>,
+    /// Hosts fetched without the proxy (apt's `Proxy::<host> "DIRECT"`).
+    pub direct_hosts: Vec<String>,
+}
+
+/// Index files are small (Debian's InRelease is ~150 KiB); anything far bigger is not one.
+const MAX_BODY: u64 = 16 << 20;
+
+impl Prober {
+    fn agent(&self, host: &str) -> anyhow::Result<ureq::Agent> {
+        let direct = self
+            .direct_hosts
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(host));
+        let mut config = ureq::Agent::config_builder()
+            .timeout_global(Some(self.timeout))
+            .http_status_as_error(false)
+            .user_agent(concat!(
+                "pi-image/",
+                env!("CARGO_PKG_VERSION"),
+                " (mirror probe)"
+            ));
+        if let Some(p) = self.proxy.as_deref() {
+            let proxy = if direct {
+                None
+            } else {
+                Some(ureq::Proxy::new(p)?)
+            };
+            config = config.proxy(proxy);
+        }
+        Ok(config.build().into())
+    }
+
+    /// Probes `{base}/dists/{suite}/InRelease`.
+    pub fn probe(&self, base: &str, suite: &str) -> Probe {
+        let url = format!("{base}/dists/{suite}/InRelease");
+        let host = host_of(base);
+        let started = Instant::now();
+        let mut attempts = 0;
+        let mut result = String::new();
+        while attempts <= self.retries {
+            attempts += 1;
+            match self.once(&url, &host) {
+                Ok(()) => {
+                    return Probe {
+                        url: base.to_owned(),
+                        result: "ok".into(),
+                        healthy: true,
+                        attempts,
+                        millis: elapsed_ms(started),
+                    };
+                }
+                Err(why) => result = why,
+            }
+            if attempts <= self.retries {
+                std::thread::sleep(Duration::from_millis(200 * u64::from(attempts)));
+            }
+        }
+        Probe {
+            url: base.to_owned(),
+            result,
+            healthy: false,
+            attempts,
+            millis: elapsed_ms(started),
+        }
+    }
+
+    fn once(&self, url: &str, host: &str) -> Result<(), String> {
+        let agent = self.agent(host).map_err(|e| format!("bad proxy: {e}"))?;
+        let mut resp = agent.get(url).call().map_err(describe)?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(format!("http {}", status.as_u16()));
+        }
+        let mut body = Vec::new();
+        resp.body_mut()
+            .as_reader()
+            .take(MAX_BODY)
+            .read_to_end(&mut body)
+            .map_err(|e| describe_io(&e))?;
+        // A captive portal or a directory listing answers 200 too.
+        let text = String::from_utf8_lossy(&body);
+        if text
+            .lines()
+            .any(|l| l.starts_with("Suite:") || l.starts_with("Codename:"))
+        {
+            Ok(())
+        } else {
+            Err("not a Release file".into())
+        }
+    }
+}
+
+fn elapsed_ms(t: Instant) -> u64 {
+    u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+fn describe(e: ureq::Error) -> String {
+    match e {
+        ureq::Error::Timeout(_) => "timeout".into(),
+        ureq::Error::Io(io) => describe_io(&io),
+        other => other.to_string(),
+    }
+}
+
+fn describe_io(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => "timeout".into(),
+        std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// The host of an http(s) URL, without user info and port.
+pub fn host_of(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let hostport = rest.split('/').next().unwrap_or_default();
+    let host = hostport.rsplit('@').next().unwrap_or_default();
+    host.split(':')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts() {
+        assert_eq!(host_of("http://u:p@Example.org:8080/x"), "example.org");
+        assert_eq!(
+            host_of("https://archive.raspberrypi.com/debian"),
+            "archive.raspberrypi.com"
+        );
+    }
+}

@@ -1,0 +1,651 @@
+//! `prepare-mirrors` against real apt: a signed local repository (dpkg-deb, apt-ftparchive,
+//! gpg) served on loopback by a healthy, a 503 and a hanging mirror; `apt-get update` and
+//! `apt-get install --download-only` in a temporary apt root with the generated
+//! configuration and hook; and a real build with the test pi-gen.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::support::mirror::{Behaviour, Mirror, PACKAGE, SUITE, keyring};
+use crate::support::{pi_image, read_outputs, run};
+
+const SUBSTAGE: &str = "00-00-pi-image-mirrors";
+
+/// A minimal pi-gen checkout naming both Raspbian (one-line sources) and Debian (deb822),
+/// like the armhf and arm64 branches together.
+fn checkout(root: &Path) -> PathBuf {
+    let dir = root.join("pi-gen");
+    for d in [
+        "stage0/00-configure-apt/files",
+        "stage2",
+        "export-image/02-set-sources",
+    ] {
+        fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    fs::write(dir.join("build.sh"), "#!/bin/bash\n").unwrap();
+    fs::write(
+        dir.join("stage0/prerun.sh"),
+        "#!/bin/bash -e\n\nif [ ! -d \"${ROOTFS_DIR}\" ]; then\n\tbootstrap ${RELEASE} \"${ROOTFS_DIR}\" http://raspbian.raspberrypi.com/raspbian/\nfi\n",
+    )
+    .unwrap();
+    fs::write(
+        dir.join("stage0/00-configure-apt/files/sources.list"),
+        "deb http://raspbian.raspberrypi.com/raspbian/ RELEASE main\n",
+    )
+    .unwrap();
+    fs::write(
+        dir.join("stage0/00-configure-apt/files/debian.sources"),
+        "Types: deb\nURIs: http://deb.debian.org/debian/\nSuites: RELEASE\nComponents: main\n",
+    )
+    .unwrap();
+    fs::write(
+        dir.join("export-image/02-set-sources/01-run.sh"),
+        "#!/bin/bash -e\n",
+    )
+    .unwrap();
+    dir
+}
+
+fn prepare(root: &Path) -> Command {
+    let mut c = pi_image(root);
+    c.args([
+        "prepare-mirrors",
+        "--pi-gen-dir",
+        "pi-gen",
+        "--pi-gen-branch",
+        SUITE,
+        "--probe-timeout",
+        "2",
+        "--probe-retries",
+        "0",
+    ])
+    .env("GITHUB_OUTPUT", root.join("gh-output"));
+    c
+}
+
+/// Every file of a tree with its digest and mode, to prove a run changed nothing.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (String, u32)> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .map(|e| {
+            (
+                e.path().strip_prefix(dir).unwrap().to_path_buf(),
+                (
+                    crate::support::sha256_of(e.path()),
+                    fs::metadata(e.path()).unwrap().mode(),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// A temporary apt root (`APT_CONFIG` with `Dir`), holding what a stage step of the
+/// generated sub-stage installs into a root filesystem; the hook's absolute path in the
+/// apt.conf.d file is the one thing relocated.
+struct AptRoot {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+}
+
+impl AptRoot {
+    fn new(pi_gen: &Path) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        for d in [
+            "etc/apt/sources.list.d",
+            "etc/apt/apt.conf.d",
+            "etc/apt/preferences.d",
+            "var/lib/apt/lists/partial",
+            "var/cache/apt/archives/partial",
+            "var/lib/dpkg",
+            "sbin",
+        ] {
+            fs::create_dir_all(dir.join(d)).unwrap();
+        }
+        fs::write(dir.join("var/lib/dpkg/status"), "").unwrap();
+        fs::write(
+            dir.join("apt.conf"),
+            format!(
+                "Dir \"{d}/\";\nDir::State::status \"{d}/var/lib/dpkg/status\";\nAPT::Architecture \"amd64\";\nAPT::Architectures {{ \"amd64\"; }};\nAPT::Sandbox::User \"root\";\nAcquire::Languages \"none\";\n",
+                d = dir.display()
+            ),
+        )
+        .unwrap();
+        let files = pi_gen.join("stage0").join(SUBSTAGE).join("files");
+        let hook = dir.join("sbin/pi-image-apt-mirrors");
+        fs::copy(files.join("pi-image-apt-mirrors"), &hook).unwrap();
+        fs::copy(
+            files.join("pi-image-mirrors.conf"),
+            dir.join("etc/apt/pi-image-mirrors.conf"),
+        )
+        .unwrap();
+        fs::copy(
+            files.join("pi-image-mirrors.state"),
+            dir.join("var/lib/apt/pi-image-mirrors.state"),
+        )
+        .unwrap();
+        for e in fs::read_dir(files.join("apt.conf.d")).unwrap().flatten() {
+            let text = fs::read_to_string(e.path()).unwrap().replace(
+                "/usr/local/sbin/pi-image-apt-mirrors",
+                hook.to_str().unwrap(),
+            );
+            fs::write(dir.join("etc/apt/apt.conf.d").join(e.file_name()), text).unwrap();
+        }
+        // The sources pi-gen's stage0/00-configure-apt installs, from the (patched)
+        // templates; the repository key is trusted through trusted.gpg.d.
+        let templates = pi_gen.join("stage0/00-configure-apt/files");
+        for (name, dest) in [
+            ("sources.list", "etc/apt/sources.list"),
+            ("debian.sources", "etc/apt/sources.list.d/debian.sources"),
+        ] {
+            let text = fs::read_to_string(templates.join(name))
+                .unwrap()
+                .replace("RELEASE", SUITE);
+            fs::write(dir.join(dest), text).unwrap();
+        }
+        fs::create_dir_all(dir.join("etc/apt/trusted.gpg.d")).unwrap();
+        fs::copy(
+            keyring(),
+            dir.join("etc/apt/trusted.gpg.d/pi-image-test.gpg"),
+        )
+        .unwrap();
+        Self { _tmp: tmp, dir }
+    }
+
+    fn apt_get(&self, args: &[&str]) -> (i32, String) {
+        let out = Command::new("apt-get")
+            .env("APT_CONFIG", self.dir.join("apt.conf"))
+            .env("LANG", "C")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+
+    fn hook(&self, args: &[&str]) -> (i32, String) {
+        let out = Command::new(self.dir.join("sbin/pi-image-apt-mirrors"))
+            .env("APT_CONFIG", self.dir.join("apt.conf"))
+            .env("LANG", "C")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+
+    fn read(&self, rel: &str) -> String {
+        fs::read_to_string(self.dir.join(rel)).unwrap()
+    }
+
+    fn downloaded(&self) -> bool {
+        self.dir
+            .join(format!("var/cache/apt/archives/{PACKAGE}_1.0_all.deb"))
+            .is_file()
+    }
+}
+
+#[test]
+fn probes_pick_the_first_healthy_mirror_and_apt_installs_through_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pi_gen = checkout(tmp.path());
+    let down = Mirror::start(Behaviour::Unavailable);
+    let good = Mirror::start(Behaviour::Healthy);
+    let (code, out, err) = run(prepare(tmp.path())
+        .env(
+            "APT_REWRITE_MIRRORS",
+            format!("{} {}", down.url("raspbian"), good.url("raspbian")),
+        )
+        .env(
+            "DEBIAN_MIRROR",
+            format!("{} {}", down.url("debian"), good.url("debian")),
+        ));
+    assert_eq!(code, 0, "{out}{err}");
+    let o = read_outputs(&tmp.path().join("gh-output"));
+    assert_eq!(o["raspbian-mirror"], good.url("raspbian"));
+    assert_eq!(o["debian-mirror"], good.url("debian"));
+    assert_eq!(o["raspberrypi-mirror"], "");
+    assert_eq!(o["archives"], "raspbian debian");
+    let probes: serde_json::Value = serde_json::from_str(&o["probes"]).unwrap();
+    let results: Vec<(String, String)> = probes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["archive"].as_str().unwrap().to_owned(),
+                p["result"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        results,
+        [
+            ("raspbian".to_owned(), "http 503".to_owned()),
+            ("raspbian".to_owned(), "ok".to_owned()),
+            ("debian".to_owned(), "http 503".to_owned()),
+            ("debian".to_owned(), "ok".to_owned()),
+        ]
+    );
+    // debootstrap in stage0/prerun.sh is pointed at the chosen mirror too.
+    let prerun = fs::read_to_string(pi_gen.join("stage0/prerun.sh")).unwrap();
+    assert!(
+        prerun.contains(&format!("\"${{ROOTFS_DIR}}\" {}/\n", good.url("raspbian"))),
+        "{prerun}"
+    );
+
+    let apt = AptRoot::new(&pi_gen);
+    let (code, log) = apt.apt_get(&["update"]);
+    assert_eq!(code, 0, "{log}");
+    assert!(!log.contains("W:") && !log.contains("E:"), "{log}");
+    let (code, log) = apt.apt_get(&["install", "--download-only", "-y", PACKAGE]);
+    assert_eq!(code, 0, "{log}");
+    assert!(apt.downloaded(), "{log}");
+    assert!(
+        apt.read("etc/apt/sources.list")
+            .contains(&format!("{}/ {SUITE} main", good.url("raspbian")))
+    );
+    assert!(
+        apt.read("etc/apt/sources.list.d/debian.sources")
+            .contains(&format!("URIs: {}/\n", good.url("debian")))
+    );
+    // The options file is what apt runs with.
+    let dump = Command::new("apt-config")
+        .env("APT_CONFIG", apt.dir.join("apt.conf"))
+        .arg("dump")
+        .output()
+        .unwrap();
+    let dump = String::from_utf8_lossy(&dump.stdout);
+    for line in [
+        "Acquire::Retries \"5\";",
+        "Acquire::http::Timeout \"30\";",
+        "Acquire::https::Timeout \"30\";",
+        "APT::Get::Fix-Missing \"true\";",
+        "APT::Install-Recommends \"false\";",
+    ] {
+        assert!(dump.contains(line), "{line} not in apt-config dump");
+    }
+}
+
+/// The mirror chosen before the build stops answering. apt reads its sources before it
+/// runs `APT::Update::Pre-Invoke`, so the hook's rotation serves apt's retry (the next
+/// apt call); the stage steps run the hook before a stage's first apt call, so that call
+/// already goes to a healthy mirror.
+fn rotation_case(failing: Behaviour) {
+    let tmp = tempfile::tempdir().unwrap();
+    let pi_gen = checkout(tmp.path());
+    let bad = Mirror::start(failing);
+    let good = Mirror::start(Behaviour::Healthy);
+    let (code, out, err) = run(prepare(tmp.path())
+        .args(["--offline", "--apt-timeout", "2", "--apt-retries", "0"])
+        .env(
+            "APT_REWRITE_MIRRORS",
+            format!("{} {}", bad.url("raspbian"), good.url("raspbian")),
+        )
+        .env(
+            "DEBIAN_MIRROR",
+            format!("{} {}", bad.url("debian"), good.url("debian")),
+        ));
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(bad.hits(), 0, "--offline probes nothing");
+    let switched = format!(
+        "raspbian mirror {} does not answer; switching to {}",
+        bad.url("raspbian"),
+        good.url("raspbian")
+    );
+    let good_state = format!(
+        "raspbian {}\ndebian {}\n",
+        good.url("raspbian"),
+        good.url("debian")
+    );
+
+    // During an apt call: this update still reads the failing sources; its retry works.
+    let apt = AptRoot::new(&pi_gen);
+    assert!(apt.read("etc/apt/sources.list").contains(&bad.base));
+    assert!(
+        apt.read("var/lib/apt/pi-image-mirrors.state")
+            .contains(&bad.url("raspbian"))
+    );
+    let (_, log) = apt.apt_get(&["update"]);
+    assert!(log.contains(&switched), "{log}");
+    assert_eq!(apt.read("var/lib/apt/pi-image-mirrors.state"), good_state);
+    let (code, log) = apt.apt_get(&["update"]);
+    assert_eq!(code, 0, "{log}");
+    assert!(!log.contains("Err:") && !log.contains("W:"), "{log}");
+    let (code, log) = apt.apt_get(&["install", "--download-only", "-y", PACKAGE]);
+    assert_eq!(code, 0, "{log}");
+    assert!(apt.downloaded());
+    assert!(!apt.read("etc/apt/sources.list").contains(&bad.base));
+    assert!(
+        !apt.read("etc/apt/sources.list.d/debian.sources")
+            .contains(&bad.base)
+    );
+
+    // At a stage boundary: the stage step's `update` rotates before apt runs at all.
+    let hits_before = bad.hits();
+    let apt = AptRoot::new(&pi_gen);
+    let (code, log) = apt.hook(&["update"]);
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains(&switched), "{log}");
+    assert!(bad.hits() > hits_before, "the failing mirror was probed");
+    let (code, log) = apt.apt_get(&["update"]);
+    assert_eq!(code, 0, "{log}");
+    assert!(!log.contains("Err:") && !log.contains("W:"), "{log}");
+    let (code, log) = apt.apt_get(&["install", "--download-only", "-y", PACKAGE]);
+    assert_eq!(code, 0, "{log}");
+    assert!(apt.downloaded());
+}
+
+#[test]
+fn hook_rotates_away_from_a_mirror_answering_503() {
+    rotation_case(Behaviour::Unavailable);
+}
+
+#[test]
+fn hook_rotates_away_from_a_hanging_mirror() {
+    rotation_case(Behaviour::Hang);
+}
+
+#[test]
+fn without_the_hook_apt_fails_on_the_broken_mirror() {
+    // The control for the rotation tests: the same apt root, hook disabled, sources on
+    // the 503 mirror.
+    let tmp = tempfile::tempdir().unwrap();
+    let pi_gen = checkout(tmp.path());
+    let bad = Mirror::start(Behaviour::Unavailable);
+    let good = Mirror::start(Behaviour::Healthy);
+    let (code, _, err) = run(prepare(tmp.path()).arg("--offline").env(
+        "APT_REWRITE_MIRRORS",
+        format!("{} {}", bad.url("raspbian"), good.url("raspbian")),
+    ));
+    assert_eq!(code, 0, "{err}");
+    let apt = AptRoot::new(&pi_gen);
+    fs::remove_file(apt.dir.join("etc/apt/apt.conf.d/10pi-image-mirrors")).unwrap();
+    fs::remove_file(apt.dir.join("etc/apt/sources.list.d/debian.sources")).unwrap();
+    assert!(apt.read("etc/apt/sources.list").contains(&bad.base));
+    let (code, log) = apt.apt_get(&["update"]);
+    assert!(code != 0 || log.contains("503"), "{log}");
+    let (code, log) = apt.apt_get(&["install", "--download-only", "-y", PACKAGE]);
+    assert_ne!(code, 0, "{log}");
+    assert!(!apt.downloaded());
+}
+
+#[test]
+fn hook_is_idempotent_on_list_and_deb822_sources_and_restores_upstream() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pi_gen = checkout(tmp.path());
+    let (code, _, err) = run(prepare(tmp.path()).arg("--offline").env(
+        "APT_REWRITE_MIRRORS",
+        "https://mirror.fcix.net/raspbian/raspbian http://mirror.example/raspbian",
+    ));
+    assert_eq!(code, 0, "{err}");
+    let apt = AptRoot::new(&pi_gen);
+    let list = "deb http://raspbian.raspberrypi.com/raspbian/ bookworm main contrib\n\
+                #deb-src http://raspbian.raspberrypi.org/raspbian bookworm main\n\
+                deb [arch=armhf trusted=yes] http://mirror.as43289.net/raspbian/raspbian bookworm main\n\
+                deb http://mirrors.pidginhost.com/raspbian/raspbian/ bookworm main\n\
+                deb http://archive.raspberrypi.com/debian/ bookworm main\n\
+                deb http://deb.debian.org/debian-security bookworm-security main\n";
+    let sources = "Types: deb\r\nURIs: http://raspbian.raspberrypi.com/raspbian/ https://other.example/raspbian\r\nSuites: bookworm\r\nComponents: main\r\n\r\nTypes: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm\nComponents: main\n";
+    // Already on the chosen mirror: must not be touched at all.
+    let correct = "deb https://mirror.fcix.net/raspbian/raspbian/ bookworm main\n";
+    fs::write(apt.dir.join("etc/apt/sources.list"), list).unwrap();
+    fs::write(
+        apt.dir.join("etc/apt/sources.list.d/debian.sources"),
+        sources,
+    )
+    .unwrap();
+    fs::write(apt.dir.join("etc/apt/sources.list.d/ok.list"), correct).unwrap();
+    let ok_inode = fs::metadata(apt.dir.join("etc/apt/sources.list.d/ok.list"))
+        .unwrap()
+        .ino();
+
+    let (code, log) = apt.hook(&["rewrite"]);
+    assert_eq!(code, 0, "{log}");
+    let first_list = apt.read("etc/apt/sources.list");
+    let first_sources = apt.read("etc/apt/sources.list.d/debian.sources");
+    let m = "https://mirror.fcix.net/raspbian/raspbian/";
+    assert_eq!(
+        first_list,
+        format!(
+            "deb {m} bookworm main contrib\n#deb-src {m} bookworm main\ndeb [arch=armhf trusted=yes] {m} bookworm main\ndeb {m} bookworm main\ndeb http://archive.raspberrypi.com/debian/ bookworm main\ndeb http://deb.debian.org/debian-security bookworm-security main\n"
+        )
+    );
+    assert_eq!(
+        first_sources,
+        format!(
+            "Types: deb\r\nURIs: {m} {m}\r\nSuites: bookworm\r\nComponents: main\r\n\r\nTypes: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm\nComponents: main\n"
+        ),
+        "Debian stays: its only candidate is the upstream archive"
+    );
+    let (code, log) = apt.hook(&["rewrite"]);
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        !log.contains("pointed"),
+        "second pass changed something: {log}"
+    );
+    assert_eq!(apt.read("etc/apt/sources.list"), first_list);
+    assert_eq!(
+        apt.read("etc/apt/sources.list.d/debian.sources"),
+        first_sources
+    );
+    assert_eq!(apt.read("etc/apt/sources.list.d/ok.list"), correct);
+    assert_eq!(
+        fs::metadata(apt.dir.join("etc/apt/sources.list.d/ok.list"))
+            .unwrap()
+            .ino(),
+        ok_inode,
+        "an already correct file is not even rewritten"
+    );
+    // restore: everything Raspbian goes back to the upstream archive pi-gen names.
+    let (code, log) = apt.hook(&["restore"]);
+    assert_eq!(code, 0, "{log}");
+    let up = "http://raspbian.raspberrypi.com/raspbian/";
+    assert!(apt.read("etc/apt/sources.list").starts_with(&format!(
+        "deb {up} bookworm main contrib\n#deb-src {up} bookworm main\n"
+    )));
+    assert_eq!(
+        apt.read("etc/apt/sources.list.d/ok.list"),
+        format!("deb {up} bookworm main\n")
+    );
+}
+
+#[test]
+fn generated_scripts_pass_bash_n_and_shellcheck_and_speak_ascii() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pi_gen = checkout(tmp.path());
+    let good = Mirror::start(Behaviour::Healthy);
+    let (code, _, err) = run(prepare(tmp.path())
+        .arg("--offline")
+        .env("APT_REWRITE_MIRRORS", good.url("raspbian"))
+        .env("DEBIAN_MIRROR", good.url("debian"))
+        .env("APT_PROXY", "http://proxy.example:3128"));
+    assert_eq!(code, 0, "{err}");
+    let sub = pi_gen.join("stage0").join(SUBSTAGE);
+    for (script, shell) in [
+        (sub.join("00-run.sh"), "bash"),
+        (
+            pi_gen.join("stage2").join(SUBSTAGE).join("00-run.sh"),
+            "bash",
+        ),
+        (sub.join("files/pi-image-apt-mirrors"), "sh"),
+        (pi_gen.join("export-image/02-set-sources/02-run.sh"), "bash"),
+    ] {
+        for (prog, args) in [("bash", vec!["-n"]), ("shellcheck", vec!["-s", shell])] {
+            let out = Command::new(prog)
+                .args(&args)
+                .arg(&script)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{prog} {}: {}{}",
+                script.display(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        assert!(
+            fs::read(&script).unwrap().is_ascii(),
+            "{}",
+            script.display()
+        );
+    }
+    // pi-gen's own prerun.sh, with debootstrap's URL replaced, is still valid bash.
+    let out = Command::new("bash")
+        .arg("-n")
+        .arg(pi_gen.join("stage0/prerun.sh"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let proxy = fs::read_to_string(sub.join("files/apt.conf.d/81pi-image-proxy")).unwrap();
+    for line in [
+        "Acquire::http::Proxy::archive.raspberrypi.com \"DIRECT\";",
+        "Acquire::https::Proxy::archive.raspberrypi.com \"DIRECT\";",
+    ] {
+        assert!(proxy.contains(line), "{proxy}");
+    }
+    // apt reads the DIRECT exceptions as meant.
+    let dump = Command::new("apt-config")
+        .env("APT_CONFIG", "/dev/null")
+        .args(["-c"])
+        .arg(sub.join("files/apt.conf.d/81pi-image-proxy"))
+        .arg("dump")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&dump.stdout)
+            .contains("Acquire::https::Proxy::archive.raspberrypi.com \"DIRECT\";")
+    );
+    // The hook, under LANG=C, in every mode: exit 0 and plain ASCII output.
+    let apt = AptRoot::new(&pi_gen);
+    for mode in ["status", "rewrite", "update", "restore"] {
+        let (code, log) = apt.hook(&[mode]);
+        assert_eq!(code, 0, "{mode}: {log}");
+        assert!(log.is_ascii(), "{mode}: {log}");
+    }
+    let (code, log) = apt.hook(&["frobnicate"]);
+    assert_eq!(code, 1);
+    assert!(log.contains("unknown command 'frobnicate'"), "{log}");
+}
+
+#[test]
+fn bad_input_is_refused_before_anything_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pi_gen = checkout(tmp.path());
+    let before = snapshot(&pi_gen);
+    for (var, value, needle) in [
+        (
+            "APT_REWRITE_MIRRORS",
+            "ftp://ftp.example/raspbian",
+            "is not an http:// or https:// URL",
+        ),
+        (
+            "APT_REWRITE_MIRRORS",
+            "   ",
+            "APT_REWRITE_MIRRORS is set but lists no mirror",
+        ),
+        (
+            "DEBIAN_MIRROR",
+            "http://m.example/debian;reboot",
+            "contains `;`",
+        ),
+        ("APT_OPTS", "-o Acquire::Retries", "is not Key=Value"),
+        ("APT_OPTS", "--yes", "is not an apt configuration option"),
+        (
+            "APT_OPTS",
+            "-o Acquire::http::Timeout=\"30\"",
+            "cannot hold",
+        ),
+        ("APT_PROXY", "socks5://proxy:1080", "APT_PROXY"),
+    ] {
+        let (code, out, err) = run(prepare(tmp.path()).arg("--offline").env(var, value));
+        assert_eq!(code, 2, "{var}={value}: {out}{err}");
+        assert!(err.contains(needle), "{var}={value}: {err}");
+        assert_eq!(snapshot(&pi_gen), before, "{var}={value} wrote something");
+    }
+    // Every candidate down: exit 1, each probe named, nothing written.
+    let down = Mirror::start(Behaviour::Unavailable);
+    let (code, _, err) = run(prepare(tmp.path())
+        .env("APT_REWRITE_MIRRORS", down.url("raspbian"))
+        .env("DEBIAN_MIRROR", down.url("debian")));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!("{} (http 503)", down.url("raspbian"))),
+        "{err}"
+    );
+    assert!(err.contains("nothing was written"), "{err}");
+    assert_eq!(snapshot(&pi_gen), before);
+}
+
+#[test]
+fn reruns_are_idempotent_keep_and_skip_clean_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pi_gen = checkout(tmp.path());
+    let upstream_prerun = fs::read_to_string(pi_gen.join("stage0/prerun.sh")).unwrap();
+    let mirrors = "http://a.example/raspbian http://b.example/raspbian";
+    let (code, _, err) = run(prepare(tmp.path())
+        .arg("--offline")
+        .env("APT_REWRITE_MIRRORS", mirrors));
+    assert_eq!(code, 0, "{err}");
+    let first = snapshot(&pi_gen);
+    let (code, _, err) = run(prepare(tmp.path())
+        .arg("--offline")
+        .env("APT_REWRITE_MIRRORS", mirrors));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(snapshot(&pi_gen), first, "a second run changes nothing");
+    // Another mirror: debootstrap follows it, starting from the upstream text.
+    let (code, _, err) = run(prepare(tmp.path())
+        .arg("--offline")
+        .env("APT_REWRITE_MIRRORS", "http://c.example/raspbian"));
+    assert_eq!(code, 0, "{err}");
+    let prerun = fs::read_to_string(pi_gen.join("stage0/prerun.sh")).unwrap();
+    assert_eq!(
+        prerun,
+        upstream_prerun.replace(
+            "http://raspbian.raspberrypi.com/raspbian/",
+            "http://c.example/raspbian/"
+        )
+    );
+    // --keep-mirrors-in-image: no export step.
+    let export = pi_gen.join("export-image/02-set-sources/02-run.sh");
+    assert!(export.exists());
+    let (code, _, err) = run(prepare(tmp.path()).args(["--offline", "--keep-mirrors-in-image"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(!export.exists());
+    // SKIP_MIRROR_REWRITE: everything ours goes, prerun.sh is upstream again.
+    let (code, _, err) = run(prepare(tmp.path()).env("SKIP_MIRROR_REWRITE", "1"));
+    assert_eq!(code, 0, "{err}");
+    assert!(!pi_gen.join("stage0").join(SUBSTAGE).exists());
+    assert!(!pi_gen.join("stage2").join(SUBSTAGE).exists());
+    assert_eq!(
+        fs::read_to_string(pi_gen.join("stage0/prerun.sh")).unwrap(),
+        upstream_prerun
+    );
+    // A pi-gen file where the export step would go is never overwritten.
+    fs::write(&export, "#!/bin/bash\necho upstream\n").unwrap();
+    let (code, _, err) = run(prepare(tmp.path()).arg("--offline"));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("refusing to overwrite"), "{err}");
+    assert_eq!(
+        fs::read_to_string(&export).unwrap(),
+        "#!/bin/bash\necho upstream\n"
+    );
+}
