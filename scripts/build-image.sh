@@ -42,6 +42,6 @@ if ((${#missing[@]})); then
   exit 1
 fi
 
-# Every step in order: run-pi-gen, collect-artifacts, smoke, manifest, and a dry run of
+# Every step in order: prepare-mirrors, run-pi-gen, collect-artifacts, smoke, manifest, and a dry run of
 # the release (pass --publish and a GITHUB_TOKEN to publish). Re-running resumes.
 exec "$bin" pipeline "$@"

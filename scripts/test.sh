@@ -11,7 +11,8 @@ sudo_cmd=()
 missing=()
 for pair in zip:zip unzip:unzip xz:xz-utils gzip:gzip mkfs.vfat:dosfstools mcopy:mtools \
             mkfs.ext4:e2fsprogs python3:python3 sha256sum:coreutils \
-            shellcheck:shellcheck git:git; do
+            shellcheck:shellcheck git:git apt-ftparchive:apt-utils gpg:gpg sfdisk:fdisk \
+            debugfs:e2fsprogs dpkg-deb:dpkg; do
   PATH="$PATH:/usr/sbin:/sbin" command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
 done
 if ((${#missing[@]})); then

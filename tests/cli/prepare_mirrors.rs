@@ -649,3 +649,160 @@ fn reruns_are_idempotent_keep_and_skip_clean_up() {
         "#!/bin/bash\necho upstream\n"
     );
 }
+
+/// The files of an ext4 partition of a raw image, read with debugfs.
+fn image_file(img: &Path, partition: usize, path: &str) -> Option<String> {
+    let table: serde_json::Value = serde_json::from_str(&crate::support::sh(
+        "sfdisk",
+        &["--json", img.to_str().unwrap()],
+        Path::new("/"),
+    ))
+    .unwrap();
+    let part = &table["partitiontable"]["partitions"][partition - 1];
+    let (start, size) = (
+        part["start"].as_u64().unwrap(),
+        part["size"].as_u64().unwrap(),
+    );
+    let fs_img = img.with_extension(format!("p{partition}"));
+    crate::support::sh(
+        "dd",
+        &[
+            &format!("if={}", img.display()),
+            &format!("of={}", fs_img.display()),
+            "bs=512",
+            &format!("skip={start}"),
+            &format!("count={size}"),
+            "status=none",
+        ],
+        Path::new("/"),
+    );
+    let out = Command::new("debugfs")
+        .args(["-R", &format!("cat {path}")])
+        .arg(&fs_img)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let err = String::from_utf8_lossy(&out.stderr);
+    (!err.contains("File not found")).then_some(text)
+}
+
+#[test]
+fn test_pi_gen_build_has_the_hook_during_the_build_and_not_in_the_image() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let pi_gen = root.join("pi-gen");
+    crate::support::sh(
+        "cp",
+        &[
+            "-a",
+            crate::support::repo_root()
+                .join("tests/fixtures/pi-gen")
+                .to_str()
+                .unwrap(),
+            pi_gen.to_str().unwrap(),
+        ],
+        root,
+    );
+    let good = Mirror::start(Behaviour::Healthy);
+    let (code, out, err) = run(prepare(root)
+        .env("APT_REWRITE_MIRRORS", good.url("raspbian"))
+        .env("APT_MIRROR_RASPBERRYPI", good.url("rpi")));
+    assert_eq!(code, 0, "{out}{err}");
+    let o = read_outputs(&root.join("gh-output"));
+    assert_eq!(o["archives"], "raspbian raspberrypi");
+    let hits_after_prepare = good.hits();
+
+    let (code, out, err) = run(pi_image(root)
+        .args([
+            "run-pi-gen",
+            "--pi-gen-dir",
+            "pi-gen",
+            "--pi-gen-branch",
+            SUITE,
+            "--strategy",
+            "native",
+            "--output-dir",
+            "out",
+            "--min-free-gb",
+            "0",
+            "--no-user-data",
+            "--setting",
+            "DEPLOY_COMPRESSION=none",
+        ])
+        .env(
+            "TEST_PI_GEN_CACHE",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-pi-gen-cache"),
+        ));
+    assert_eq!(code, 0, "{out}{err}");
+    let log = format!("{out}{err}");
+    for step in [
+        "stage0/00-00-pi-image-mirrors",
+        "stage2/00-00-pi-image-mirrors",
+        "export-image/02-set-sources/02-run.sh",
+    ] {
+        assert!(
+            log.contains(&format!("Begin {}", pi_gen.join(step).display())),
+            "{step} did not run: {log}"
+        );
+    }
+    assert!(
+        good.hits() > hits_after_prepare,
+        "the stage steps probed the mirror during the build"
+    );
+    // During the build: the hook, its configuration and the mirror sources are in the
+    // stage's root filesystem.
+    let rootfs = pi_gen.join("work/sugarkube/stage2/rootfs");
+    for f in [
+        "usr/local/sbin/pi-image-apt-mirrors",
+        "etc/apt/pi-image-mirrors.conf",
+        "etc/apt/apt.conf.d/10pi-image-mirrors",
+        "etc/apt/apt.conf.d/80pi-image-apt",
+        "var/lib/apt/pi-image-mirrors.state",
+    ] {
+        assert!(
+            rootfs.join(f).is_file(),
+            "{f} missing from the stage2 rootfs"
+        );
+    }
+    let sources = fs::read_to_string(rootfs.join("etc/apt/sources.list")).unwrap();
+    assert!(
+        sources.contains(&format!("deb {}/ {SUITE} ", good.url("raspbian"))),
+        "{sources}"
+    );
+    let raspi = fs::read_to_string(rootfs.join("etc/apt/sources.list.d/raspi.list")).unwrap();
+    assert!(
+        raspi.contains(&format!("deb {}/ {SUITE} ", good.url("rpi"))),
+        "{raspi}"
+    );
+    // The exported image: no hook, upstream sources.
+    let img = fs::read_dir(root.join("out/deploy"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "img"))
+        .expect("an .img in deploy/");
+    for f in [
+        "/usr/local/sbin/pi-image-apt-mirrors",
+        "/etc/apt/pi-image-mirrors.conf",
+        "/etc/apt/apt.conf.d/10pi-image-mirrors",
+        "/etc/apt/apt.conf.d/80pi-image-apt",
+        "/var/lib/apt/pi-image-mirrors.state",
+    ] {
+        assert_eq!(image_file(&img, 2, f), None, "{f} shipped in the image");
+    }
+    let shipped = image_file(&img, 2, "/etc/apt/sources.list").unwrap();
+    assert!(
+        shipped.starts_with(&format!(
+            "deb http://raspbian.raspberrypi.com/raspbian/ {SUITE} main"
+        )),
+        "{shipped}"
+    );
+    assert!(!shipped.contains("127.0.0.1"), "{shipped}");
+    let shipped = image_file(&img, 2, "/etc/apt/sources.list.d/raspi.list").unwrap();
+    assert!(
+        shipped.starts_with(&format!(
+            "deb http://archive.raspberrypi.com/debian/ {SUITE} main"
+        )),
+        "{shipped}"
+    );
+}
