@@ -154,7 +154,13 @@ impl AptRoot {
             dir.join("etc/apt/trusted.gpg.d/pi-image-test.gpg"),
         )
         .unwrap();
-        Self { _tmp: tmp, dir }
+        let root = Self { _tmp: tmp, dir };
+        // What the stage step does before the stage's first apt call (without its probe):
+        // write the mirror lists, point the sources at them. Here the lists live under the
+        // temporary Dir, so the hook relocates the templates' /etc/apt/... URIs.
+        let (code, log) = root.hook(&["rewrite"]);
+        assert_eq!(code, 0, "{log}");
+        root
     }
 
     fn apt_get(&self, args: &[&str]) -> (i32, String) {
@@ -193,6 +199,22 @@ impl AptRoot {
 
     fn read(&self, rel: &str) -> String {
         fs::read_to_string(self.dir.join(rel)).unwrap()
+    }
+
+    /// The source URI of an archive: its mirror list.
+    fn list_uri(&self, archive: &str) -> String {
+        format!(
+            "mirror+file:{}/etc/apt/pi-image-mirrors/{archive}.list",
+            self.dir.display()
+        )
+    }
+
+    /// The URLs of an archive's mirror list, in order, one per line (without metadata).
+    fn mirror_list(&self, archive: &str) -> String {
+        let raw = self.read(&format!("etc/apt/pi-image-mirrors/{archive}.list"));
+        raw.lines()
+            .map(|l| format!("{}\n", l.split('\t').next().unwrap()))
+            .collect()
     }
 
     fn downloaded(&self) -> bool {
@@ -258,13 +280,31 @@ fn probes_pick_the_first_healthy_mirror_and_apt_installs_through_it() {
     let (code, log) = apt.apt_get(&["install", "--download-only", "-y", PACKAGE]);
     assert_eq!(code, 0, "{log}");
     assert!(apt.downloaded(), "{log}");
-    assert!(
-        apt.read("etc/apt/sources.list")
-            .contains(&format!("{}/ {SUITE} main", good.url("raspbian")))
+    assert_eq!(
+        apt.read("etc/apt/sources.list"),
+        format!("deb {} {SUITE} main\n", apt.list_uri("raspbian"))
     );
     assert!(
         apt.read("etc/apt/sources.list.d/debian.sources")
-            .contains(&format!("URIs: {}/\n", good.url("debian")))
+            .contains(&format!("URIs: {}\n", apt.list_uri("debian")))
+    );
+    // The mirror lists: the chosen mirror first, then the other candidates, with explicit
+    // priorities (apt would otherwise pick among them at random).
+    assert_eq!(
+        apt.read("etc/apt/pi-image-mirrors/raspbian.list"),
+        format!(
+            "{}\tpriority:1\n{}\tpriority:2\n",
+            good.url("raspbian"),
+            down.url("raspbian")
+        )
+    );
+    assert_eq!(
+        apt.mirror_list("raspbian"),
+        format!("{}\n{}\n", good.url("raspbian"), down.url("raspbian"))
+    );
+    assert_eq!(
+        apt.mirror_list("debian"),
+        format!("{}\n{}\n", good.url("debian"), down.url("debian"))
     );
     // The options file is what apt runs with.
     let dump = Command::new("apt-config")
@@ -284,10 +324,9 @@ fn probes_pick_the_first_healthy_mirror_and_apt_installs_through_it() {
     }
 }
 
-/// The mirror chosen before the build stops answering. apt reads its sources before it
-/// runs `APT::Update::Pre-Invoke`, so the hook's rotation serves apt's retry (the next
-/// apt call); the stage steps run the hook before a stage's first apt call, so that call
-/// already goes to a healthy mirror.
+/// The mirror chosen before the build stops answering. apt's mirror method moves on to
+/// the next candidate of the list inside the same call, and the hook puts the mirror
+/// that answers first (in `Pre-Invoke`, before apt reads the list, and in the stage steps).
 fn rotation_case(failing: Behaviour) {
     let tmp = tempfile::tempdir().unwrap();
     let pi_gen = checkout(tmp.path());
@@ -316,27 +355,24 @@ fn rotation_case(failing: Behaviour) {
         good.url("debian")
     );
 
-    // During an apt call: this update still reads the failing sources; its retry works.
+    // During an apt call: the failing mirror is first; the call succeeds.
     let apt = AptRoot::new(&pi_gen);
-    assert!(apt.read("etc/apt/sources.list").contains(&bad.base));
     assert!(
-        apt.read("var/lib/apt/pi-image-mirrors.state")
-            .contains(&bad.url("raspbian"))
+        apt.mirror_list("raspbian")
+            .starts_with(&bad.url("raspbian"))
     );
-    let (_, log) = apt.apt_get(&["update"]);
-    assert!(log.contains(&switched), "{log}");
-    assert_eq!(apt.read("var/lib/apt/pi-image-mirrors.state"), good_state);
     let (code, log) = apt.apt_get(&["update"]);
     assert_eq!(code, 0, "{log}");
     assert!(!log.contains("Err:") && !log.contains("W:"), "{log}");
+    assert!(log.contains(&switched), "{log}");
+    assert_eq!(apt.read("var/lib/apt/pi-image-mirrors.state"), good_state);
+    assert_eq!(
+        apt.mirror_list("raspbian"),
+        format!("{}\n{}\n", good.url("raspbian"), bad.url("raspbian"))
+    );
     let (code, log) = apt.apt_get(&["install", "--download-only", "-y", PACKAGE]);
     assert_eq!(code, 0, "{log}");
     assert!(apt.downloaded());
-    assert!(!apt.read("etc/apt/sources.list").contains(&bad.base));
-    assert!(
-        !apt.read("etc/apt/sources.list.d/debian.sources")
-            .contains(&bad.base)
-    );
 
     // At a stage boundary: the stage step's `update` rotates before apt runs at all.
     let hits_before = bad.hits();
@@ -345,6 +381,7 @@ fn rotation_case(failing: Behaviour) {
     assert_eq!(code, 0, "{log}");
     assert!(log.contains(&switched), "{log}");
     assert!(bad.hits() > hits_before, "the failing mirror was probed");
+    assert!(apt.mirror_list("debian").starts_with(&good.url("debian")));
     let (code, log) = apt.apt_get(&["update"]);
     assert_eq!(code, 0, "{log}");
     assert!(!log.contains("Err:") && !log.contains("W:"), "{log}");
@@ -364,9 +401,10 @@ fn hook_rotates_away_from_a_hanging_mirror() {
 }
 
 #[test]
-fn without_the_hook_apt_fails_on_the_broken_mirror() {
-    // The control for the rotation tests: the same apt root, hook disabled, sources on
-    // the 503 mirror.
+fn apt_fails_over_inside_one_call_and_fails_with_only_the_broken_mirror() {
+    // Without the hook (no probe, no reordering) apt's mirror method alone gets past the
+    // failing first candidate; with the failing mirror as the only candidate apt fails,
+    // so the rotation tests cannot pass by accident.
     let tmp = tempfile::tempdir().unwrap();
     let pi_gen = checkout(tmp.path());
     let bad = Mirror::start(Behaviour::Unavailable);
@@ -379,7 +417,23 @@ fn without_the_hook_apt_fails_on_the_broken_mirror() {
     let apt = AptRoot::new(&pi_gen);
     fs::remove_file(apt.dir.join("etc/apt/apt.conf.d/10pi-image-mirrors")).unwrap();
     fs::remove_file(apt.dir.join("etc/apt/sources.list.d/debian.sources")).unwrap();
-    assert!(apt.read("etc/apt/sources.list").contains(&bad.base));
+    assert!(
+        apt.mirror_list("raspbian")
+            .starts_with(&bad.url("raspbian"))
+    );
+    let (code, log) = apt.apt_get(&["update"]);
+    assert_eq!(code, 0, "{log}");
+    let (code, log) = apt.apt_get(&["install", "--download-only", "-y", PACKAGE]);
+    assert_eq!(code, 0, "{log}");
+    assert!(apt.downloaded());
+    assert!(bad.hits() > 0, "apt tried the failing mirror first");
+
+    let (code, _, err) = run(prepare(tmp.path())
+        .args(["--offline", "--apt-retries", "0"])
+        .env("APT_REWRITE_MIRRORS", bad.url("raspbian")));
+    assert_eq!(code, 0, "{err}");
+    let apt = AptRoot::new(&pi_gen);
+    fs::remove_file(apt.dir.join("etc/apt/sources.list.d/debian.sources")).unwrap();
     let (code, log) = apt.apt_get(&["update"]);
     assert!(code != 0 || log.contains("503"), "{log}");
     let (code, log) = apt.apt_get(&["install", "--download-only", "-y", PACKAGE]);
@@ -404,15 +458,15 @@ fn hook_is_idempotent_on_list_and_deb822_sources_and_restores_upstream() {
                 deb http://archive.raspberrypi.com/debian/ bookworm main\n\
                 deb http://deb.debian.org/debian-security bookworm-security main\n";
     let sources = "Types: deb\r\nURIs: http://raspbian.raspberrypi.com/raspbian/ https://other.example/raspbian\r\nSuites: bookworm\r\nComponents: main\r\n\r\nTypes: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm\nComponents: main\n";
-    // Already on the chosen mirror: must not be touched at all.
-    let correct = "deb https://mirror.fcix.net/raspbian/raspbian/ bookworm main\n";
+    // Already on the mirror list: must not be touched at all.
+    let correct = format!("deb {} bookworm main\n", apt.list_uri("raspbian"));
     fs::write(apt.dir.join("etc/apt/sources.list"), list).unwrap();
     fs::write(
         apt.dir.join("etc/apt/sources.list.d/debian.sources"),
         sources,
     )
     .unwrap();
-    fs::write(apt.dir.join("etc/apt/sources.list.d/ok.list"), correct).unwrap();
+    fs::write(apt.dir.join("etc/apt/sources.list.d/ok.list"), &correct).unwrap();
     let ok_inode = fs::metadata(apt.dir.join("etc/apt/sources.list.d/ok.list"))
         .unwrap()
         .ino();
@@ -421,7 +475,8 @@ fn hook_is_idempotent_on_list_and_deb822_sources_and_restores_upstream() {
     assert_eq!(code, 0, "{log}");
     let first_list = apt.read("etc/apt/sources.list");
     let first_sources = apt.read("etc/apt/sources.list.d/debian.sources");
-    let m = "https://mirror.fcix.net/raspbian/raspbian/";
+    let m = apt.list_uri("raspbian");
+    let d = apt.list_uri("debian");
     assert_eq!(
         first_list,
         format!(
@@ -431,9 +486,8 @@ fn hook_is_idempotent_on_list_and_deb822_sources_and_restores_upstream() {
     assert_eq!(
         first_sources,
         format!(
-            "Types: deb\r\nURIs: {m} {m}\r\nSuites: bookworm\r\nComponents: main\r\n\r\nTypes: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm\nComponents: main\n"
-        ),
-        "Debian stays: its only candidate is the upstream archive"
+            "Types: deb\r\nURIs: {m} {m}\r\nSuites: bookworm\r\nComponents: main\r\n\r\nTypes: deb\nURIs: {d}\nSuites: bookworm\nComponents: main\n"
+        )
     );
     let (code, log) = apt.hook(&["rewrite"]);
     assert_eq!(code, 0, "{log}");
@@ -766,13 +820,32 @@ fn test_pi_gen_build_has_the_hook_during_the_build_and_not_in_the_image() {
     }
     let sources = fs::read_to_string(rootfs.join("etc/apt/sources.list")).unwrap();
     assert!(
-        sources.contains(&format!("deb {}/ {SUITE} ", good.url("raspbian"))),
+        sources.starts_with(&format!(
+            "deb mirror+file:/etc/apt/pi-image-mirrors/raspbian.list {SUITE} "
+        )),
         "{sources}"
     );
     let raspi = fs::read_to_string(rootfs.join("etc/apt/sources.list.d/raspi.list")).unwrap();
     assert!(
-        raspi.contains(&format!("deb {}/ {SUITE} ", good.url("rpi"))),
+        raspi.starts_with(&format!(
+            "deb mirror+file:/etc/apt/pi-image-mirrors/raspberrypi.list {SUITE} "
+        )),
         "{raspi}"
+    );
+    for (archive, mirror) in [
+        ("raspbian", good.url("raspbian")),
+        ("raspberrypi", good.url("rpi")),
+    ] {
+        let list =
+            fs::read_to_string(rootfs.join(format!("etc/apt/pi-image-mirrors/{archive}.list")))
+                .unwrap();
+        assert_eq!(list, format!("{mirror}\tpriority:1\n"));
+    }
+    // debootstrap was pointed at the mirror itself.
+    let prerun = fs::read_to_string(pi_gen.join("stage0/prerun.sh")).unwrap();
+    assert!(
+        prerun.contains(&format!("{}/", good.url("raspbian"))),
+        "{prerun}"
     );
     // The exported image: no hook, upstream sources.
     let img = fs::read_dir(root.join("out/deploy"))
@@ -787,6 +860,7 @@ fn test_pi_gen_build_has_the_hook_during_the_build_and_not_in_the_image() {
         "/etc/apt/apt.conf.d/10pi-image-mirrors",
         "/etc/apt/apt.conf.d/80pi-image-apt",
         "/var/lib/apt/pi-image-mirrors.state",
+        "/etc/apt/pi-image-mirrors/raspbian.list",
     ] {
         assert_eq!(image_file(&img, 2, f), None, "{f} shipped in the image");
     }

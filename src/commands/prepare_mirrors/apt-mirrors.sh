@@ -4,6 +4,11 @@
 # call (apt.conf.d/10pi-image-mirrors); pi-gen's stage scripts run it with --root; the
 # export removes it again unless --keep-mirrors-in-image was given.
 #
+# The sources of each archive point at an apt mirror list,
+# "mirror+file:/etc/apt/pi-image-mirrors/<archive>.list": every candidate, the active one
+# first. apt's mirror method moves on to the next candidate inside one apt call when a
+# mirror fails (an error status, a timeout); the hook keeps the one that answers first.
+#
 #   pi-image-apt-mirrors [--root DIR] update   probe the active mirror of each archive,
 #                                              rotate to the next healthy candidate, rewrite
 #   pi-image-apt-mirrors [--root DIR] rewrite  point the sources at the active mirrors
@@ -58,6 +63,10 @@ elif command -v apt-config >/dev/null 2>&1; then
 fi
 conf=${etc}pi-image-mirrors.conf
 statefile=${state}pi-image-mirrors.state
+# The mirror lists: where they are written, and the path apt sees (inside the root).
+listdir=${etc}pi-image-mirrors/
+aptlistdir=$listdir
+[ -z "$root" ] || aptlistdir=${listdir#"$root"}
 
 if [ ! -f "$conf" ]; then
 	# Nothing configured (or already removed): apt must keep working.
@@ -101,6 +110,10 @@ function norm(u) { sub(/\r$/, "", u); while (u ~ /\/$/) sub(/\/$/, "", u); retur
 function classify(u,   n, a, hp, i, host, path) {
 	n = norm(u)
 	for (a in known) if (index(" " known[a] " ", " " n " ") > 0) return a
+	if (n ~ /^mirror\+file:.*\/pi-image-mirrors\/[a-z]+\.list$/) {
+		sub(/^.*\/pi-image-mirrors\//, "", n); sub(/\.list$/, "", n)
+		return (n in target) ? n : ""
+	}
 	if (tolower(n) !~ /^https?:\/\//) return ""
 	hp = substr(n, index(n, "://") + 3)
 	i = index(hp, "/")
@@ -115,7 +128,8 @@ function classify(u,   n, a, hp, i, host, path) {
 function swap(u,   a, t, cr) {
 	a = classify(u)
 	if (a == "" || !(a in target) || target[a] == "") return u
-	t = target[a] "/"
+	t = target[a]
+	if (t !~ /^mirror\+/) t = t "/"
 	if (norm(u) == norm(t)) return u
 	cr = (u ~ /\r$/) ? "\r" : ""
 	changed++
@@ -179,15 +193,40 @@ END {
 	if (mode == "rewrite" && changed) exit 3
 }'
 
-# Exports KNOWN_<archive> (every URI that names the archive) and TARGET_<archive>.
-# $1: "active" or "upstream".
+# Exports KNOWN_<archive> (every URL that names the archive) and TARGET_<archive> (what
+# its sources should say). $1: "active" (the mirror list) or "upstream".
 set_targets() {
 	for _a in $ARCHIVES; do
 		_known=$(conf_get mirror "$_a" | tr '\n' ' ')$(conf_get upstream "$_a")
 		_t=
-		if [ "$1" = upstream ]; then _t=$(conf_get upstream "$_a"); else _t=$(active "$_a"); fi
-		eval "KNOWN_$_a=\$_known TARGET_$_a=\${_t%/}"
+		if [ "$1" = upstream ]; then
+			_t=$(conf_get upstream "$_a")
+		elif [ -n "$(conf_get mirror "$_a")" ]; then
+			_t=mirror+file:$aptlistdir$_a.list
+		fi
+		eval "KNOWN_$_a=\$_known TARGET_$_a=\${_t%/} ACTIVE_$_a=\$(active \"\$_a\")"
 		export "KNOWN_$_a" "TARGET_$_a"
+	done
+}
+
+# Writes each archive's mirror list: the active mirror first, then the other candidates
+# in order. A list is replaced only when its content changes.
+write_mirror_lists() {
+	mkdir -p "$listdir" || die "cannot create $listdir"
+	for _a in $ARCHIVES; do
+		_act=$(eval "printf '%s' \"\${ACTIVE_$_a}\"")
+		[ -n "$_act" ] || continue
+		_new=$listdir.$_a.list.$$.tmp
+		# Without a priority apt picks mirrors at random; the active one goes first.
+		{
+			printf '%s\tpriority:1\n' "$_act"
+			conf_get mirror "$_a" | grep -vxF -- "$_act" | awk '{ printf "%s\tpriority:%d\n", $0, NR + 1 }'
+		} >"$_new" || die "cannot write $_new"
+		if cmp -s "$_new" "$listdir$_a.list"; then
+			rm -f "$_new"
+		else
+			mv -f "$_new" "$listdir$_a.list" || die "cannot write $listdir$_a.list"
+		fi
 	done
 }
 
@@ -251,7 +290,7 @@ save_state() {
 	_new=$statefile.$$.tmp
 	: >"$_new" || die "cannot write $_new"
 	for _a in $ARCHIVES; do
-		_m=$(eval "printf '%s' \"\${TARGET_$_a}\"")
+		_m=$(eval "printf '%s' \"\${ACTIVE_$_a}\"")
 		if [ -n "$_m" ]; then printf '%s %s\n' "$_a" "$_m" >>"$_new"; fi
 	done
 	mv -f "$_new" "$statefile" || die "cannot write $statefile"
@@ -290,7 +329,7 @@ probe_and_rotate() {
 		done
 		if [ -n "$_next" ]; then
 			say "$_a mirror $_cur does not answer; switching to $_next"
-			eval "TARGET_$_a=\$_next"
+			eval "ACTIVE_$_a=\$_next"
 		else
 			say "warning: no $_a mirror answers; keeping $_cur and letting apt retry"
 		fi
@@ -300,6 +339,10 @@ probe_and_rotate() {
 # Deletes apt's downloaded lists that came from mirrors other than the upstream archives,
 # so the image holds no index files named after a build-time mirror.
 remove_mirror_lists() {
+	_prefix=$(printf '%s' "$aptlistdir" | sed 's#/*$##; s#/#_#g')
+	for _l in "$lists$_prefix"_*; do
+		[ -f "$_l" ] && rm -f "$_l"
+	done
 	for _a in $ARCHIVES; do
 		_up=$(conf_get upstream "$_a")
 		for _c in $(conf_get mirror "$_a"); do
@@ -324,10 +367,12 @@ update)
 	set_targets active
 	probe_and_rotate
 	save_state
+	write_mirror_lists
 	rewrite_sources
 	;;
 rewrite)
 	set_targets active
+	write_mirror_lists
 	rewrite_sources
 	;;
 restore | remove)
@@ -337,6 +382,7 @@ restore | remove)
 	if [ "$mode" = remove ]; then
 		rm -f "${confparts}10pi-image-mirrors" "${confparts}80pi-image-apt" \
 			"${confparts}81pi-image-proxy" "$statefile" "$conf"
+		rm -rf "$listdir"
 		rm -f "$root/usr/local/sbin/$me"
 		say "removed the build-time mirror hook; the sources name the upstream archives"
 	fi

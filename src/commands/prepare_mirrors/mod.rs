@@ -1,9 +1,11 @@
 //! `prepare-mirrors`: make every apt and dpkg call of a pi-gen build use a healthy
 //! mirror. Probes the candidates of each archive the checkout uses, then writes into the
-//! pi-gen tree a persistent apt hook (rewrites `.list` and deb822 `.sources` alike,
-//! idempotently, and rotates to the next candidate when a mirror stops answering), the
-//! stage0/stage2 steps that install it before their first apt call, apt hardening
-//! options, proxy DIRECT exceptions, and an export step that restores standard sources.
+//! pi-gen tree: source templates that name an apt mirror list per archive
+//! (`mirror+file:`, so apt itself fails over between candidates inside one call), a
+//! persistent apt hook (probes and rotates the active mirror, rewrites `.list` and deb822
+//! `.sources` alike, idempotently), the stage0/stage2 steps that install it before their
+//! first apt call, apt hardening options, proxy DIRECT exceptions, and an export step
+//! that restores standard sources.
 
 pub mod mirrors;
 pub mod probe;
@@ -327,8 +329,8 @@ fn export_script() -> String {
     )
 }
 
-/// `text` with every URL that names an in-use archive replaced by that archive's chosen
-/// mirror (on `bootstrap` lines only, when `bootstrap_only`). `None` when nothing changes.
+/// `text` with every URL that names an in-use archive replaced by that archive's target
+/// (on `bootstrap` lines only, when `bootstrap_only`). `None` when nothing changes.
 pub fn patch_urls(
     text: &str,
     known: &BTreeMap<Archive, Vec<String>>,
@@ -352,7 +354,7 @@ pub fn patch_urls(
             match target {
                 Some(t) => {
                     out.push_str(t);
-                    if url.ends_with('/') {
+                    if url.ends_with('/') && !t.starts_with("mirror+") {
                         out.push('/');
                     }
                     changed = true;
@@ -364,6 +366,15 @@ pub fn patch_urls(
         out.push_str(rest);
     }
     changed.then_some(out)
+}
+
+/// The apt source URI of an archive during the build: its mirror list in the root
+/// filesystem, which the hook keeps with the active mirror first.
+pub fn mirror_list_uri(archive: Archive) -> String {
+    format!(
+        "mirror+file:/etc/apt/pi-image-mirrors/{}.list",
+        archive.key()
+    )
 }
 
 /// The pi-gen files whose URLs are pointed at the chosen mirrors before the build:
@@ -498,11 +509,18 @@ pub fn plan(input: &Input, archives: Vec<ArchivePlan>) -> anyhow::Result<Plan> {
         .iter()
         .map(|a| (a.archive, a.chosen.clone()))
         .collect();
+    // apt sources name the archive's mirror list (apt fails over between its candidates
+    // within one call); debootstrap cannot read one and gets the chosen mirror itself.
+    let lists: BTreeMap<Archive, String> = archives
+        .iter()
+        .map(|a| (a.archive, mirror_list_uri(a.archive)))
+        .collect();
     let known = input.known();
     let mut patches = Vec::new();
     for (rel, bootstrap_only, current, pristine) in texts {
         let Some(pristine) = pristine else { continue };
-        match patch_urls(&pristine, &known, &chosen, bootstrap_only) {
+        let targets = if bootstrap_only { &chosen } else { &lists };
+        match patch_urls(&pristine, &known, targets, bootstrap_only) {
             Some(wanted) => {
                 files.push(TreeFile {
                     path: upstream_copy(&rel),

@@ -19,9 +19,14 @@ pub const PACKAGE: &str = "pi-image-test";
 pub fn repo() -> &'static Path {
     static REPO: OnceLock<PathBuf> = OnceLock::new();
     REPO.get_or_init(|| {
-        let work = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("apt-mirror-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&work);
+        let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        // Repositories of earlier runs (a fresh key each time) are not reused.
+        for old in std::fs::read_dir(tmp).into_iter().flatten().flatten() {
+            if old.file_name().to_string_lossy().starts_with("apt-mirror-") {
+                let _ = std::fs::remove_dir_all(old.path());
+            }
+        }
+        let work = tmp.join(format!("apt-mirror-{}", std::process::id()));
         let pkg = work.join("pkg");
         std::fs::create_dir_all(pkg.join("DEBIAN")).unwrap();
         std::fs::create_dir_all(pkg.join("usr/share/doc").join(PACKAGE)).unwrap();
@@ -110,6 +115,11 @@ pub fn repo() -> &'static Path {
         gpg(&["--clearsign", "-o", "InRelease", "Release"], &dist);
         let key = gpg(&["--export"], &work);
         std::fs::write(work.join("keyring.gpg"), key).unwrap();
+        // gpg leaves an agent running for the home directory; stop it.
+        let _ = std::process::Command::new("gpgconf")
+            .env("GNUPGHOME", &gnupg)
+            .args(["--kill", "gpg-agent"])
+            .status();
         std::os::unix::fs::symlink("raspbian", root.join("debian")).unwrap();
         std::os::unix::fs::symlink("raspbian", root.join("rpi")).unwrap();
         root
