@@ -409,10 +409,12 @@ fn apt_fails_over_inside_one_call_and_fails_with_only_the_broken_mirror() {
     let pi_gen = checkout(tmp.path());
     let bad = Mirror::start(Behaviour::Unavailable);
     let good = Mirror::start(Behaviour::Healthy);
-    let (code, _, err) = run(prepare(tmp.path()).arg("--offline").env(
-        "APT_REWRITE_MIRRORS",
-        format!("{} {}", bad.url("raspbian"), good.url("raspbian")),
-    ));
+    let (code, _, err) = run(prepare(tmp.path())
+        .args(["--offline", "--apt-retries", "0"])
+        .env(
+            "APT_REWRITE_MIRRORS",
+            format!("{} {}", bad.url("raspbian"), good.url("raspbian")),
+        ));
     assert_eq!(code, 0, "{err}");
     let apt = AptRoot::new(&pi_gen);
     fs::remove_file(apt.dir.join("etc/apt/apt.conf.d/10pi-image-mirrors")).unwrap();
