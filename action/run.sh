@@ -200,6 +200,6 @@ done <<<"${INPUT_ARGS-}"
 
 ((${#positional[@]})) && argv+=(-- "${positional[@]}")
 
-printf 'pi-image action: %s %s\n' "$command" "${argv[*]-}"
+printf 'pi-image action: %s\n' "$command${argv[*]:+ ${argv[*]}}"
 ((${#shown_env[@]})) && printf 'pi-image action: with %s\n' "${shown_env[*]}"
 exec "$bin" "$command" "${argv[@]}"
