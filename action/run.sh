@@ -35,16 +35,19 @@ pi-gen-branch               | env    | PI_GEN_BRANCH               | prepare-mir
 pi-gen-ref                  | env    | PI_GEN_REF                  | prepare-mirrors run-pi-gen manifest pipeline
 arm64                       | env    | ARM64                       | prepare-mirrors run-pi-gen manifest pipeline
 pi-gen-stages               | env    | PI_GEN_STAGES               | run-pi-gen manifest pipeline
-offline                     | bool   | --offline                   | prepare-mirrors
-keep-mirrors-in-image       | bool   | --keep-mirrors-in-image     | prepare-mirrors
-apt-mirror                  | env    | APT_MIRROR                  | prepare-mirrors pipeline
-raspbian-mirror             | env    | RASPBIAN_MIRROR             | prepare-mirrors pipeline
+offline                     | env    | MIRRORS_OFFLINE             | prepare-mirrors pipeline
+keep-mirrors-in-image       | env    | KEEP_MIRRORS_IN_IMAGE       | prepare-mirrors pipeline
+skip-mirror-rewrite         | env    | SKIP_MIRROR_REWRITE         | prepare-mirrors pipeline
 apt-mirror-raspbian         | env    | APT_MIRROR_RASPBIAN         | prepare-mirrors pipeline
 apt-mirror-raspberrypi      | env    | APT_MIRROR_RASPBERRYPI      | prepare-mirrors pipeline
 debian-mirror               | env    | DEBIAN_MIRROR               | prepare-mirrors pipeline
 apt-rewrite-mirrors         | env    | APT_REWRITE_MIRRORS         | prepare-mirrors pipeline
 apt-proxy                   | env    | APT_PROXY                   | prepare-mirrors pipeline
 apt-opts                    | env    | APT_OPTS                    | prepare-mirrors pipeline
+apt-retries                 | env    | APT_RETRIES                 | prepare-mirrors pipeline
+apt-timeout                 | env    | APT_TIMEOUT                 | prepare-mirrors pipeline
+probe-timeout               | env    | MIRROR_PROBE_TIMEOUT        | prepare-mirrors pipeline
+probe-retries               | env    | MIRROR_PROBE_RETRIES        | prepare-mirrors pipeline
 allow-armhf                 | env    | ALLOW_ARMHF                 | run-pi-gen pipeline
 user-data                   | env    | USER_DATA                   | run-pi-gen pipeline
 no-user-data                | bool   | --no-user-data              | run-pi-gen

@@ -145,8 +145,13 @@ fn every_input_reaches_the_binary_through_env_and_the_mapping_table() {
 /// agreed interfaces while they are built in parallel. Once they are on main, the test
 /// above checks them against the real `--help` and these lists can go.
 const PENDING_ENV: &[&str] = &[
-    "APT_MIRROR",
-    "RASPBIAN_MIRROR",
+    "MIRRORS_OFFLINE",
+    "KEEP_MIRRORS_IN_IMAGE",
+    "SKIP_MIRROR_REWRITE",
+    "APT_RETRIES",
+    "APT_TIMEOUT",
+    "MIRROR_PROBE_TIMEOUT",
+    "MIRROR_PROBE_RETRIES",
     "APT_MIRROR_RASPBIAN",
     "APT_MIRROR_RASPBERRYPI",
     "DEBIAN_MIRROR",
@@ -156,8 +161,6 @@ const PENDING_ENV: &[&str] = &[
     "SIGSTORE_ID_TOKEN",
 ];
 const PENDING_FLAGS: &[&str] = &[
-    "--offline",
-    "--keep-mirrors-in-image",
     "--fulcio-url",
     "--rekor-url",
     "--tsa-url",
@@ -173,6 +176,7 @@ const PENDING_OUTPUTS: &[&str] = &[
     "raspbian-mirror",
     "debian-mirror",
     "raspberrypi-mirror",
+    "archives",
     "probes",
     "bundles",
     "identity",
