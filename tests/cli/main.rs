@@ -5,6 +5,7 @@
     reason = "test helpers: a panic is the failure report"
 )]
 
+mod action;
 mod collect_artifacts;
 mod doctor;
 mod gha_io;

@@ -36,6 +36,10 @@ pub struct Args {
     /// Tag [default: the manifest's]
     #[arg(long)]
     pub tag: Option<String>,
+    /// Release files that are not an image (this tool's own binaries): no manifest is read,
+    /// --tag and --assets say everything, no smoke evidence is needed
+    #[arg(long, requires = "tag", conflicts_with = "manifest")]
+    pub no_manifest: bool,
     /// Leave the release as a draft
     #[arg(long)]
     pub draft: bool,
@@ -83,7 +87,8 @@ pub struct LocalAsset {
 
 #[derive(Debug, Clone)]
 pub struct Input {
-    pub manifest: Manifest,
+    /// `None` with --no-manifest.
+    pub manifest: Option<Manifest>,
     pub tag: String,
     pub name: String,
     pub notes: String,
@@ -109,6 +114,9 @@ pub enum Mode {
 
 impl Input {
     pub fn from_args(args: Args, gha: &Gha) -> anyhow::Result<Self> {
+        if args.no_manifest {
+            return Self::without_manifest(args, gha);
+        }
         let paths = args.image.artifact_paths()?;
         let manifest_path = args.manifest.unwrap_or(paths.manifest.clone());
         let text = std::fs::read_to_string(&manifest_path).map_err(|e| {
@@ -226,7 +234,92 @@ impl Input {
             api_url: args.api_url,
             repository,
             attempts: args.attempts.max(1),
-            manifest,
+            manifest: Some(manifest),
+        })
+    }
+
+    /// `--no-manifest`: a release of plain files (`--assets`), named after its tag.
+    fn without_manifest(args: Args, gha: &Gha) -> anyhow::Result<Self> {
+        let tag = args.tag.clone().unwrap_or_default();
+        let notes_path = args
+            .notes
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("RELEASE_NOTES.md"));
+        let notes = std::fs::read_to_string(&notes_path).map_err(|e| {
+            usage(format!(
+                "cannot read the release notes `{}`: {e}",
+                notes_path.display()
+            ))
+        })?;
+        let mut assets: Vec<LocalAsset> = Vec::new();
+        for pattern in &args.assets {
+            let mut matched = false;
+            for entry in glob::glob(pattern)
+                .map_err(|e| usage(format!("--assets `{pattern}` is not a valid glob: {e}")))?
+            {
+                let path = entry.with_context(|| format!("cannot read a match of `{pattern}`"))?;
+                if path.is_file() {
+                    matched = true;
+                    let name = file_name(&path);
+                    if !assets.iter().any(|a| a.name == name) {
+                        assets.push(local(path.parent().unwrap_or(Path::new(".")), &name, None)?);
+                    }
+                }
+            }
+            if !matched {
+                return Err(usage(format!("--assets `{pattern}` matches no file")));
+            }
+        }
+        if assets.is_empty() {
+            return Err(usage(
+                "--no-manifest needs the files to release: pass --assets GLOB",
+            ));
+        }
+        if let Some(big) = assets.iter().find(|a| a.size >= MAX_ASSET) {
+            return Err(usage(format!(
+                "`{}` is {}: GitHub refuses release assets of 2 GiB or more",
+                big.path.display(),
+                human_size(big.size)
+            )));
+        }
+        let mode = match (args.publish, args.draft) {
+            (false, _) => Mode::DryRun,
+            (true, true) => Mode::Draft,
+            (true, false) => Mode::Publish,
+        };
+        let token = args.token.filter(|t| !t.trim().is_empty());
+        if let Some(t) = &token {
+            gha.mask(t);
+        }
+        if mode != Mode::DryRun && token.is_none() {
+            return Err(usage(
+                "no GitHub token: set GITHUB_TOKEN (in a workflow: `env: GITHUB_TOKEN: ${{ github.token }}` and `permissions: contents: write`) or pass --token",
+            ));
+        }
+        let repository = args
+            .repository
+            .filter(|r| r.split('/').filter(|p| !p.is_empty()).count() == 2)
+            .ok_or_else(|| {
+                usage("no repository: set GITHUB_REPOSITORY or pass --repository OWNER/REPO")
+            })?;
+        Ok(Self {
+            name: tag.clone(),
+            prerelease: tag.contains('-'),
+            make_latest: !tag.contains('-'),
+            target_commitish: std::env::var("GITHUB_SHA").ok().filter(|s| !s.is_empty()),
+            tag,
+            notes,
+            assets,
+            mode,
+            prune: args.prune,
+            token,
+            upload_url: args
+                .upload_url
+                .unwrap_or_else(|| crate::github::default_upload_url(&args.api_url)),
+            api_url: args.api_url,
+            repository,
+            attempts: args.attempts.max(1),
+            manifest: None,
         })
     }
 }

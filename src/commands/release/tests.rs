@@ -9,7 +9,7 @@ fn input(assets: &[(&str, &str, u64)], prune: bool, mode: Mode) -> Input {
     }))
     .unwrap();
     Input {
-        manifest,
+        manifest: Some(manifest),
         tag: "v1".into(),
         name: "N".into(),
         notes: "notes\n".into(),
