@@ -8,6 +8,7 @@ pub mod pipeline;
 pub mod release;
 pub mod run_pi_gen;
 pub mod smoke;
+pub mod verify;
 
 use crate::cli::Command;
 use crate::gha::Gha;
@@ -22,5 +23,6 @@ pub fn dispatch(gha: &Gha, command: Command) -> anyhow::Result<()> {
         Command::RunPiGen(args) => run_pi_gen::main(gha, args),
         Command::Pipeline(args) => pipeline::main(gha, args),
         Command::Doctor(args) => doctor::main(gha, args),
+        Command::Verify(args) => verify::main(gha, args),
     }
 }

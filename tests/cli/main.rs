@@ -14,3 +14,4 @@ mod run_pi_gen;
 mod smoke;
 mod snapshots;
 mod support;
+mod verify;
