@@ -7,6 +7,7 @@ pub mod manifest;
 pub mod pipeline;
 pub mod release;
 pub mod run_pi_gen;
+pub mod sign;
 pub mod smoke;
 pub mod verify;
 
@@ -23,6 +24,7 @@ pub fn dispatch(gha: &Gha, command: Command) -> anyhow::Result<()> {
         Command::RunPiGen(args) => run_pi_gen::main(gha, args),
         Command::Pipeline(args) => pipeline::main(gha, args),
         Command::Doctor(args) => doctor::main(gha, args),
+        Command::Sign(args) => sign::main(gha, args),
         Command::Verify(args) => verify::main(gha, args),
     }
 }

@@ -202,6 +202,8 @@ pub fn repository_identity(repo: &str) -> anyhow::Result<Regex> {
     let ok = repo.split('/').count() == 2
         && repo.split('/').all(|p| {
             !p.is_empty()
+                && p != "."
+                && p != ".."
                 && p.chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         });
@@ -403,7 +405,7 @@ pub fn verify_bundle(
     }
     let result = match (policy, statement_digest.flatten().as_ref(), subject) {
         (_, Some(digest), _) | (_, None, Subject::Sha256(digest)) => {
-            let artifact = ArtifactDigest::from(sha256_hash(&digest)?);
+            let artifact = ArtifactDigest::from(sha256_hash(digest)?);
             run_policy(policy, |p| match p {
                 PolicyRef::Cert(c) => verifier.verify(artifact.clone(), bundle, c),
                 PolicyRef::Key(k) => verifier.verify(artifact.clone(), bundle, k),
@@ -480,7 +482,7 @@ fn run_policy(
     out.map_err(anyhow::Error::from)
 }
 
-fn sha2_digest(bytes: &[u8]) -> Vec<u8> {
+pub fn sha2_digest(bytes: &[u8]) -> Vec<u8> {
     use sha2::Digest as _;
     sha2::Sha256::digest(bytes).to_vec()
 }

@@ -11,6 +11,7 @@ mod gha_io;
 mod manifest;
 mod release;
 mod run_pi_gen;
+mod sign;
 mod smoke;
 mod snapshots;
 mod support;

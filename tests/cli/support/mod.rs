@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod github;
+pub mod sigstore;
 
 use std::fs;
 use std::io::{Seek, SeekFrom, Write};
@@ -52,6 +53,10 @@ const SCRUB: &[&str] = &[
     "MAX_SCAN_DEPTH",
     "PI_IMAGE_LOG",
     "RUST_LOG",
+    "ACTIONS_ID_TOKEN_REQUEST_URL",
+    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+    "SIGSTORE_ID_TOKEN",
+    "COSIGN_PASSWORD",
 ];
 
 /// The binary, with a clean environment, run in `dir`.
