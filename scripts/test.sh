@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, runnable on a fresh machine: installs what the tests use (Debian
-# packages, check-jsonschema in .venv), then runs rustfmt, clippy and every test.
+# packages, check-jsonschema and sigstore-python in .venv, @sigstore/mock with npm), then runs rustfmt, clippy and every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,7 +11,7 @@ sudo_cmd=()
 missing=()
 for pair in zip:zip unzip:unzip xz:xz-utils gzip:gzip mkfs.vfat:dosfstools mcopy:mtools \
             mkfs.ext4:e2fsprogs python3:python3 sha256sum:coreutils \
-            shellcheck:shellcheck git:git; do
+            shellcheck:shellcheck git:git curl:curl node:nodejs npm:npm; do
   PATH="$PATH:/usr/sbin:/sbin" command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
 done
 if ((${#missing[@]})); then
@@ -23,10 +23,21 @@ if ((${#missing[@]})); then
 fi
 export PATH="$PATH:/usr/sbin:/sbin"
 
-if [[ ! -x .venv/bin/check-jsonschema ]]; then
-  echo "test.sh: installing check-jsonschema into .venv"
-  python3 -m venv .venv
-  .venv/bin/pip install --quiet --disable-pip-version-check check-jsonschema==0.39.0
+if [[ ! -x .venv/bin/check-jsonschema || ! -x .venv/bin/sigstore ]]; then
+  echo "test.sh: installing check-jsonschema and sigstore-python into .venv"
+  [[ -x .venv/bin/pip ]] || python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check check-jsonschema==0.39.0 sigstore==4.5.1
+fi
+
+# The loopback Sigstore stack (@sigstore/mock 0.12.1 needs Node >= 20.17).
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if ((node_major < 20)); then
+  echo "test.sh: Node.js $(node --version) is too old for @sigstore/mock (needs >= 20.17)" >&2
+  exit 1
+fi
+if [[ ! -d tests/fixtures/sigstore/node_modules/@sigstore/mock ]]; then
+  echo "test.sh: installing the Sigstore test stack (npm ci)"
+  (cd tests/fixtures/sigstore && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 # Pi-like images for the QEMU smoke tests (installs QEMU from bookworm-backports, mtools,

@@ -22,7 +22,7 @@ pub const STEPS: &[(&str, bool)] = &[
     ("collect-artifacts", true),
     ("manifest", true),
     ("smoke", true),
-    ("sign", false),
+    ("sign", true),
     ("release", true),
 ];
 
@@ -36,6 +36,9 @@ pub struct Args {
     /// Start again from the first step instead of resuming
     #[arg(long)]
     pub restart: bool,
+    /// Sign even without an identity in the environment (interactive browser sign-in)
+    #[arg(long)]
+    pub sign: bool,
     /// Steps to leave out (repeatable), e.g. `--skip smoke`
     #[arg(long = "skip", value_name = "STEP")]
     pub skip: Vec<String>,
@@ -155,11 +158,15 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
     };
     for step in order {
         let available = STEPS.iter().any(|(n, ok)| *n == step && *ok);
-        if args.skip.iter().any(|s| s == step) || !available {
-            let why = if available {
-                "--skip"
-            } else {
+        let unsigned =
+            step == "sign" && !args.sign && !signing_identity(&|n| std::env::var(n).ok());
+        if args.skip.iter().any(|s| s == step) || !available || unsigned {
+            let why = if !available {
                 "not available in this version of pi-image"
+            } else if unsigned {
+                "no signing identity: run in GitHub Actions with `permissions: id-token: write`, set SIGSTORE_ID_TOKEN, or pass --sign to sign in with a browser"
+            } else {
+                "--skip"
             };
             tracing::info!("pipeline: {step}: skipped ({why})");
             outcome.skipped.push(step.to_owned());
@@ -200,6 +207,14 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
     Ok(outcome)
 }
 
+/// Whether `sign` can get an identity without a person: GitHub Actions' OIDC endpoint
+/// or a given token.
+pub fn signing_identity(env: &dyn Fn(&str) -> Option<String>) -> bool {
+    ["ACTIONS_ID_TOKEN_REQUEST_URL", "SIGSTORE_ID_TOKEN"]
+        .iter()
+        .any(|n| env(n).is_some_and(|v| !v.trim().is_empty()))
+}
+
 fn atomic_state(path: &Path, state: &State) -> anyhow::Result<()> {
     crate::atomic::write(path, to_canonical_json(state)?.as_bytes())
 }
@@ -212,6 +227,16 @@ pub fn main(gha: &Gha, args: Args) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sign_runs_when_an_identity_is_at_hand() {
+        assert!(!signing_identity(&|_| None));
+        assert!(signing_identity(
+            &|n| (n == "SIGSTORE_ID_TOKEN").then(|| "a.b.c".to_owned())
+        ));
+        assert!(!signing_identity(&|_| Some(" ".to_owned())));
+        assert!(STEPS.iter().any(|(n, ok)| *n == "sign" && *ok));
+    }
 
     #[test]
     fn outputs_chain_between_steps() {
