@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, runnable on a fresh machine: installs what the tests use (Debian
-# packages, check-jsonschema and sigstore-python in .venv, @sigstore/mock with npm), then runs rustfmt, clippy and every test.
+# packages, check-jsonschema, sigstore-python and PyNaCl in .venv, @sigstore/mock with npm), then runs rustfmt, clippy and every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,10 +23,11 @@ if ((${#missing[@]})); then
 fi
 export PATH="$PATH:/usr/sbin:/sbin"
 
-if [[ ! -x .venv/bin/check-jsonschema || ! -x .venv/bin/sigstore ]]; then
-  echo "test.sh: installing check-jsonschema and sigstore-python into .venv"
+# PyNaCl: tests/fixtures/sigstore/cosign_key.py writes cosign's encrypted keys with it.
+if [[ ! -x .venv/bin/check-jsonschema || ! -x .venv/bin/sigstore ]] || ! .venv/bin/python -c 'import nacl' 2>/dev/null; then
+  echo "test.sh: installing check-jsonschema, sigstore-python and PyNaCl into .venv"
   [[ -x .venv/bin/pip ]] || python3 -m venv .venv
-  .venv/bin/pip install --quiet --disable-pip-version-check check-jsonschema==0.39.0 sigstore==4.5.1
+  .venv/bin/pip install --quiet --disable-pip-version-check check-jsonschema==0.39.0 sigstore==4.5.1 pynacl==1.6.2
 fi
 
 # The loopback Sigstore stack (@sigstore/mock 0.12.1 needs Node >= 20.17).

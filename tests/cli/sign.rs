@@ -1,12 +1,14 @@
-//! `pi-image sign` keyless on loopback: a GitHub-shaped OIDC token from a fake token
-//! endpoint, the Sigstore project's mock Fulcio and Rekor, then the bundles checked by
-//! `pi-image verify` and, independently, by sigstore-python.
+//! `pi-image sign` on loopback, keyless (a GitHub-shaped OIDC token from a fake token
+//! endpoint, the Sigstore project's mock Fulcio and Rekor; the bundles checked by
+//! `pi-image verify` and, independently, by sigstore-python) and with a cosign key (made
+//! by an independent Python implementation of cosign's key format; the bundles checked
+//! by `pi-image verify --key` and by Python, since sigstore-python verifies no keys).
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::sigstore::{Stack, python_verify};
+use crate::support::sigstore::{Stack, cosign_generate_key_pair, python_key_check, python_verify};
 use crate::support::{hex_sha256, pi_image, read_outputs, run};
 
 const IDENTITY: &str =
@@ -480,6 +482,208 @@ fn sign_given_token_and_files_without_manifest() {
         &dir.join("notes.txt.sigstore.json"),
         IDENTITY,
         ISSUER,
+    );
+    assert_eq!(code, 0, "{text}");
+}
+
+/// A password with the characters that break naive quoting or masking.
+const PASSWORD: &str = "correct horse 'battery' $taple";
+
+/// The pairs a default `sign` run produces: (file, bundle).
+const SIGNED: [(&str, &str); 4] = [
+    ("x.img.xz", "x.img.xz.sigstore.json"),
+    ("x.img.xz.sha256", "x.img.xz.sha256.sigstore.json"),
+    (
+        "x.img.xz.manifest.json",
+        "x.img.xz.manifest.json.sigstore.json",
+    ),
+    ("x.intoto.json", "x.intoto.json.sigstore.json"),
+];
+
+fn verify_key(stack: &Stack, dir: &Path, file: &str, bundle: &str, key: &Path) -> (i32, String) {
+    let key = key.display().to_string();
+    verify_cmd(stack, dir, file, bundle, &["--key", &key])
+}
+
+#[test]
+fn sign_with_cosign_key_on_loopback_is_verified_by_pi_image_and_independently() {
+    let stack = Stack::start();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let manifest = artifacts(dir);
+    let keys = tempfile::tempdir().unwrap();
+    cosign_generate_key_pair(keys.path(), PASSWORD);
+    let public = keys.path().join("cosign.pub");
+    let mut cmd = sign_cmd(&stack, dir, None);
+    cmd.arg("--key")
+        .arg(keys.path().join("cosign.key"))
+        .env("COSIGN_PASSWORD", PASSWORD);
+    let (code, out, err) = run(cmd);
+    assert_eq!(code, 0, "sign --key failed:\n{out}\n{err}");
+
+    // No identity token and no Fulcio: one Rekor entry per bundle.
+    let counts = stack.counts();
+    assert_eq!(counts["token"], 0, "{counts}");
+    assert_eq!(counts["fulcio"], 0, "{counts}");
+    assert_eq!(counts["rekor"], 4, "{counts}");
+    let mut names: Vec<&str> = SIGNED.iter().map(|(_, b)| *b).collect();
+    names.sort_unstable();
+    assert_eq!(bundles_in(dir), names);
+    for (_, b) in SIGNED {
+        let v: serde_json::Value = serde_json::from_slice(&fs::read(dir.join(b)).unwrap()).unwrap();
+        let vm = &v["verificationMaterial"];
+        assert!(vm["publicKey"]["hint"].is_string(), "{b}: {vm}");
+        assert!(vm.get("certificate").is_none(), "{b}: {vm}");
+    }
+
+    // The password is masked before anything else is printed, and printed nowhere else.
+    let mask = format!("::add-mask::{PASSWORD}");
+    assert!(out.contains(&mask), "{out}");
+    for line in out.lines().chain(err.lines()) {
+        if line != mask {
+            assert!(!line.contains(PASSWORD), "password leaked: {line}");
+        }
+    }
+    let outputs = read_outputs(&dir.join("outputs"));
+    assert_eq!(outputs["certificate-identity"], "");
+    let pub_arg = public.display().to_string();
+    assert!(
+        outputs["verify-command"].starts_with(&format!(
+            "pi-image verify --manifest x.img.xz.manifest.json --key {pub_arg}"
+        )),
+        "{}",
+        outputs["verify-command"]
+    );
+    assert!(
+        outputs["cosign-verify-command"].contains(&format!(
+            "cosign verify-blob x.img.xz --bundle x.img.xz.sigstore.json --key {pub_arg}"
+        )),
+        "{}",
+        outputs["cosign-verify-command"]
+    );
+
+    // pi-image verify --key: each bundle, the image against its attestation, and the
+    // whole manifest.
+    for (file, bundle) in SIGNED
+        .iter()
+        .chain([&("x.img.xz", "x.intoto.json.sigstore.json")])
+    {
+        let (code, text) = verify_key(&stack, dir, file, bundle, &public);
+        assert_eq!(code, 0, "pi-image verify --key {file} {bundle}: {text}");
+    }
+    let mut cmd = pi_image(dir);
+    cmd.args(["verify", "--manifest"])
+        .arg(&manifest)
+        .arg("--key")
+        .arg(&public)
+        .arg("--trust-config")
+        .arg(stack.trust_config());
+    let (code, o, e) = run(cmd);
+    assert_eq!(code, 0, "{o}{e}");
+
+    // Independently, in Python: signature over the file, hint, Rekor body naming this
+    // key, the log's signed entry timestamp.
+    for (file, bundle) in SIGNED
+        .iter()
+        .chain([&("x.img.xz", "x.intoto.json.sigstore.json")])
+    {
+        let (code, text) = python_key_check(
+            &dir.join(file),
+            &dir.join(bundle),
+            &public,
+            &stack.trusted_root(),
+        );
+        assert_eq!(code, 0, "Python rejected {bundle} for {file}: {text}");
+    }
+
+    // Another key is refused by both.
+    let other = tempfile::tempdir().unwrap();
+    cosign_generate_key_pair(other.path(), "");
+    let other_pub = other.path().join("cosign.pub");
+    let (code, text) = verify_key(
+        &stack,
+        dir,
+        "x.img.xz",
+        "x.img.xz.sigstore.json",
+        &other_pub,
+    );
+    assert_eq!(code, 1, "another key: {text}");
+    let (code, text) = python_key_check(
+        &dir.join("x.img.xz"),
+        &dir.join("x.img.xz.sigstore.json"),
+        &other_pub,
+        &stack.trusted_root(),
+    );
+    assert_eq!(code, 1, "Python: another key: {text}");
+
+    // A changed byte is refused by both.
+    let mut image = fs::read(dir.join("x.img.xz")).unwrap();
+    image[4321] ^= 0x80;
+    fs::write(dir.join("x.img.xz"), &image).unwrap();
+    let (code, text) = verify_key(&stack, dir, "x.img.xz", "x.img.xz.sigstore.json", &public);
+    assert_eq!(code, 1, "changed byte: {text}");
+    let (code, text) = python_key_check(
+        &dir.join("x.img.xz"),
+        &dir.join("x.img.xz.sigstore.json"),
+        &public,
+        &stack.trusted_root(),
+    );
+    assert_eq!(code, 1, "Python: changed byte: {text}");
+}
+
+#[test]
+fn sign_with_cosign_key_and_wrong_password_exits_2_and_writes_nothing() {
+    let stack = Stack::start();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let manifest = artifacts(dir);
+    let before = fs::read(&manifest).unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    cosign_generate_key_pair(keys.path(), PASSWORD);
+    let key = keys.path().join("cosign.key");
+    for password in [Some("Correct horse 'battery' $taple"), None] {
+        let mut cmd = sign_cmd(&stack, dir, None);
+        cmd.arg("--key").arg(&key);
+        if let Some(p) = password {
+            cmd.env("COSIGN_PASSWORD", p);
+        }
+        let (code, out, err) = run(cmd);
+        assert_eq!(code, 2, "{password:?}: {out}{err}");
+        assert!(
+            out.contains(&format!(
+                "cannot decrypt {}: wrong COSIGN_PASSWORD?",
+                key.display()
+            )),
+            "{out}{err}"
+        );
+        assert!(bundles_in(dir).is_empty(), "{:?}", bundles_in(dir));
+    }
+    assert_eq!(fs::read(&manifest).unwrap(), before, "manifest changed");
+    assert_eq!(stack.counts()["rekor"], 0);
+
+    // Not a cosign key: said so, exit 2.
+    let mut cmd = sign_cmd(&stack, dir, None);
+    cmd.arg("--key").arg(keys.path().join("cosign.pub"));
+    let (code, out, err) = run(cmd);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(out.contains("not a cosign private key"), "{out}{err}");
+
+    // An empty password is a password (cosign allows it): COSIGN_PASSWORD unset works.
+    let empty = tempfile::tempdir().unwrap();
+    cosign_generate_key_pair(empty.path(), "");
+    fs::write(dir.join("notes.txt"), "hello\n").unwrap();
+    let mut cmd = pi_image(dir);
+    cmd.args(["sign", "notes.txt", "--trust-config"])
+        .arg(stack.trust_config())
+        .arg("--key")
+        .arg(empty.path().join("cosign.key"));
+    let (code, o, e) = run(cmd);
+    assert_eq!(code, 0, "{o}{e}");
+    let (code, text) = python_key_check(
+        &dir.join("notes.txt"),
+        &dir.join("notes.txt.sigstore.json"),
+        &empty.path().join("cosign.pub"),
+        &stack.trusted_root(),
     );
     assert_eq!(code, 0, "{text}");
 }

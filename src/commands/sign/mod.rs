@@ -76,10 +76,27 @@ pub struct Item {
 }
 
 /// Keyless (token source) or key-based.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum Credential {
     Keyless(token::Source),
-    Key { path: PathBuf, password: String },
+    /// A cosign key file and its password (`COSIGN_PASSWORD`, empty when unset).
+    Key {
+        path: PathBuf,
+        password: String,
+    },
+}
+
+// By hand, so that no debug log can print the password.
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Keyless(source) => f.debug_tuple("Keyless").field(source).finish(),
+            Self::Key { path, .. } => f
+                .debug_struct("Key")
+                .field("path", path)
+                .finish_non_exhaustive(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -414,9 +431,21 @@ pub async fn run(gha: &Gha, input: &Input, items: &[Item]) -> anyhow::Result<Out
         Credential::Key { path, password } => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| usage(format!("cannot read the key `{}`: {e}", path.display())))?;
-            let der = keyfile::decrypt(&text, password.as_bytes())
-                .with_context(|| format!("cannot use the key `{}`", path.display()))?;
-            (SigningKey::from_pkcs8(&der)?, Some(path.clone()))
+            // Decrypted before any service is contacted: a wrong password costs nothing
+            // and leaves no bundle or log entry behind.
+            let der = keyfile::decrypt(&text, password.as_bytes(), &path.display().to_string())?;
+            let key = SigningKey::from_pkcs8(&der).map_err(|e| {
+                usage(format!(
+                    "the key `{}` cannot sign: {e:#} (pi-image signs with ECDSA P-256 keys, cosign's default)",
+                    path.display()
+                ))
+            })?;
+            tracing::info!(
+                "signing with the key `{}` and Rekor {}",
+                path.display(),
+                input.services.rekor
+            );
+            (key, Some(path.clone()))
         }
     };
     let (identity, issuer) = match &key.certificate {

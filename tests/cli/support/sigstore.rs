@@ -116,3 +116,56 @@ pub fn python_verify(
         ),
     )
 }
+
+/// The `.venv` Python, with `cryptography` (a sigstore-python dependency) and PyNaCl.
+fn venv_python() -> PathBuf {
+    let p = repo_root().join(".venv/bin/python");
+    assert!(
+        p.exists(),
+        "the test .venv is missing at {}: run scripts/test.sh",
+        p.display()
+    );
+    p
+}
+
+/// Writes `dir/cosign.key` (encrypted with `password`) and `dir/cosign.pub` the way
+/// `cosign generate-key-pair` does, with Python's hashlib.scrypt and PyNaCl's
+/// SecretBox: an implementation that shares no code with pi-image's.
+pub fn cosign_generate_key_pair(dir: &Path, password: &str) {
+    let out = Command::new(venv_python())
+        .arg(repo_root().join("tests/fixtures/sigstore/cosign_key.py"))
+        .arg("gen")
+        .arg(dir)
+        .env("COSIGN_PASSWORD", password)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cosign_key.py gen failed (PyNaCl missing? run scripts/test.sh): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `cosign_key.py check`: a key-signed bundle checked in Python (signature over the
+/// file, key hint, Rekor body naming the key, the log's signed entry timestamp).
+pub fn python_key_check(
+    file: &Path,
+    bundle: &Path,
+    public_key: &Path,
+    trusted_root: &Path,
+) -> (i32, String) {
+    let out = Command::new(venv_python())
+        .arg(repo_root().join("tests/fixtures/sigstore/cosign_key.py"))
+        .arg("check")
+        .args([file, bundle, public_key, trusted_root])
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
