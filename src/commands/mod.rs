@@ -8,7 +8,9 @@ pub mod pipeline;
 pub mod prepare_mirrors;
 pub mod release;
 pub mod run_pi_gen;
+pub mod sign;
 pub mod smoke;
+pub mod verify;
 
 use crate::cli::Command;
 use crate::gha::Gha;
@@ -24,5 +26,7 @@ pub fn dispatch(gha: &Gha, command: Command) -> anyhow::Result<()> {
         Command::RunPiGen(args) => run_pi_gen::main(gha, args),
         Command::Pipeline(args) => pipeline::main(gha, args),
         Command::Doctor(args) => doctor::main(gha, args),
+        Command::Sign(args) => sign::main(gha, args),
+        Command::Verify(args) => verify::main(gha, args),
     }
 }

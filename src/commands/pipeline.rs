@@ -15,15 +15,15 @@ use crate::error::usage;
 use crate::gha::{Gha, StepReport, md_cell};
 use crate::model::to_canonical_json;
 
-/// Every step, in order; the ones this build of pi-image cannot run yet are marked.
-pub const STEPS: &[(&str, bool)] = &[
-    ("prepare-mirrors", true),
-    ("run-pi-gen", true),
-    ("collect-artifacts", true),
-    ("manifest", true),
-    ("smoke", true),
-    ("sign", false),
-    ("release", true),
+/// Every step, in order.
+pub const STEPS: &[&str] = &[
+    "prepare-mirrors",
+    "run-pi-gen",
+    "collect-artifacts",
+    "manifest",
+    "smoke",
+    "sign",
+    "release",
 ];
 
 #[derive(Debug, Clone, clap::Args)]
@@ -36,6 +36,9 @@ pub struct Args {
     /// Start again from the first step instead of resuming
     #[arg(long)]
     pub restart: bool,
+    /// Sign even without an identity in the environment (interactive browser sign-in)
+    #[arg(long)]
+    pub sign: bool,
     /// Steps to leave out (repeatable), e.g. `--skip smoke`
     #[arg(long = "skip", value_name = "STEP")]
     pub skip: Vec<String>,
@@ -65,7 +68,7 @@ impl StepReport for Outcome {
 
     fn summary(&self) -> String {
         let mut s = String::from("### pipeline\n\n| Step | Result |\n| --- | --- |\n");
-        for (step, _) in STEPS {
+        for step in STEPS {
             let result = if self.ran.iter().any(|r| r == step) {
                 "ran"
             } else if self.resumed_past.iter().any(|r| r == step) {
@@ -119,10 +122,10 @@ fn step_args(
 pub fn run(args: &Args) -> anyhow::Result<Outcome> {
     let paths = args.image.artifact_paths()?;
     for s in &args.skip {
-        if !STEPS.iter().any(|(n, _)| n == s) {
+        if !STEPS.contains(&s.as_str()) {
             return Err(usage(format!(
                 "--skip `{s}` is not a step; the steps are {}",
-                STEPS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                STEPS.join(", ")
             )));
         }
     }
@@ -143,7 +146,7 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
     // Smoke evidence only counts if this run's manifest step comes after a smoke run:
     // run smoke before manifest when both are to run.
     let order: Vec<&str> = {
-        let mut o: Vec<&str> = STEPS.iter().map(|(n, _)| *n).collect();
+        let mut o: Vec<&str> = STEPS.to_vec();
         let (m, s) = (
             o.iter().position(|x| *x == "manifest"),
             o.iter().position(|x| *x == "smoke"),
@@ -155,12 +158,13 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
         o
     };
     for step in order {
-        let available = STEPS.iter().any(|(n, ok)| *n == step && *ok);
-        if args.skip.iter().any(|s| s == step) || !available {
-            let why = if available {
-                "--skip"
+        let unsigned =
+            step == "sign" && !args.sign && !signing_identity(&|n| std::env::var(n).ok());
+        if args.skip.iter().any(|s| s == step) || unsigned {
+            let why = if unsigned {
+                "no signing identity: run in GitHub Actions with `permissions: id-token: write`, set SIGSTORE_ID_TOKEN, or pass --sign to sign in with a browser"
             } else {
-                "not available in this version of pi-image"
+                "--skip"
             };
             tracing::info!("pipeline: {step}: skipped ({why})");
             outcome.skipped.push(step.to_owned());
@@ -201,6 +205,14 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
     Ok(outcome)
 }
 
+/// Whether `sign` can get an identity without a person: GitHub Actions' OIDC endpoint
+/// or a given token.
+pub fn signing_identity(env: &dyn Fn(&str) -> Option<String>) -> bool {
+    ["ACTIONS_ID_TOKEN_REQUEST_URL", "SIGSTORE_ID_TOKEN"]
+        .iter()
+        .any(|n| env(n).is_some_and(|v| !v.trim().is_empty()))
+}
+
 fn atomic_state(path: &Path, state: &State) -> anyhow::Result<()> {
     crate::atomic::write(path, to_canonical_json(state)?.as_bytes())
 }
@@ -213,6 +225,16 @@ pub fn main(gha: &Gha, args: Args) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sign_runs_when_an_identity_is_at_hand() {
+        assert!(!signing_identity(&|_| None));
+        assert!(signing_identity(
+            &|n| (n == "SIGSTORE_ID_TOKEN").then(|| "a.b.c".to_owned())
+        ));
+        assert!(!signing_identity(&|_| Some(" ".to_owned())));
+        assert!(STEPS.contains(&"sign"));
+    }
 
     #[test]
     fn outputs_chain_between_steps() {

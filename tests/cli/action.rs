@@ -129,35 +129,17 @@ fn every_input_reaches_the_binary_through_env_and_the_mapping_table() {
     for (name, kind, target, _) in &table {
         if kind == "env" || kind == "secret" {
             assert!(
-                envs.contains(target) || PENDING_ENV.contains(&target.as_str()),
+                envs.contains(target),
                 "input `{name}` sets {target}, which no subcommand reads"
             );
         } else if target.starts_with("--") {
             assert!(
-                flags.contains(target) || PENDING_FLAGS.contains(&target.as_str()),
+                flags.contains(target),
                 "input `{name}` passes {target}, which no subcommand has"
             );
         }
     }
 }
-
-/// Settings of `prepare-mirrors` (#5) and `sign`/`verify` (#6), written against their
-/// agreed interfaces while they are built in parallel. Once they are on main, the test
-/// above checks them against the real `--help` and these lists can go.
-const PENDING_ENV: &[&str] = &["SIGSTORE_ID_TOKEN"];
-const PENDING_FLAGS: &[&str] = &[
-    "--fulcio-url",
-    "--rekor-url",
-    "--tsa-url",
-    "--trust-config",
-    "--key",
-    "--bundle",
-    "--certificate-identity",
-    "--certificate-identity-regexp",
-    "--certificate-oidc-issuer",
-];
-/// Outputs of those commands, by the interface they were given.
-const PENDING_OUTPUTS: &[&str] = &["bundles", "identity", "issuer", "rekor-log-index"];
 
 /// Output keys the binary publishes: every `("key", …)` inside an `fn outputs`.
 fn binary_output_keys() -> BTreeSet<String> {
@@ -217,7 +199,7 @@ fn every_output_of_the_binary_is_an_action_output() {
         let value = v["value"].as_str().unwrap();
         if value.starts_with("${{ steps.run.") {
             assert!(
-                keys.contains(k) || PENDING_OUTPUTS.contains(&k),
+                keys.contains(k),
                 "action output `{k}` is not published by any subcommand"
             );
         }

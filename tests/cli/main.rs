@@ -13,6 +13,8 @@ mod manifest;
 mod prepare_mirrors;
 mod release;
 mod run_pi_gen;
+mod sign;
 mod smoke;
 mod snapshots;
 mod support;
+mod verify;

@@ -451,3 +451,79 @@ fn without_server_digests_changed_files_are_caught_by_local_hashing() {
             .any(|a| a.name == "sk.img.xz")
     );
 }
+
+/// A bundle for `file` as `sign` writes it, as far as `release` reads it: a message
+/// signature naming the file's SHA-256 (release uploads bundles; `verify` checks them).
+fn bundle_for(file: &Path) -> String {
+    let digest = hex_sha256(&fs::read(file).unwrap());
+    let bytes: Vec<u8> = (0..digest.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&digest[i..i + 2], 16).unwrap())
+        .collect();
+    let b64 = Command::new("base64")
+        .arg("-w0")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write as _;
+            c.stdin.take().unwrap().write_all(&bytes)?;
+            c.wait_with_output()
+        })
+        .unwrap()
+        .stdout;
+    serde_json::to_string_pretty(&json!({
+        "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+        "verificationMaterial": { "publicKey": { "hint": "aGludA==" }, "tlogEntries": [] },
+        "messageSignature": {
+            "messageDigest": { "algorithm": "SHA2_256", "digest": String::from_utf8(b64).unwrap() },
+            "signature": "c2ln"
+        }
+    }))
+    .unwrap()
+}
+
+#[test]
+fn the_manifests_own_bundle_is_uploaded_and_a_stale_one_refused() {
+    let gh = FakeGitHub::start();
+    let d = ReleaseDir::new(Some("pass"));
+    let manifest = d.dir().join("sk.img.xz.manifest.json");
+    let bundle = d.dir().join("sk.img.xz.manifest.json.sigstore.json");
+    fs::write(&bundle, bundle_for(&manifest)).unwrap();
+
+    let (code, _, err) = run(&mut d.cmd(&gh));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("upload   sk.img.xz.manifest.json.sigstore.json"),
+        "the dry run plans it: {err}"
+    );
+    let (code, _, err) = run(d.cmd(&gh).arg("--publish"));
+    assert_eq!(code, 0, "{err}");
+    let r = gh.release(TAG).unwrap();
+    let uploaded = r
+        .assets
+        .iter()
+        .find(|a| a.name == "sk.img.xz.manifest.json.sigstore.json")
+        .unwrap_or_else(|| panic!("not uploaded: {:?}", r.assets));
+    assert_eq!(uploaded.sha256, hex_sha256(&fs::read(&bundle).unwrap()));
+    assert_eq!(r.assets.len(), 6, "{:?}", r.assets);
+    assert_eq!(
+        read_outputs(&d.dir().join("gh-output"))["uploaded"]
+            .split(' ')
+            .count(),
+        6
+    );
+    gh.clear_log();
+    assert_eq!(run(d.cmd(&gh).arg("--publish")).0, 0);
+    assert_eq!(gh.writes(), Vec::<String>::new(), "a re-run writes nothing");
+
+    // The manifest written again after signing: its old bundle is not published.
+    let mut text = fs::read_to_string(&manifest).unwrap();
+    text.push('\n');
+    fs::write(&manifest, text).unwrap();
+    gh.clear_log();
+    let (code, _, err) = run(d.cmd(&gh).arg("--publish"));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("does not sign the current manifest"), "{err}");
+    assert_eq!(gh.log(), Vec::<String>::new(), "nothing reached the server");
+}

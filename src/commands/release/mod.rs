@@ -143,7 +143,9 @@ impl Input {
             ))
         })?;
 
-        // The manifest's artifacts, their bundles, the manifest itself, and --assets.
+        // The manifest's artifacts, their bundles, the manifest itself and its own bundle
+        // (which the manifest cannot list: it is made after the manifest's last change),
+        // and --assets.
         let mut assets = Vec::new();
         for a in &manifest.artifacts {
             assets.push(local(&dir, &a.name, Some((&a.sha256, a.size_bytes)))?);
@@ -152,6 +154,14 @@ impl Input {
             }
         }
         assets.push(local(&dir, &file_name(&manifest_path), None)?);
+        let manifest_bundle = crate::sigstore::bundle_path_for(&manifest_path);
+        if manifest_bundle.is_file() {
+            check_manifest_bundle(&manifest_bundle, text.as_bytes())?;
+            let name = file_name(&manifest_bundle);
+            if !assets.iter().any(|a| a.name == name) {
+                assets.push(local(&dir, &name, None)?);
+            }
+        }
         for pattern in &args.assets {
             let mut matched = false;
             for entry in glob::glob(pattern)
@@ -322,6 +332,39 @@ impl Input {
             manifest: None,
         })
     }
+}
+
+/// Refuses a manifest bundle that signs another version of the manifest (the manifest
+/// was written again after `sign`): published, it would fail every `verify --manifest`.
+/// Only the digest the bundle names is compared; the signature is `verify`'s business.
+fn check_manifest_bundle(bundle: &Path, manifest: &[u8]) -> anyhow::Result<()> {
+    let stale = || {
+        usage(format!(
+            "`{}` does not sign the current manifest (it was written again after `pi-image sign`); run `pi-image sign` again, or remove the bundle",
+            bundle.display()
+        ))
+    };
+    let text = std::fs::read(bundle)
+        .with_context(|| format!("cannot read the manifest's bundle `{}`", bundle.display()))?;
+    let v: serde_json::Value = serde_json::from_slice(&text).map_err(|e| {
+        usage(format!(
+            "`{}` is not a Sigstore bundle: {e}",
+            bundle.display()
+        ))
+    })?;
+    // A message signature names the SHA-256 it signed; cosign and pi-image always write it.
+    let Some(digest) = v
+        .pointer("/messageSignature/messageDigest/digest")
+        .and_then(|d| d.as_str())
+    else {
+        return Ok(());
+    };
+    let digest = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, digest)
+        .map_err(|_| stale())?;
+    if digest != crate::sigstore::sha2_digest(manifest) {
+        return Err(stale());
+    }
+    Ok(())
 }
 
 fn local(dir: &Path, name: &str, expected: Option<(&str, u64)>) -> anyhow::Result<LocalAsset> {

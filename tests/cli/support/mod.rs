@@ -5,6 +5,7 @@
 
 pub mod github;
 pub mod mirror;
+pub mod sigstore;
 
 use std::fs;
 use std::io::{Seek, SeekFrom, Write};
@@ -65,6 +66,10 @@ const SCRUB: &[&str] = &[
     "SKIP_MIRROR_REWRITE",
     "KEEP_MIRRORS_IN_IMAGE",
     "MIRRORS_OFFLINE",
+    "ACTIONS_ID_TOKEN_REQUEST_URL",
+    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+    "SIGSTORE_ID_TOKEN",
+    "COSIGN_PASSWORD",
 ];
 
 /// The binary, with a clean environment, run in `dir`.
