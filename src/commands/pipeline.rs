@@ -162,7 +162,7 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
             step == "sign" && !args.sign && !signing_identity(&|n| std::env::var(n).ok());
         if args.skip.iter().any(|s| s == step) || unsigned {
             let why = if unsigned {
-                "no signing identity: run in GitHub Actions with `permissions: id-token: write`, set SIGSTORE_ID_TOKEN, or pass --sign to sign in with a browser"
+                "no signing identity: run in GitHub Actions with `permissions: id-token: write`, set SIGSTORE_ID_TOKEN or COSIGN_KEY (a cosign key file), or pass --sign to sign in with a browser"
             } else {
                 "--skip"
             };
@@ -208,9 +208,13 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
 /// Whether `sign` can get an identity without a person: GitHub Actions' OIDC endpoint
 /// or a given token.
 pub fn signing_identity(env: &dyn Fn(&str) -> Option<String>) -> bool {
-    ["ACTIONS_ID_TOKEN_REQUEST_URL", "SIGSTORE_ID_TOKEN"]
-        .iter()
-        .any(|n| env(n).is_some_and(|v| !v.trim().is_empty()))
+    [
+        "ACTIONS_ID_TOKEN_REQUEST_URL",
+        "SIGSTORE_ID_TOKEN",
+        "COSIGN_KEY",
+    ]
+    .iter()
+    .any(|n| env(n).is_some_and(|v| !v.trim().is_empty()))
 }
 
 fn atomic_state(path: &Path, state: &State) -> anyhow::Result<()> {
@@ -233,6 +237,9 @@ mod tests {
             &|n| (n == "SIGSTORE_ID_TOKEN").then(|| "a.b.c".to_owned())
         ));
         assert!(!signing_identity(&|_| Some(" ".to_owned())));
+        assert!(signing_identity(
+            &|n| (n == "COSIGN_KEY").then(|| "cosign.key".to_owned())
+        ));
         assert!(STEPS.contains(&"sign"));
     }
 

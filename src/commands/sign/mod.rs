@@ -51,7 +51,12 @@ pub struct Args {
     #[arg(long, value_name = "FILE", conflicts_with = "trust_config")]
     pub trusted_root: Option<PathBuf>,
     /// Sign with a cosign key instead (cosign's encrypted format; password in COSIGN_PASSWORD)
-    #[arg(long, value_name = "cosign.key", conflicts_with = "identity_token")]
+    #[arg(
+        long,
+        env = "COSIGN_KEY",
+        value_name = "cosign.key",
+        conflicts_with = "identity_token"
+    )]
     pub key: Option<PathBuf>,
 }
 

@@ -70,6 +70,7 @@ const SCRUB: &[&str] = &[
     "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
     "SIGSTORE_ID_TOKEN",
     "COSIGN_PASSWORD",
+    "COSIGN_KEY",
 ];
 
 /// The binary, with a clean environment, run in `dir`.
