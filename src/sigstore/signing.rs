@@ -334,7 +334,9 @@ impl Signer {
             let ts = client
                 .timestamp_signature(signature)
                 .await
-                .with_context(|| format!("the timestamp authority at {tsa} did not answer"))?;
+                .with_context(|| {
+                    format!("no valid timestamp from the timestamp authority at {tsa}")
+                })?;
             bundle = bundle.with_rfc3161_timestamp(ts);
         }
         Ok(bundle.into_bundle())

@@ -1,5 +1,5 @@
 //! `pi-image sign` on loopback, keyless (a GitHub-shaped OIDC token from a fake token
-//! endpoint, the Sigstore project's mock Fulcio and Rekor; the bundles checked by
+//! endpoint, the Sigstore project's mock Fulcio, Rekor and TSA; the bundles checked by
 //! `pi-image verify` and, independently, by sigstore-python) and with a cosign key (made
 //! by an independent Python implementation of cosign's key format; the bundles checked
 //! by `pi-image verify --key` and by Python, since sigstore-python verifies no keys).
@@ -478,6 +478,188 @@ fn sign_given_token_and_files_without_manifest() {
     assert_eq!(bundles_in(dir), ["notes.txt.sigstore.json"]);
     let (code, text) = python_verify(
         &stack.trust_config(),
+        &dir.join("notes.txt"),
+        &dir.join("notes.txt.sigstore.json"),
+        IDENTITY,
+        ISSUER,
+    );
+    assert_eq!(code, 0, "{text}");
+}
+
+/// The bundle's RFC 3161 timestamps (each a DER TimeStampResp).
+fn rfc3161_timestamps(bundle: &serde_json::Value) -> Vec<Vec<u8>> {
+    use base64::Engine as _;
+    bundle["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|t| {
+                    base64::engine::general_purpose::STANDARD
+                        .decode(t["signedTimestamp"].as_str().unwrap())
+                        .unwrap()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Moves the TSTInfo's genTime (the only GeneralizedTime, `YYYYMMDDHHMMSSZ`, in the token:
+/// CMS signingTime and the certificates' validity are UTCTime) by one second: the token
+/// stays well-formed with a plausible time, so only a verifier that checks the TSA's
+/// signature over the TSTInfo notices.
+fn tamper_gen_time(bundle: &mut serde_json::Value) {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let ts = &mut bundle["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"]
+        [0]["signedTimestamp"];
+    let mut der = b64.decode(ts.as_str().unwrap()).unwrap();
+    let at: Vec<usize> = der
+        .windows(17)
+        .enumerate()
+        .filter(|(_, w)| {
+            w[0] == 0x18 && w[1] == 15 && w[16] == b'Z' && w[2..16].iter().all(u8::is_ascii_digit)
+        })
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(at.len(), 1, "one genTime in the token");
+    // The seconds' last digit: 0<->1, 2<->3, ... stays a valid time.
+    der[at[0] + 15] ^= 1;
+    *ts = b64.encode(&der).into();
+}
+
+#[test]
+fn sign_keyless_with_a_tsa_on_loopback_is_verified_by_pi_image_and_sigstore_python() {
+    let stack = Stack::start();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    artifacts(dir);
+    let mut cmd = sign_cmd(&stack, dir, None);
+    cmd.arg("--tsa-url").arg(&stack.tsa_url);
+    let (code, out, err) = run(cmd);
+    assert_eq!(code, 0, "sign failed:\n{out}\n{err}");
+    assert_eq!(stack.counts()["tsa"], 4, "one timestamp per signature");
+
+    // Every bundle carries one RFC 3161 timestamp, verified by both verifiers.
+    for (file, bundle) in SIGNED {
+        let v: serde_json::Value =
+            serde_json::from_slice(&fs::read(dir.join(bundle)).unwrap()).unwrap();
+        assert_eq!(rfc3161_timestamps(&v).len(), 1, "{bundle}: {v}");
+        let file = if file == "x.intoto.json" {
+            "x.img.xz"
+        } else {
+            file
+        };
+        let (code, text) = verify_cmd(
+            &stack,
+            dir,
+            file,
+            bundle,
+            &["--repository", "sugarkube/pi-image-test"],
+        );
+        assert_eq!(code, 0, "pi-image rejected {bundle}: {text}");
+        let (code, text) = python_verify(
+            &stack.trust_config(),
+            &dir.join(file),
+            &dir.join(bundle),
+            IDENTITY,
+            ISSUER,
+        );
+        assert_eq!(code, 0, "sigstore-python rejected {bundle}:\n{text}");
+    }
+
+    // Variants of the image's bundle. Without Rekor's inclusion promise (optional in a
+    // v0.3 bundle) the log's integrated time is no longer a trusted time, so the TSA's
+    // is the only one: sigstore-python accepts that bundle only if it verified the
+    // timestamp. (sigstore-python 4.5 skips a timestamp it cannot verify while another
+    // trusted time remains, so it accepts tampered.json: the full bundle alone cannot
+    // show that it checks the timestamp.)
+    let original: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.join("x.img.xz.sigstore.json")).unwrap()).unwrap();
+    let variant = |name: &str, edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut v = original.clone();
+        edit(&mut v);
+        fs::write(dir.join(name), serde_json::to_vec(&v).unwrap()).unwrap();
+    };
+    let no_promise = |v: &mut serde_json::Value| {
+        let entry = v["verificationMaterial"]["tlogEntries"][0]
+            .as_object_mut()
+            .unwrap();
+        assert!(entry.remove("inclusionPromise").is_some(), "{entry:?}");
+    };
+    // A genuine timestamp from the same TSA, but over another bundle's signature.
+    let other: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.join("x.img.xz.sha256.sigstore.json")).unwrap())
+            .unwrap();
+    let other_timestamp = |v: &mut serde_json::Value| {
+        v["verificationMaterial"]["timestampVerificationData"] =
+            other["verificationMaterial"]["timestampVerificationData"].clone();
+    };
+    variant("tsa-time.json", &no_promise);
+    variant("other-tsa-time.json", &|v| {
+        no_promise(v);
+        other_timestamp(v);
+    });
+    variant("tampered.json", &tamper_gen_time);
+    variant("tampered-tsa-time.json", &|v| {
+        no_promise(v);
+        tamper_gen_time(v);
+    });
+    let identity = [
+        "--certificate-identity",
+        IDENTITY,
+        "--certificate-oidc-issuer",
+        ISSUER,
+    ];
+    let python = |bundle: &str| {
+        python_verify(
+            &stack.trust_config(),
+            &dir.join("x.img.xz"),
+            &dir.join(bundle),
+            IDENTITY,
+            ISSUER,
+        )
+    };
+    let (code, text) = python("tsa-time.json");
+    assert_eq!(code, 0, "sigstore-python, the TSA's time only: {text}");
+    let (code, text) = verify_cmd(&stack, dir, "x.img.xz", "tsa-time.json", &identity);
+    assert_eq!(code, 0, "pi-image, the TSA's time only: {text}");
+    for bundle in ["other-tsa-time.json", "tampered-tsa-time.json"] {
+        let (code, text) = python(bundle);
+        assert_ne!(code, 0, "sigstore-python accepted {bundle}: {text}");
+        assert!(
+            text.contains("not enough sources of verified time"),
+            "sigstore-python, {bundle}: {text}"
+        );
+    }
+    // pi-image (sigstore-verify) rejects an unverifiable timestamp outright, even
+    // next to Rekor's time.
+    for bundle in [
+        "tampered.json",
+        "tampered-tsa-time.json",
+        "other-tsa-time.json",
+    ] {
+        let (code, text) = verify_cmd(&stack, dir, "x.img.xz", bundle, &identity);
+        assert_eq!(code, 1, "pi-image accepted {bundle}: {text}");
+        assert!(
+            text.contains("invalid RFC 3161 timestamp"),
+            "pi-image, {bundle}: {text}"
+        );
+    }
+
+    // A signing config that selects the TSA (tsaUrls) gets the same, without --tsa-url.
+    fs::write(dir.join("notes.txt"), "hello\n").unwrap();
+    let mut cmd = pi_image(dir);
+    cmd.args(["sign", "notes.txt", "--trust-config"])
+        .arg(stack.trust_config_tsa())
+        .env("SIGSTORE_ID_TOKEN", stack.github_token());
+    let (code, o, e) = run(cmd);
+    assert_eq!(code, 0, "{o}{e}");
+    assert_eq!(stack.counts()["tsa"], 5);
+    let v: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.join("notes.txt.sigstore.json")).unwrap()).unwrap();
+    assert_eq!(rfc3161_timestamps(&v).len(), 1, "{v}");
+    let (code, text) = python_verify(
+        &stack.trust_config_tsa(),
         &dir.join("notes.txt"),
         &dir.join("notes.txt.sigstore.json"),
         IDENTITY,

@@ -1,5 +1,5 @@
 //! The loopback Sigstore stack (`tests/fixtures/sigstore/stack.js`: the Sigstore
-//! project's @sigstore/mock Fulcio and Rekor behind a local HTTP server, plus a fake
+//! project's @sigstore/mock Fulcio, Rekor and TSA behind a local HTTP server, plus a fake
 //! GitHub Actions token endpoint) and the independent verifier, sigstore-python.
 
 use std::io::{BufRead as _, BufReader};
@@ -15,6 +15,8 @@ pub struct Stack {
     pub dir: tempfile::TempDir,
     pub url: String,
     pub token_url: String,
+    /// The RFC 3161 timestamp endpoint (`…/api/v1/timestamp`).
+    pub tsa_url: String,
     pub request_token: String,
 }
 
@@ -47,6 +49,7 @@ impl Stack {
         Self {
             url: s("url"),
             token_url: s("token_url"),
+            tsa_url: s("tsa_url"),
             request_token: s("request_token"),
             child,
             _stdin: stdin,
@@ -56,6 +59,28 @@ impl Stack {
 
     pub fn trust_config(&self) -> PathBuf {
         self.dir.path().join("trust_config.json")
+    }
+
+    /// The same trusted root, with a signingConfig that selects the TSA (tsaUrls).
+    pub fn trust_config_tsa(&self) -> PathBuf {
+        self.dir.path().join("trust_config_tsa.json")
+    }
+
+    /// A GitHub Actions OIDC token (audience `sigstore`) from the fake token endpoint.
+    pub fn github_token(&self) -> String {
+        let out = Command::new("curl")
+            .args([
+                "-sf",
+                "-H",
+                &format!("Authorization: bearer {}", self.request_token),
+                &format!("{}&audience=sigstore", self.token_url),
+            ])
+            .output()
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["value"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 
     pub fn trusted_root(&self) -> PathBuf {
