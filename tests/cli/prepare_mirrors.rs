@@ -639,15 +639,31 @@ fn bad_input_is_refused_before_anything_is_written() {
     }
     // Every candidate down: exit 1, each probe named, nothing written.
     let down = Mirror::start(Behaviour::Unavailable);
-    let (code, _, err) = run(prepare(tmp.path())
+    let summary = tmp.path().join("summary.md");
+    fs::write(&summary, "").unwrap();
+    let (code, out, err) = run(prepare(tmp.path())
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", &summary)
         .env("APT_REWRITE_MIRRORS", down.url("raspbian"))
         .env("DEBIAN_MIRROR", down.url("debian")));
     assert_eq!(code, 1, "{err}");
+    // The job's summary shows every probe.
+    let summary = fs::read_to_string(&summary).unwrap();
+    assert!(summary.contains("### prepare-mirrors failed"), "{summary}");
     assert!(
-        err.contains(&format!("{} (http 503)", down.url("raspbian"))),
-        "{err}"
+        summary.contains(&format!(
+            "| Raspbian | none answered | {}: http 503",
+            down.url("raspbian")
+        )),
+        "{summary}"
     );
-    assert!(err.contains("nothing was written"), "{err}");
+    // In Actions the error is an annotation on stdout.
+    let log = format!("{out}{err}");
+    assert!(
+        log.contains(&format!("{} (http 503)", down.url("raspbian"))),
+        "{log}"
+    );
+    assert!(log.contains("nothing was written"), "{log}");
     assert_eq!(snapshot(&pi_gen), before);
 }
 

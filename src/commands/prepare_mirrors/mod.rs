@@ -595,7 +595,7 @@ fn choose(input: &Input, gha: &Gha) -> anyhow::Result<Vec<ArchivePlan>> {
                 }
             }
         }
-        let Some(chosen) = chosen else {
+        if chosen.is_none() {
             unhealthy.push(format!(
                 "{archive}: {}",
                 probes
@@ -604,17 +604,22 @@ fn choose(input: &Input, gha: &Gha) -> anyhow::Result<Vec<ArchivePlan>> {
                     .collect::<Vec<_>>()
                     .join(", ")
             ));
-            continue;
-        };
+        }
         out.push(ArchivePlan {
             archive,
             upstream,
             candidates,
-            chosen,
+            chosen: chosen.unwrap_or_default(),
             probes,
         });
     }
     if !unhealthy.is_empty() {
+        // The probe table is what a failed job's reader needs most.
+        gha.summary(&format!(
+            "### prepare-mirrors failed\n\nSuite `{}`: no healthy mirror; nothing was written.\n\n{}\n",
+            md_cell(suite),
+            probe_table(&out)
+        ));
         anyhow::bail!(
             "no healthy mirror for suite `{suite}`:\n  {}\nAdd working mirrors to APT_REWRITE_MIRRORS / DEBIAN_MIRROR / APT_MIRROR_RASPBERRYPI, check APT_PROXY, or pass --offline to skip probing; nothing was written",
             unhealthy.join("\n  ")
@@ -839,31 +844,15 @@ impl StepReport for Outcome {
             return s;
         }
         s.push_str(&format!(
-            "Suite `{}`{}.\n\n| Archive | Mirror used | Probes |\n| --- | --- | --- |\n",
+            "Suite `{}`{}.\n\n{}",
             md_cell(&self.suite),
             if self.offline {
                 ", not probed (--offline)"
             } else {
                 ""
-            }
+            },
+            probe_table(&self.archives)
         ));
-        for a in &self.archives {
-            let probes = if a.probes.is_empty() {
-                "not probed".to_owned()
-            } else {
-                a.probes
-                    .iter()
-                    .map(|p| format!("{}: {} ({} ms)", p.url, p.result, p.millis))
-                    .collect::<Vec<_>>()
-                    .join("<br>")
-            };
-            s.push_str(&format!(
-                "| {} | `{}` | {} |\n",
-                a.archive,
-                md_cell(&a.chosen),
-                md_cell(&probes)
-            ));
-        }
         s.push_str(&format!(
             "\nThe build-time hook is {}.\n\n",
             if self.keep {
@@ -874,6 +863,33 @@ impl StepReport for Outcome {
         ));
         s
     }
+}
+
+/// One row per archive: the mirror used (or that none answered) and every probe.
+fn probe_table(archives: &[ArchivePlan]) -> String {
+    let mut s = String::from("| Archive | Mirror used | Probes |\n| --- | --- | --- |\n");
+    for a in archives {
+        let probes = if a.probes.is_empty() {
+            "not probed".to_owned()
+        } else {
+            a.probes
+                .iter()
+                .map(|p| format!("{}: {} ({} ms)", p.url, p.result, p.millis))
+                .collect::<Vec<_>>()
+                .join("<br>")
+        };
+        let chosen = if a.chosen.is_empty() {
+            "none answered".to_owned()
+        } else {
+            format!("`{}`", md_cell(&a.chosen))
+        };
+        s.push_str(&format!(
+            "| {} | {chosen} | {} |\n",
+            a.archive,
+            md_cell(&probes)
+        ));
+    }
+    s
 }
 
 pub fn main(gha: &Gha, args: Args) -> anyhow::Result<()> {
