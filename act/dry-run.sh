@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs templates/pi-image-release.yml with act on this machine, without Docker (host mode):
 # the dry-run path, with this checkout standing in for sugarkube/pi-image-action@v1.
-# Any argument is passed on to act (e.g. --env SMOKE_IMAGE=…, --var PI_GEN_BRANCH=trixie).
+# Any argument is passed on to act (e.g. --env XZ_PRESET=0, --var PI_GEN_BRANCH=trixie).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$here")

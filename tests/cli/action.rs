@@ -991,8 +991,8 @@ fn smoke_images() -> &'static Path {
 /// `act workflow_dispatch -W templates/pi-image-release.yml` through act/dry-run.sh, in
 /// host mode (no Docker), with this checkout as `sugarkube/pi-image-action@v1` and the
 /// development binary on PATH: the template's dry-run path end to end. pi-gen is the test
-/// pi-gen (a real arm64 chroot build); `smoke` boots a small bootable fixture image,
-/// because the test pi-gen's image carries no kernel.
+/// pi-gen (a real arm64 chroot build) with the smoke fixtures' kernel in its boot
+/// partition, so `smoke` boots the image this run built.
 #[test]
 fn act_runs_the_release_template_dry_run_end_to_end() {
     let tmp = tempfile::tempdir().unwrap();
@@ -1053,7 +1053,24 @@ fn act_runs_the_release_template_dry_run_end_to_end() {
         act_dir.display(),
         std::env::var("PATH").unwrap()
     );
-    let report = smoke_images().join("report.img");
+    // The kernel, initramfs and Pi 3 device tree of the smoke fixtures, for the test
+    // pi-gen's boot partition: the image it builds then boots in QEMU, and `smoke` checks
+    // that very image.
+    let boot_files = root.join("boot-files");
+    fs::create_dir_all(&boot_files).unwrap();
+    let ok_img = smoke_images().join("ok.img");
+    for f in ["kernel8.img", "initramfs8", "bcm2837-rpi-3-b.dtb"] {
+        sh(
+            "mcopy",
+            &[
+                "-i",
+                &format!("{}@@{}", ok_img.display(), 8192 * 512),
+                &format!("::{f}"),
+                boot_files.join(f).to_str().unwrap(),
+            ],
+            root,
+        );
+    }
     // Loopback apt mirrors for prepare-mirrors (the test pi-gen names Raspbian and the
     // Raspberry Pi archive); the upstream archives are not reachable from tests.
     let mirror = crate::support::mirror::Mirror::start(crate::support::mirror::Behaviour::Healthy);
@@ -1080,7 +1097,10 @@ fn act_runs_the_release_template_dry_run_end_to_end() {
                     .display()
             ),
         ])
-        .args(["--env", &format!("SMOKE_IMAGE={}", report.display())])
+        .args([
+            "--env",
+            &format!("TEST_PI_GEN_BOOT_FILES={}", boot_files.display()),
+        ])
         .args([
             "--env",
             &format!("APT_REWRITE_MIRRORS={}", mirror.url("raspbian")),
@@ -1177,6 +1197,9 @@ fn act_runs_the_release_template_dry_run_end_to_end() {
         "from act/workflow-dispatch.json"
     );
     assert_eq!(manifest["smoke"]["status"], "pass");
+    // The image smoke booted is the one pi-gen built: its login prompt, on raspi3b.
+    let serial = fs::read_to_string(out_dir.join("smoke/serial.log")).unwrap();
+    assert!(serial.contains("raspberrypi login:"), "{serial}");
     assert_eq!(manifest["source"]["repository"], "sugarkube/pi-image-demo");
     let seed = fs::read_to_string(pi_gen.join("stage2/04-cloud-init/files/user-data")).unwrap();
     assert_eq!(

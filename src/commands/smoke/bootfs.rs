@@ -61,6 +61,9 @@ pub struct FirmwareConfig {
     pub kernel: Option<String>,
     pub device_tree: Option<String>,
     pub initramfs: Option<String>,
+    /// `auto_initramfs=1` (Pi OS since bookworm): the firmware loads the initramfs that
+    /// matches the kernel's name when there is one.
+    pub auto_initramfs: bool,
     pub arm_64bit: Option<bool>,
 }
 
@@ -99,10 +102,20 @@ pub fn parse_config(text: &str) -> FirmwareConfig {
             "kernel" => cfg.kernel = Some(v),
             "device_tree" => cfg.device_tree = Some(v),
             "arm_64bit" => cfg.arm_64bit = Some(v == "1"),
+            "auto_initramfs" => cfg.auto_initramfs = v == "1",
             _ => {}
         }
     }
     cfg
+}
+
+/// The initramfs `auto_initramfs=1` makes the firmware look for next to `kernel`:
+/// `kernel8.img` → `initramfs8`, `kernel7l.img` → `initramfs7l`, `kernel_2712.img` →
+/// `initramfs_2712`. `None` for a custom kernel name.
+pub fn auto_initramfs_name(kernel: &str) -> Option<String> {
+    let stem = kernel.strip_suffix(".img").unwrap_or(kernel);
+    stem.strip_prefix("kernel")
+        .map(|suffix| format!("initramfs{suffix}"))
 }
 
 /// Rewrites Pi OS's kernel command line for an emulated machine: the root device and
@@ -139,6 +152,21 @@ mod tests {
         assert_eq!(cfg.kernel.as_deref(), Some("k.img"));
         assert_eq!(cfg.device_tree.as_deref(), Some("bcm2710-rpi-3-b.dtb"));
         assert_eq!(cfg.initramfs.as_deref(), Some("initramfs8"));
+        assert!(!cfg.auto_initramfs);
+        assert!(parse_config("auto_initramfs=1\n").auto_initramfs);
+        assert_eq!(
+            auto_initramfs_name("kernel8.img").as_deref(),
+            Some("initramfs8")
+        );
+        assert_eq!(
+            auto_initramfs_name("kernel7l.img").as_deref(),
+            Some("initramfs7l")
+        );
+        assert_eq!(
+            auto_initramfs_name("kernel_2712.img").as_deref(),
+            Some("initramfs_2712")
+        );
+        assert_eq!(auto_initramfs_name("vmlinuz"), None);
         assert_eq!(cfg.arm_64bit, Some(true));
     }
 

@@ -369,12 +369,19 @@ pub fn plan(input: &Input, facts: &Facts) -> anyhow::Result<Plan> {
             )));
         }
     };
-    let initramfs = facts.config.initramfs.as_deref().and_then(has);
-    if let Some(name) = &facts.config.initramfs
-        && initramfs.is_none()
-    {
-        bail!("config.txt names the initramfs `{name}` but the boot partition has no such file");
-    }
+    let initramfs = match &facts.config.initramfs {
+        Some(name) => match has(name) {
+            Some(found) => Some(found),
+            None => bail!(
+                "config.txt names the initramfs `{name}` but the boot partition has no such file"
+            ),
+        },
+        // auto_initramfs only loads the file when it is there, as the firmware does.
+        None if facts.config.auto_initramfs => {
+            bootfs::auto_initramfs_name(&kernel).and_then(|n| has(&n))
+        }
+        None => None,
+    };
     Ok(Plan {
         machine,
         arch,
