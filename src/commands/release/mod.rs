@@ -112,6 +112,71 @@ pub enum Mode {
     Publish,
 }
 
+impl Mode {
+    fn of(publish: bool, draft: bool) -> Self {
+        match (publish, draft) {
+            (false, _) => Mode::DryRun,
+            (true, true) => Mode::Draft,
+            (true, false) => Mode::Publish,
+        }
+    }
+}
+
+fn read_notes(path: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).map_err(|e| {
+        usage(format!(
+            "cannot read the release notes `{}`: {e}",
+            path.display()
+        ))
+    })
+}
+
+/// Adds the files each `--assets` glob matches (once each); a glob that matches no file
+/// is an error.
+fn add_globbed(assets: &mut Vec<LocalAsset>, patterns: &[String]) -> anyhow::Result<()> {
+    for pattern in patterns {
+        let mut matched = false;
+        for entry in glob::glob(pattern)
+            .map_err(|e| usage(format!("--assets `{pattern}` is not a valid glob: {e}")))?
+        {
+            let path = entry.with_context(|| format!("cannot read a match of `{pattern}`"))?;
+            if path.is_file() {
+                matched = true;
+                let name = file_name(&path);
+                if !assets.iter().any(|a| a.name == name) {
+                    assets.push(local(path.parent().unwrap_or(Path::new(".")), &name, None)?);
+                }
+            }
+        }
+        if !matched {
+            return Err(usage(format!("--assets `{pattern}` matches no file")));
+        }
+    }
+    Ok(())
+}
+
+/// The token, masked; required unless this is a dry run.
+fn checked_token(token: Option<String>, mode: Mode, gha: &Gha) -> anyhow::Result<Option<String>> {
+    let token = token.filter(|t| !t.trim().is_empty());
+    if let Some(t) = &token {
+        gha.mask(t);
+    }
+    if mode != Mode::DryRun && token.is_none() {
+        return Err(usage(
+            "no GitHub token: set GITHUB_TOKEN (in a workflow: `env: GITHUB_TOKEN: ${{ github.token }}` and `permissions: contents: write`) or pass --token",
+        ));
+    }
+    Ok(token)
+}
+
+fn checked_repository(repository: Option<String>) -> anyhow::Result<String> {
+    repository
+        .filter(|r| r.split('/').filter(|p| !p.is_empty()).count() == 2)
+        .ok_or_else(|| {
+            usage("no repository: set GITHUB_REPOSITORY or pass --repository OWNER/REPO")
+        })
+}
+
 impl Input {
     pub fn from_args(args: Args, gha: &Gha) -> anyhow::Result<Self> {
         if args.no_manifest {
@@ -135,13 +200,7 @@ impl Input {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_default();
-        let notes_path = args.notes.unwrap_or_else(|| dir.join("RELEASE_NOTES.md"));
-        let notes = std::fs::read_to_string(&notes_path).map_err(|e| {
-            usage(format!(
-                "cannot read the release notes `{}`: {e}",
-                notes_path.display()
-            ))
-        })?;
+        let notes = read_notes(&args.notes.unwrap_or_else(|| dir.join("RELEASE_NOTES.md")))?;
 
         // The manifest's artifacts, their bundles, the manifest itself and its own bundle
         // (which the manifest cannot list: it is made after the manifest's last change),
@@ -162,24 +221,7 @@ impl Input {
                 assets.push(local(&dir, &name, None)?);
             }
         }
-        for pattern in &args.assets {
-            let mut matched = false;
-            for entry in glob::glob(pattern)
-                .map_err(|e| usage(format!("--assets `{pattern}` is not a valid glob: {e}")))?
-            {
-                let path = entry.with_context(|| format!("cannot read a match of `{pattern}`"))?;
-                if path.is_file() {
-                    matched = true;
-                    let name = file_name(&path);
-                    if !assets.iter().any(|a: &LocalAsset| a.name == name) {
-                        assets.push(local(path.parent().unwrap_or(Path::new(".")), &name, None)?);
-                    }
-                }
-            }
-            if !matched {
-                return Err(usage(format!("--assets `{pattern}` matches no file")));
-            }
-        }
+        add_globbed(&mut assets, &args.assets)?;
         if let Some(big) = assets.iter().find(|a| a.size >= MAX_ASSET) {
             return Err(usage(format!(
                 "`{}` is {}: GitHub refuses release assets of 2 GiB or more; ship the .img.xz (or split the file)",
@@ -187,15 +229,7 @@ impl Input {
                 human_size(big.size)
             )));
         }
-        let mode = if args.publish {
-            if args.draft {
-                Mode::Draft
-            } else {
-                Mode::Publish
-            }
-        } else {
-            Mode::DryRun
-        };
+        let mode = Mode::of(args.publish, args.draft);
         if mode == Mode::Publish
             && !args.allow_unsmoked
             && manifest.smoke.as_ref().is_none_or(|s| s.status != "pass")
@@ -211,22 +245,11 @@ impl Input {
                     ))
             )));
         }
-        let token = args.token.filter(|t| !t.trim().is_empty());
-        if let Some(t) = &token {
-            gha.mask(t);
-        }
-        if mode != Mode::DryRun && token.is_none() {
-            return Err(usage(
-                "no GitHub token: set GITHUB_TOKEN (in a workflow: `env: GITHUB_TOKEN: ${{ github.token }}` and `permissions: contents: write`) or pass --token",
-            ));
-        }
-        let repository = args
-            .repository
-            .or_else(|| manifest.source.repository.clone())
-            .filter(|r| r.split('/').filter(|p| !p.is_empty()).count() == 2)
-            .ok_or_else(|| {
-                usage("no repository: set GITHUB_REPOSITORY or pass --repository OWNER/REPO")
-            })?;
+        let token = checked_token(args.token, mode, gha)?;
+        let repository = checked_repository(
+            args.repository
+                .or_else(|| manifest.source.repository.clone()),
+        )?;
         Ok(Self {
             tag: args.tag.unwrap_or_else(|| manifest.release.tag.clone()),
             name: manifest.release.name.clone(),
@@ -251,35 +274,14 @@ impl Input {
     /// `--no-manifest`: a release of plain files (`--assets`), named after its tag.
     fn without_manifest(args: Args, gha: &Gha) -> anyhow::Result<Self> {
         let tag = args.tag.clone().unwrap_or_default();
-        let notes_path = args
-            .notes
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("RELEASE_NOTES.md"));
-        let notes = std::fs::read_to_string(&notes_path).map_err(|e| {
-            usage(format!(
-                "cannot read the release notes `{}`: {e}",
-                notes_path.display()
-            ))
-        })?;
+        let notes = read_notes(
+            &args
+                .notes
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("RELEASE_NOTES.md")),
+        )?;
         let mut assets: Vec<LocalAsset> = Vec::new();
-        for pattern in &args.assets {
-            let mut matched = false;
-            for entry in glob::glob(pattern)
-                .map_err(|e| usage(format!("--assets `{pattern}` is not a valid glob: {e}")))?
-            {
-                let path = entry.with_context(|| format!("cannot read a match of `{pattern}`"))?;
-                if path.is_file() {
-                    matched = true;
-                    let name = file_name(&path);
-                    if !assets.iter().any(|a| a.name == name) {
-                        assets.push(local(path.parent().unwrap_or(Path::new(".")), &name, None)?);
-                    }
-                }
-            }
-            if !matched {
-                return Err(usage(format!("--assets `{pattern}` matches no file")));
-            }
-        }
+        add_globbed(&mut assets, &args.assets)?;
         if assets.is_empty() {
             return Err(usage(
                 "--no-manifest needs the files to release: pass --assets GLOB",
@@ -292,26 +294,9 @@ impl Input {
                 human_size(big.size)
             )));
         }
-        let mode = match (args.publish, args.draft) {
-            (false, _) => Mode::DryRun,
-            (true, true) => Mode::Draft,
-            (true, false) => Mode::Publish,
-        };
-        let token = args.token.filter(|t| !t.trim().is_empty());
-        if let Some(t) = &token {
-            gha.mask(t);
-        }
-        if mode != Mode::DryRun && token.is_none() {
-            return Err(usage(
-                "no GitHub token: set GITHUB_TOKEN (in a workflow: `env: GITHUB_TOKEN: ${{ github.token }}` and `permissions: contents: write`) or pass --token",
-            ));
-        }
-        let repository = args
-            .repository
-            .filter(|r| r.split('/').filter(|p| !p.is_empty()).count() == 2)
-            .ok_or_else(|| {
-                usage("no repository: set GITHUB_REPOSITORY or pass --repository OWNER/REPO")
-            })?;
+        let mode = Mode::of(args.publish, args.draft);
+        let token = checked_token(args.token, mode, gha)?;
+        let repository = checked_repository(args.repository)?;
         Ok(Self {
             name: tag.clone(),
             prerelease: tag.contains('-'),
