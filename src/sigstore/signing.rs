@@ -218,17 +218,7 @@ impl Signer {
             .sign_digest(digest)
             .context("cannot sign the digest")?;
         let entry = if self.services.rekor_v2 {
-            let cert = self.v2_certificate()?;
-            let request = HashedRekordV2::new_with_certificate(
-                digest,
-                &signature,
-                cert,
-                RekorV2KeyDetails::PkixEcdsaP256Sha256,
-            );
-            self.rekor_v2()?
-                .create_entry(request)
-                .await
-                .with_context(|| self.rekor_failed())?
+            self.log_v2(digest, &signature).await?
         } else {
             let request: HashedRekord = serde_json::from_value(serde_json::json!({
                 "apiVersion": "0.0.1",
@@ -277,18 +267,8 @@ impl Signer {
             DsseSignature::new(signature.clone(), KeyId::default()),
         );
         let entry = if self.services.rekor_v2 {
-            let cert = self.v2_certificate()?;
-            let hash = sigstore_sign::crypto::sha256(&pae);
-            let request = HashedRekordV2::new_with_certificate(
-                &hash,
-                &signature,
-                cert,
-                RekorV2KeyDetails::PkixEcdsaP256Sha256,
-            );
-            self.rekor_v2()?
-                .create_entry(request)
-                .await
-                .with_context(|| self.rekor_failed())?
+            self.log_v2(&sigstore_sign::crypto::sha256(&pae), &signature)
+                .await?
         } else {
             let envelope_json =
                 serde_json::to_string(&envelope).context("cannot serialise the envelope")?;
@@ -340,6 +320,25 @@ impl Signer {
             bundle = bundle.with_rfc3161_timestamp(ts);
         }
         Ok(bundle.into_bundle())
+    }
+
+    /// Logs a signature over `digest` in a Rekor v2 log (a hashedrekord v0.0.2 entry,
+    /// also for DSSE, whose digest is that of the envelope's PAE).
+    async fn log_v2(
+        &self,
+        digest: &Sha256Hash,
+        signature: &SignatureBytes,
+    ) -> anyhow::Result<TransparencyLogEntry> {
+        let request = HashedRekordV2::new_with_certificate(
+            digest,
+            signature,
+            self.v2_certificate()?,
+            RekorV2KeyDetails::PkixEcdsaP256Sha256,
+        );
+        self.rekor_v2()?
+            .create_entry(request)
+            .await
+            .with_context(|| self.rekor_failed())
     }
 
     fn v2_certificate(&self) -> anyhow::Result<&DerCertificate> {
