@@ -7,6 +7,16 @@ use std::process::Command;
 
 use anyhow::{Context as _, bail};
 
+/// Where `tool` is on PATH, or in /usr/sbin or /sbin (which a non-root PATH often lacks,
+/// and where mkfs, debugfs and friends live).
+pub fn find_program(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+}
+
 #[derive(Debug, Clone)]
 pub struct CmdSpec {
     pub program: String,

@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use anyhow::Context as _;
 
 use crate::gha::{Gha, StepReport, md_cell};
+use crate::process::find_program;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -31,14 +32,6 @@ pub struct Check {
     pub apt: Option<&'static str>,
     /// Homebrew formula, if any.
     pub brew: Option<&'static str>,
-}
-
-fn which(tool: &str) -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/sbin".into()])
-        .map(|d| d.join(tool))
-        .find(|p| p.is_file())
 }
 
 fn output(program: &Path, args: &[&str]) -> Option<String> {
@@ -85,7 +78,7 @@ fn tool(
     apt: &'static str,
     brew: Option<&'static str>,
 ) -> Check {
-    let found = which(name);
+    let found = find_program(name);
     Check {
         needed_by,
         what: format!("`{name}`"),
@@ -99,7 +92,7 @@ fn tool(
 }
 
 fn qemu(binary: &'static str, machine: &str, needed_by: &'static str) -> Check {
-    let (ok, detail) = match which(binary) {
+    let (ok, detail) = match find_program(binary) {
         None => (false, "not found".to_owned()),
         Some(p) => {
             let version = output(&p, &["--version"])
@@ -140,7 +133,7 @@ pub fn checks(min_free_gb: u64) -> Vec<Check> {
         tool("smoke", "e2fsck", "e2fsprogs", Some("e2fsprogs")),
         tool("run-pi-gen", "git", "git", Some("git")),
     ];
-    let docker = which("docker");
+    let docker = find_program("docker");
     let daemon = docker.as_ref().is_some_and(|d| {
         Command::new(d)
             .arg("info")
@@ -182,10 +175,10 @@ pub fn checks(min_free_gb: u64) -> Vec<Check> {
         c.push(Check {
             needed_by: "run-pi-gen (native)",
             what: "root or sudo".into(),
-            ok: root || which("sudo").is_some(),
+            ok: root || find_program("sudo").is_some(),
             detail: if root {
                 "running as root".into()
-            } else if which("sudo").is_some() {
+            } else if find_program("sudo").is_some() {
                 "sudo available".into()
             } else {
                 "Run as root or install sudo".into()

@@ -650,7 +650,7 @@ fn write_file(dest: &Path, contents: &str, executable: bool) -> anyhow::Result<(
 
 /// Checks the generated apt configuration with the host's apt, when there is one.
 fn check_with_apt(text: &str) -> anyhow::Result<()> {
-    if which_apt_config().is_none() {
+    if crate::process::find_program("apt-config").is_none() {
         return Ok(());
     }
     let mut tmp = tempfile::NamedTempFile::new()?;
@@ -665,13 +665,6 @@ fn check_with_apt(text: &str) -> anyhow::Result<()> {
     .output()
     .map(drop)
     .map_err(|e| usage(format!("apt rejects the options from APT_OPTS: {e:#}")))
-}
-
-fn which_apt_config() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join("apt-config"))
-        .find(|p| p.is_file())
 }
 
 /// Writes the plan: each sub-stage is assembled in a temporary directory and renamed

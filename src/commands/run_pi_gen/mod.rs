@@ -246,10 +246,7 @@ impl Input {
 }
 
 fn which(tool: &str) -> bool {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/sbin".into()])
-        .any(|d| d.join(tool).is_file())
+    crate::process::find_program(tool).is_some()
 }
 
 /// Clones pi-gen (or reuses a checkout) at the requested ref; returns the commit.

@@ -427,14 +427,7 @@ fn probe_qemu_inner(program: &str) -> anyhow::Result<(String, Vec<String>)> {
 }
 
 fn require_tool(tool: &str, package: &str) -> anyhow::Result<()> {
-    let found = std::env::var_os("PATH")
-        .map(|p| {
-            std::env::split_paths(&p)
-                .chain(["/usr/sbin".into(), "/sbin".into()])
-                .any(|d| d.join(tool).is_file())
-        })
-        .unwrap_or(false);
-    if found {
+    if crate::process::find_program(tool).is_some() {
         Ok(())
     } else {
         Err(usage(format!(
