@@ -584,19 +584,12 @@ fn actionlint_and_the_github_schemas_pass_on_the_action_workflows_and_templates(
     let (actions, workflows) = actions_yaml();
     let cj = crate::support::check_jsonschema();
     let check = |schema: &str, files: &[PathBuf]| {
-        let out = Command::new(&cj)
-            .args(["--builtin-schema", schema])
-            .args(files)
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
+        let (code, log) = crate::support::run_merged(
+            Command::new(&cj)
+                .args(["--builtin-schema", schema])
+                .args(files),
+        );
+        (code == 0, log)
     };
     let (ok, log) = check("vendor.github-actions", &actions);
     assert!(ok, "{log}");

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::support::mirror::{Behaviour, Mirror, PACKAGE, SUITE, keyring};
-use crate::support::{pi_image, read_outputs, run};
+use crate::support::{pi_image, read_outputs, run, run_merged};
 
 const SUBSTAGE: &str = "00-00-pi-image-mirrors";
 
@@ -163,38 +163,22 @@ impl AptRoot {
         root
     }
 
-    fn apt_get(&self, args: &[&str]) -> (i32, String) {
-        let out = Command::new("apt-get")
-            .env("APT_CONFIG", self.dir.join("apt.conf"))
-            .env("LANG", "C")
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
+    /// `program` run against this apt root (APT_CONFIG), under LANG=C.
+    fn in_root(&self, program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> (i32, String) {
+        run_merged(
+            Command::new(program)
+                .env("APT_CONFIG", self.dir.join("apt.conf"))
+                .env("LANG", "C")
+                .args(args),
         )
     }
 
+    fn apt_get(&self, args: &[&str]) -> (i32, String) {
+        self.in_root("apt-get", args)
+    }
+
     fn hook(&self, args: &[&str]) -> (i32, String) {
-        let out = Command::new(self.dir.join("sbin/pi-image-apt-mirrors"))
-            .env("APT_CONFIG", self.dir.join("apt.conf"))
-            .env("LANG", "C")
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
+        self.in_root(self.dir.join("sbin/pi-image-apt-mirrors"), args)
     }
 
     fn read(&self, rel: &str) -> String {

@@ -93,6 +93,12 @@ pub fn run(mut cmd: impl std::borrow::BorrowMut<Command>) -> (i32, String, Strin
     )
 }
 
+/// Runs a command and returns (exit code, stdout followed by stderr).
+pub fn run_merged(cmd: impl std::borrow::BorrowMut<Command>) -> (i32, String) {
+    let (code, out, err) = run(cmd);
+    (code, format!("{out}{err}"))
+}
+
 /// Runs an external tool that must succeed.
 pub fn sh(program: &str, args: &[&str], dir: &Path) -> String {
     let out = Command::new(program)

@@ -6,7 +6,7 @@ use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 
-use super::repo_root;
+use super::{repo_root, run_merged};
 
 /// A running stack; stopped when dropped.
 pub struct Stack {
@@ -123,22 +123,14 @@ pub fn python_verify(
     identity: &str,
     issuer: &str,
 ) -> (i32, String) {
-    let out = Command::new(sigstore_python())
-        .arg("--trust-config")
-        .arg(trust_config)
-        .args(["verify", "identity", "--offline", "--bundle"])
-        .arg(bundle)
-        .args(["--cert-identity", identity, "--cert-oidc-issuer", issuer])
-        .arg(file)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
+    run_merged(
+        Command::new(sigstore_python())
+            .arg("--trust-config")
+            .arg(trust_config)
+            .args(["verify", "identity", "--offline", "--bundle"])
+            .arg(bundle)
+            .args(["--cert-identity", identity, "--cert-oidc-issuer", issuer])
+            .arg(file),
     )
 }
 
@@ -179,18 +171,10 @@ pub fn python_key_check(
     public_key: &Path,
     trusted_root: &Path,
 ) -> (i32, String) {
-    let out = Command::new(venv_python())
-        .arg(repo_root().join("tests/fixtures/sigstore/cosign_key.py"))
-        .arg("check")
-        .args([file, bundle, public_key, trusted_root])
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
+    run_merged(
+        Command::new(venv_python())
+            .arg(repo_root().join("tests/fixtures/sigstore/cosign_key.py"))
+            .arg("check")
+            .args([file, bundle, public_key, trusted_root]),
     )
 }
