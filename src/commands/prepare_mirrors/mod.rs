@@ -106,7 +106,6 @@ pub struct Input {
     pub pi_gen_dir: PathBuf,
     pub source: PiGenSource,
     pub candidates: BTreeMap<Archive, Vec<String>>,
-    pub proxy: Option<String>,
     pub apt_options: Vec<AptOption>,
     pub prober: Prober,
     pub offline: bool,
@@ -167,10 +166,9 @@ impl Input {
             prober: Prober {
                 timeout: Duration::from_secs(args.probe_timeout),
                 retries: args.probe_retries,
-                proxy: proxy.clone(),
+                proxy,
                 direct_hosts,
             },
-            proxy,
             apt_options,
             offline: args.offline,
             keep: args.keep_mirrors_in_image,
@@ -260,7 +258,7 @@ fn apt_conf_files(input: &Input, archives: &[ArchivePlan]) -> Vec<(&'static str,
         ),
         ("80pi-image-apt", apt_options_file(&input.apt_options)),
     ];
-    if input.proxy.is_some() {
+    if input.prober.proxy.is_some() {
         let mut s = format!(
             "// {MARKER}: the Raspberry Pi archive is fetched without the proxy (APT_PROXY).\n"
         );
@@ -467,7 +465,7 @@ pub fn plan(input: &Input, archives: Vec<ArchivePlan>) -> anyhow::Result<Plan> {
     let conf = conf_file(input, &archives);
     let state = state_file(&archives);
     let apt_conf = apt_conf_files(input, &archives);
-    let script = stage_script(input.proxy.is_some());
+    let script = stage_script(input.prober.proxy.is_some());
     for stage in HOOK_STAGES {
         if !dir.join(stage).is_dir() {
             continue;
@@ -725,7 +723,7 @@ pub fn apply(dir: &Path, plan: &Plan) -> anyhow::Result<Vec<String>> {
 }
 
 pub fn run(gha: &Gha, input: &Input) -> anyhow::Result<Outcome> {
-    if let Some(p) = &input.proxy
+    if let Some(p) = &input.prober.proxy
         && let Some((userinfo, _)) = p.split_once("://").and_then(|(_, r)| r.split_once('@'))
     {
         gha.mask(userinfo);
