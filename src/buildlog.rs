@@ -156,6 +156,46 @@ pub fn parse(text: &str) -> StageTimings {
     timings
 }
 
+/// The part of an appended build.log that the last `build.sh` run wrote. pi-gen's log
+/// appends (`tee -a`) across runs, and each run's first line is `Begin <BASE_DIR>`; the
+/// timings, the timeline and the released log cover that run only.
+pub fn current_run(text: &str) -> &str {
+    let mut start = 0;
+    let mut base: Option<String> = None;
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        if let Some(c) = LINE.captures(line.trim())
+            && &c[4] == "Begin"
+        {
+            let path = c[5].trim_end_matches('/');
+            // The root is the first absolute path that later paths live under; a run
+            // starts where the root begins again.
+            match &base {
+                Some(b) if b == path => start = offset,
+                Some(_) => {}
+                None if path.starts_with('/') => {
+                    let prefix = format!("{path}/");
+                    if text.contains(&prefix) {
+                        base = Some(path.to_owned());
+                        start = offset;
+                    }
+                }
+                None => {}
+            }
+        }
+        offset += line.len();
+    }
+    &text[start..]
+}
+
+/// The last `n` lines of a text file (lossy UTF-8), or "" when it cannot be read.
+pub fn tail_lines(path: &std::path::Path, n: usize) -> String {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
 /// Maps logged paths to stable names relative to the pi-gen root.
 struct Namer {
     base: Option<String>,
@@ -226,6 +266,23 @@ mod tests {
         );
         let names: Vec<_> = t.spans.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["build", "stage1", "stage2"]);
+    }
+
+    #[test]
+    fn only_the_last_run_of_an_appended_log_counts() {
+        let first = "[09:00:00] Begin /p\n[09:00:01] Begin /p/stage0\n[09:10:00] End /p/stage0\n[09:10:00] Begin /p/stage1\n[09:10:05] Build failed\n";
+        let second = "[10:00:00] Begin /p\n[10:00:00] Begin /p/stage0\n[10:00:00] End /p/stage0\n[10:00:00] Begin /p/stage1\n[10:01:00] End /p/stage1\n[10:01:00] End /p\n[10:01:00] Build finished\n";
+        let both = format!("{first}{second}");
+        assert_eq!(current_run(&both), second);
+        assert_eq!(current_run(first), first);
+        assert_eq!(current_run(""), "");
+        let t = parse(current_run(&both));
+        assert_eq!(
+            t.durations["stage0"], 0,
+            "the first run's 10 minutes are not summed in"
+        );
+        assert_eq!(t.durations["build"], 60);
+        assert_eq!(t.result.as_deref(), Some("finished"));
     }
 
     #[test]

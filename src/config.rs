@@ -60,6 +60,8 @@ pub struct PiGenSource {
     pub url: String,
     pub branch: String,
     pub git_ref: String,
+    /// The ref was named (PI_GEN_REF), not derived from the branch and architecture.
+    pub ref_explicit: bool,
     pub arm64: bool,
     pub stages: Vec<String>,
 }
@@ -67,14 +69,15 @@ pub struct PiGenSource {
 impl PiGenArgs {
     pub fn resolve(&self) -> anyhow::Result<PiGenSource> {
         let arm64 = parse_arm64(&self.arm64)?;
+        let named = self.pi_gen_ref.clone().filter(|r| !r.trim().is_empty());
+        if let Some(r) = &named {
+            check_git_ref(r)?;
+        }
         Ok(PiGenSource {
             url: self.pi_gen_url.clone(),
             branch: self.pi_gen_branch.clone(),
-            git_ref: self
-                .pi_gen_ref
-                .clone()
-                .filter(|r| !r.trim().is_empty())
-                .unwrap_or_else(|| default_pi_gen_ref(&self.pi_gen_branch, arm64)),
+            ref_explicit: named.is_some(),
+            git_ref: named.unwrap_or_else(|| default_pi_gen_ref(&self.pi_gen_branch, arm64)),
             arm64,
             stages: parse_stages(&self.pi_gen_stages)?,
         })
@@ -108,6 +111,33 @@ pub fn parse_stages(v: &str) -> anyhow::Result<Vec<String>> {
         )));
     }
     Ok(stages)
+}
+
+/// A branch, tag or commit as git allows it in a ref name (`git check-ref-format`), and
+/// never an option: it is passed to git and shown in release notes.
+pub fn check_git_ref(r: &str) -> anyhow::Result<()> {
+    let bad = r.is_empty()
+        || r.len() > 200
+        || r.starts_with(['-', '/', '.'])
+        || r.ends_with(['/', '.'])
+        || r.ends_with(".lock")
+        || r.contains("..")
+        || r.contains("@{")
+        || r.contains("//")
+        || r.split('/').any(|c| c.starts_with('.'))
+        || r.chars().any(|c| {
+            c.is_control()
+                || c.is_whitespace()
+                || matches!(c, '~' | '^' | ':' | '?' | '*' | '[' | '\\')
+        })
+        || r == "@";
+    if bad {
+        return Err(usage(format!(
+            "PI_GEN_REF `{}` is not a git branch, tag or commit name",
+            r.escape_debug()
+        )));
+    }
+    Ok(())
 }
 
 /// pi-gen's branch for a release and architecture (see docs/pi-gen.md c.1).
@@ -223,6 +253,32 @@ mod tests {
                 .contains("PI_GEN_STAGES is empty")
         );
         assert!(parse_stages("stage0 $(id)").is_err());
+    }
+
+    #[test]
+    fn git_ref_names() {
+        for ok in [
+            "bookworm-arm64",
+            "2026-06-18-raspios-trixie-arm64",
+            "d7a31c6a",
+            "feature/x",
+        ] {
+            assert!(check_git_ref(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "-x",
+            "--upload-pack=touch /x",
+            "a b",
+            "a..b",
+            "a:b",
+            "x\nb",
+            "$(id)x:",
+            "a/.b",
+            "x.lock",
+            "@",
+        ] {
+            assert!(check_git_ref(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

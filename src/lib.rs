@@ -6,6 +6,7 @@
 
 pub mod atomic;
 pub mod buildlog;
+pub mod checkout;
 pub mod checksum;
 pub mod cli;
 pub mod commands;
@@ -13,6 +14,7 @@ pub mod config;
 pub mod error;
 pub mod gha;
 pub mod github;
+pub mod host;
 pub mod logging;
 pub mod model;
 pub mod process;

@@ -189,16 +189,27 @@ pub fn checks(min_free_gb: u64) -> Vec<Check> {
         for (t, pkg) in PI_GEN_DEPENDS {
             c.push(tool("run-pi-gen (native)", t, pkg, None));
         }
-        let vfat = std::fs::read_to_string("/proc/filesystems")
-            .is_ok_and(|f| f.split_whitespace().any(|w| w == "vfat"));
-        c.push(Check {
-            needed_by: "run-pi-gen (native)",
-            what: "vfat in the kernel".into(),
-            ok: vfat,
-            detail: if vfat { "available".into() } else { "pi-gen's export mounts the FAT boot partition; use a container strategy or a kernel with vfat".into() },
-            apt: None,
-            brew: None,
-        });
+        // pi-gen's export: loop devices with partition scanning, then vfat.
+        for (what, known) in [
+            (
+                "loop devices with MBR partition scanning",
+                crate::host::loop_partitions(),
+            ),
+            ("vfat in the kernel", crate::host::vfat()),
+        ] {
+            c.push(Check {
+                needed_by: "run-pi-gen (export, every strategy)",
+                what: what.into(),
+                ok: !known.is_no(),
+                detail: match &known {
+                    crate::host::Known::Yes(d) => d.clone(),
+                    crate::host::Known::No(d) => format!("{d}: pi-gen's export fails on this kernel; build on a host whose kernel has it (run-pi-gen stops before building unless --skip-kernel-check)"),
+                    crate::host::Known::Unknown(d) => format!("unknown: {d}"),
+                },
+                apt: None,
+                brew: None,
+            });
+        }
     }
     let free = rustix::fs::statvfs(".")
         .ok()

@@ -1096,12 +1096,26 @@ fn act_runs_the_release_template_dry_run_end_to_end() {
         ])
         .args([
             "--env",
+            "PI_GEN_PASS_ENV=TEST_PI_GEN_CACHE TEST_PI_GEN_EXPORT TEST_PI_GEN_BOOT_FILES",
+        ])
+        .args([
+            "--env",
             &format!("APT_REWRITE_MIRRORS={}", mirror.url("raspbian")),
         ])
         .args([
             "--env",
             &format!("APT_MIRROR_RASPBERRYPI={}", mirror.url("rpi")),
         ]);
+    if crate::run_pi_gen::kernel_can_export() {
+        cmd.args(["--env", "TEST_PI_GEN_EXPORT=loop"]);
+    } else {
+        cmd.args([
+            "--env",
+            "TEST_PI_GEN_EXPORT=mtools",
+            "--env",
+            "SKIP_KERNEL_CHECK=1",
+        ]);
+    }
     for (k, _) in std::env::vars() {
         if k.starts_with("GITHUB_")
             || k.starts_with("RUNNER_")

@@ -9,7 +9,7 @@ use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::mirror::{Behaviour, Mirror, PACKAGE, SUITE, keyring};
+use crate::support::mirror::{Behaviour, Mirror, PACKAGE, RECOMMENDED, SUITE, keyring};
 use crate::support::{pi_image, read_outputs, run, run_merged};
 
 const SUBSTAGE: &str = "00-00-pi-image-mirrors";
@@ -38,7 +38,8 @@ fn checkout(root: &Path) -> PathBuf {
     .unwrap();
     fs::write(
         dir.join("stage0/00-configure-apt/files/debian.sources"),
-        "Types: deb\nURIs: http://deb.debian.org/debian/\nSuites: RELEASE\nComponents: main\n",
+        // Without the trailing slash, as pi-gen's bookworm-arm64 templates write Debian's.
+        "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: RELEASE\nComponents: main\n",
     )
     .unwrap();
     fs::write(
@@ -264,6 +265,34 @@ fn probes_pick_the_first_healthy_mirror_and_apt_installs_through_it() {
     let (code, log) = apt.apt_get(&["install", "--download-only", "-y", PACKAGE]);
     assert_eq!(code, 0, "{log}");
     assert!(apt.downloaded(), "{log}");
+    // With the generated configuration apt adds Recommends, as pi-gen's NN-packages
+    // expect, and leaves them out only when asked, as NN-packages-nr does.
+    let recommended = |apt: &AptRoot| {
+        apt.dir
+            .join(format!("var/cache/apt/archives/{RECOMMENDED}_1.0_all.deb"))
+            .is_file()
+    };
+    assert!(
+        recommended(&apt),
+        "the recommended package was not installed: {log}"
+    );
+    let _ = fs::remove_file(
+        apt.dir
+            .join(format!("var/cache/apt/archives/{RECOMMENDED}_1.0_all.deb")),
+    );
+    let _ = fs::remove_file(
+        apt.dir
+            .join(format!("var/cache/apt/archives/{PACKAGE}_1.0_all.deb")),
+    );
+    let (code, log) = apt.apt_get(&[
+        "install",
+        "--download-only",
+        "--no-install-recommends",
+        "-y",
+        PACKAGE,
+    ]);
+    assert_eq!(code, 0, "{log}");
+    assert!(apt.downloaded() && !recommended(&apt), "{log}");
     assert_eq!(
         apt.read("etc/apt/sources.list"),
         format!("deb {} {SUITE} main\n", apt.list_uri("raspbian"))
@@ -301,11 +330,22 @@ fn probes_pick_the_first_healthy_mirror_and_apt_installs_through_it() {
         "Acquire::Retries \"5\";",
         "Acquire::http::Timeout \"30\";",
         "Acquire::https::Timeout \"30\";",
-        "APT::Get::Fix-Missing \"true\";",
-        "APT::Install-Recommends \"false\";",
     ] {
         assert!(dump.contains(line), "{line} not in apt-config dump");
     }
+    // Hardening never changes what is installed: pi-gen's NN-packages install
+    // recommends and NN-packages-nr do not, and nothing here overrides either: apt's
+    // own defaults stand.
+    assert!(dump.contains("APT::Install-Recommends \"1\";"), "{dump}");
+    assert!(!dump.contains("Fix-Missing"), "{dump}");
+    let ours = fs::read_to_string(
+        pi_gen.join("stage0/00-00-pi-image-mirrors/files/apt.conf.d/80pi-image-apt"),
+    )
+    .unwrap();
+    assert!(
+        !ours.contains("Recommends") && !ours.contains("Fix-Missing"),
+        "{ours}"
+    );
 }
 
 /// The mirror chosen before the build stops answering. apt's mirror method moves on to
@@ -505,6 +545,186 @@ fn hook_is_idempotent_on_list_and_deb822_sources_and_restores_upstream() {
         apt.read("etc/apt/sources.list.d/ok.list"),
         format!("deb {up} bookworm main\n")
     );
+}
+
+#[test]
+fn the_export_restores_the_templates_sources_and_keeps_apts_lists_under_their_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pi_gen = checkout(tmp.path());
+    let good = Mirror::start(Behaviour::Healthy);
+    let (code, _, err) = run(prepare(tmp.path())
+        .arg("--offline")
+        .env("APT_REWRITE_MIRRORS", good.url("raspbian"))
+        .env("DEBIAN_MIRROR", good.url("debian")));
+    assert_eq!(code, 0, "{err}");
+    let apt = AptRoot::new(&pi_gen);
+    let (code, log) = apt.apt_get(&["update"]);
+    assert_eq!(code, 0, "{log}");
+    let lists = |apt: &AptRoot| -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(apt.dir.join("var/lib/apt/lists"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_type().unwrap().is_file() && e.file_name() != "lock")
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert!(
+        lists(&apt).iter().all(|l| l.contains("_pi-image-mirrors_")),
+        "fetched through the mirror lists: {:?}",
+        lists(&apt)
+    );
+    let (code, log) = apt.hook(&["remove"]);
+    assert_eq!(code, 0, "{log}");
+    // The sources are the templates' text again, each URL in its own form (the
+    // checkout's templates name the mirror lists now; their upstream text is kept).
+    let templates = pi_gen
+        .join("stage0")
+        .join(SUBSTAGE)
+        .join("upstream/stage0/00-configure-apt/files");
+    for (name, dest) in [
+        ("sources.list", "etc/apt/sources.list"),
+        ("debian.sources", "etc/apt/sources.list.d/debian.sources"),
+    ] {
+        assert_eq!(
+            apt.read(dest),
+            fs::read_to_string(templates.join(name))
+                .unwrap()
+                .replace("RELEASE", SUITE),
+            "{dest}"
+        );
+    }
+    // The lists are kept, under the names apt gives the upstream sources...
+    let after = lists(&apt);
+    for want in [
+        "raspbian.raspberrypi.com_raspbian_dists_bookworm_InRelease",
+        "raspbian.raspberrypi.com_raspbian_dists_bookworm_main_binary-amd64_Packages",
+        "deb.debian.org_debian_dists_bookworm_InRelease",
+        "deb.debian.org_debian_dists_bookworm_main_binary-amd64_Packages",
+    ] {
+        assert!(after.iter().any(|l| l == want), "{want} not in {after:?}");
+    }
+    assert!(
+        !after.iter().any(|l| l.contains("pi-image-mirrors")),
+        "{after:?}"
+    );
+    // ...and apt reads them as the upstream archives' (no download: the mirror is gone).
+    drop(good);
+    let (code, policy) = apt.in_root("apt-cache", &["policy", PACKAGE]);
+    assert_eq!(code, 0, "{policy}");
+    assert!(policy.contains("Candidate: 1.0"), "{policy}");
+    assert!(
+        policy.contains("http://raspbian.raspberrypi.com/raspbian bookworm/main"),
+        "{policy}"
+    );
+}
+
+#[test]
+fn an_unreadable_mirror_list_makes_apt_fail_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pi_gen = checkout(tmp.path());
+    let good = Mirror::start(Behaviour::Healthy);
+    let (code, _, err) = run(prepare(tmp.path())
+        .arg("--offline")
+        .env("APT_REWRITE_MIRRORS", good.url("raspbian"))
+        .env("DEBIAN_MIRROR", good.url("debian")));
+    assert_eq!(code, 0, "{err}");
+    let apt = AptRoot::new(&pi_gen);
+    // As when an overlay made /etc private to the uid that checked it out.
+    let lists = apt.dir.join("etc/apt/pi-image-mirrors");
+    crate::support::sh(
+        "chown",
+        &["-R", "1001:1001", lists.to_str().unwrap()],
+        &apt.dir,
+    );
+    fs::set_permissions(&lists, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let started = std::time::Instant::now();
+    let (code, log) = apt.apt_get(&["update"]);
+    assert_ne!(code, 0, "{log}");
+    assert!(
+        log.contains("is not searchable by apt's download user (_apt)"),
+        "{log}"
+    );
+    assert!(
+        started.elapsed().as_secs() < 20,
+        "apt took {:?}",
+        started.elapsed()
+    );
+    // And sources naming the mirror lists after the hook's configuration is gone.
+    fs::set_permissions(&lists, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    fs::remove_file(apt.dir.join("etc/apt/pi-image-mirrors.conf")).unwrap();
+    let (code, log) = apt.apt_get(&["update"]);
+    assert_ne!(code, 0, "{log}");
+    assert!(
+        log.contains("names pi-image's apt mirror lists, but"),
+        "{log}"
+    );
+}
+
+#[test]
+fn the_package_set_is_the_same_with_and_without_prepare_mirrors() {
+    let installs = |with_mirrors: bool| -> String {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let pi_gen = root.join("pi-gen");
+        crate::support::sh(
+            "cp",
+            &[
+                "-a",
+                crate::support::repo_root()
+                    .join("tests/fixtures/pi-gen")
+                    .to_str()
+                    .unwrap(),
+                pi_gen.to_str().unwrap(),
+            ],
+            root,
+        );
+        let good = Mirror::start(Behaviour::Healthy);
+        if with_mirrors {
+            let (code, out, err) = run(prepare(root)
+                .env("APT_REWRITE_MIRRORS", good.url("raspbian"))
+                .env("APT_MIRROR_RASPBERRYPI", good.url("rpi")));
+            assert_eq!(code, 0, "{out}{err}");
+        }
+        let mut build = pi_image(root);
+        build
+            .args([
+                "run-pi-gen",
+                "--pi-gen-dir",
+                "pi-gen",
+                "--strategy",
+                "native",
+                "--output-dir",
+                "out",
+                "--min-free-gb",
+                "0",
+                "--no-user-data",
+                "--packages",
+                "jq",
+            ])
+            .env(
+                "TEST_PI_GEN_CACHE",
+                Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-pi-gen-cache"),
+            );
+        crate::run_pi_gen::test_pi_gen_env(&mut build);
+        let (code, out, err) = run(&mut build);
+        assert_eq!(code, 0, "{out}{err}");
+        let text = fs::read_to_string(
+            pi_gen.join("work/sugarkube/stage2/rootfs/var/lib/test-pi-gen/installs"),
+        )
+        .unwrap();
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines.sort_unstable();
+        lines.join("\n")
+    };
+    let plain = installs(false);
+    // pi-gen's rule is visible: NN-packages with Recommends, NN-packages-nr without.
+    assert!(
+        plain.contains("ssh recommends=yes") && plain.contains("parted recommends=no"),
+        "{plain}"
+    );
+    assert_eq!(installs(true), plain);
 }
 
 #[test]
@@ -768,7 +988,8 @@ fn test_pi_gen_build_has_the_hook_during_the_build_and_not_in_the_image() {
     assert_eq!(o["archives"], "raspbian raspberrypi");
     let hits_after_prepare = good.hits();
 
-    let (code, out, err) = run(pi_image(root)
+    let mut build = pi_image(root);
+    build
         .args([
             "run-pi-gen",
             "--pi-gen-dir",
@@ -788,7 +1009,9 @@ fn test_pi_gen_build_has_the_hook_during_the_build_and_not_in_the_image() {
         .env(
             "TEST_PI_GEN_CACHE",
             Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-pi-gen-cache"),
-        ));
+        );
+    crate::run_pi_gen::test_pi_gen_env(&mut build);
+    let (code, out, err) = run(&mut build);
     assert_eq!(code, 0, "{out}{err}");
     let log = format!("{out}{err}");
     for step in [

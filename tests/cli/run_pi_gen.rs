@@ -42,23 +42,65 @@ impl Ws {
             fs::create_dir_all(dir.join(s)).unwrap();
         }
         fs::write(dir.join("stage2/EXPORT_IMAGE"), "IMG_SUFFIX=\"-lite\"\n").unwrap();
-        fs::write(dir.join("build.sh"), "#!/bin/bash\n# reads IMG_NAME RELEASE DEPLOY_DIR ENABLE_SSH TARGET_HOSTNAME ENABLE_CLOUD_INIT FIRST_USER_NAME STAGE_LIST\nexit 0\n").unwrap();
+        fs::write(dir.join("build.sh"), "#!/bin/bash\n# reads IMG_NAME RELEASE DEPLOY_DIR ENABLE_SSH TARGET_HOSTNAME ENABLE_CLOUD_INIT FIRST_USER_NAME STAGE_LIST PI_GEN_RELEASE\nexit 0\n").unwrap();
+        fs::set_permissions(dir.join("build.sh"), fs::Permissions::from_mode(0o755)).unwrap();
         fs::write(dir.join("depends"), depends).unwrap();
         fs::write(
             dir.join("Dockerfile"),
             "FROM debian:bookworm\nCOPY . /pi-gen/\n",
         )
         .unwrap();
+        // A git checkout on pi-gen's branch, as a clone leaves it.
+        for args in [
+            vec!["init", "-q", "-b", "bookworm-arm64"],
+            vec!["add", "-A"],
+            vec![
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@e",
+                "commit",
+                "-q",
+                "-m",
+                "pi-gen",
+            ],
+        ] {
+            crate::support::sh("git", &args, &dir);
+        }
         dir
     }
 
-    /// `docker` on PATH: records argv; `docker info` and `docker run` exit as told.
+    /// `docker` on PATH (no Docker daemon exists here): records argv; `docker info` and
+    /// `docker run` exit as told. A successful `run` of the pi-gen container prints
+    /// pi-gen's log lines for a build of the stages and writes an image into the
+    /// directory mounted on /pi-gen/deploy, as the real container does.
     fn docker_shim(&self, info_exit: i32, run_exit: i32) -> PathBuf {
         let bin = self.root().join("shim-bin");
         fs::create_dir_all(&bin).unwrap();
         let log = self.root().join("docker.log");
         let script = format!(
-            "#!/bin/bash\nprintf '%s\\n' \"$*\" >> '{}'\ncase \"$1\" in\n  info) exit {info_exit};;\n  run) exit {run_exit};;\nesac\nexit 0\n",
+            r#"#!/bin/bash
+printf '%s\n' "$*" >> '{}'
+case "$1" in
+  info) exit {info_exit};;
+  run)
+    [ {run_exit} = 0 ] || exit {run_exit}
+    deploy=""; prev=""
+    for a in "$@"; do
+      if [ "$prev" = --volume ] && [ "${{a%%:/pi-gen/deploy}}" != "$a" ]; then deploy=${{a%%:/pi-gen/deploy}}; fi
+      prev=$a
+    done
+    if [ -n "$deploy" ]; then
+      echo "[10:00:00] Begin /pi-gen"
+      for s in stage0 stage1 stage2 export-image; do echo "[10:00:00] Begin /pi-gen/$s"; echo "[10:00:01] End /pi-gen/$s"; done
+      echo "[10:00:01] End /pi-gen"
+      echo "[10:00:01] Build finished"
+      touch "$deploy/image_2026-01-01-sugarkube-lite.zip"
+    fi
+    exit 0;;
+esac
+exit 0
+"#,
             log.display()
         );
         fs::write(bin.join("docker"), script).unwrap();
@@ -88,6 +130,20 @@ impl Ws {
         c
     }
 
+    /// [`Ws::cmd`] for checks that are not about the kernel (the argv and config tests):
+    /// the kernel preflight is judged on a configuration that has what the export needs.
+    fn cmd_any_kernel(&self) -> Command {
+        let config = self.root().join("kernel-config-ok");
+        fs::write(
+            &config,
+            "CONFIG_BLK_DEV_LOOP=y\nCONFIG_MSDOS_PARTITION=y\nCONFIG_VFAT_FS=y\n",
+        )
+        .unwrap();
+        let mut c = self.cmd();
+        c.env("PI_IMAGE_KERNEL_CONFIG", config);
+        c
+    }
+
     fn with_path(&self, cmd: &mut Command, bin: &Path) {
         cmd.env(
             "PATH",
@@ -101,7 +157,7 @@ fn container_strategy_command_lines() {
     let ws = Ws::new();
     let checkout = ws.skeleton("");
     let bin = ws.docker_shim(0, 0);
-    let mut c = ws.cmd();
+    let mut c = ws.cmd_any_kernel();
     c.args(["--pi-gen-dir", "pi-gen", "--strategy", "container"])
         .env("APT_MIRROR", "http://mirror.example/raspbian");
     ws.with_path(&mut c, &bin);
@@ -117,12 +173,14 @@ fn container_strategy_command_lines() {
     assert!(
         log[2].starts_with(&format!(
             "run --rm --privileged --name pi-image-sugarkube --volume {root}/out/deploy:/pi-gen/deploy --volume pi-gen-work-cache:/pi-gen/work \
-             --volume pi-gen-apt-cache:/var/cache/apt --volume {root}/cloud-init/user-data.yaml:/pi-gen/stage2/04-cloud-init/files/user-data:ro \
-             --env IMG_NAME=sugarkube --env ENABLE_SSH=1 --env APT_MIRROR=http://mirror.example/raspbian pi-gen:bookworm-arm64 bash -e -o pipefail -c"
+             --volume pi-gen-apt-cache:/var/cache/apt \
+             --env IMG_NAME=sugarkube --env APT_MIRROR=http://mirror.example/raspbian pi-gen:bookworm-arm64 bash -e -o pipefail -c"
         )),
         "{}",
         log[2]
     );
+    // pi-gen runs by its shebang in the container too, as build-docker.sh runs it.
+    assert!(log[2].ends_with("cd /pi-gen && ./build.sh"), "{}", log[2]);
     let out = read_outputs(&ws.root().join("gh-output"));
     assert_eq!(out["strategy"], "container");
     assert_eq!(out["pi-gen-ref"], "bookworm-arm64");
@@ -144,7 +202,7 @@ fn no_docker_daemon_is_a_clear_error() {
     let ws = Ws::new();
     ws.skeleton("");
     let bin = ws.docker_shim(1, 0);
-    let mut c = ws.cmd();
+    let mut c = ws.cmd_any_kernel();
     c.args(["--pi-gen-dir", "pi-gen", "--strategy", "container"]);
     ws.with_path(&mut c, &bin);
     let (code, _, err) = run(&mut c);
@@ -162,7 +220,7 @@ fn auto_falls_back_in_order_saying_why() {
     ws.skeleton("definitely-missing-tool:some-package\n");
     // Every `docker run` fails: the container strategy fails, then debian-container too.
     let bin = ws.docker_shim(0, 7);
-    let mut c = ws.cmd();
+    let mut c = ws.cmd_any_kernel();
     c.args(["--pi-gen-dir", "pi-gen", "--strategy", "auto"]);
     ws.with_path(&mut c, &bin);
     let (code, _, err) = run(&mut c);
@@ -254,7 +312,7 @@ fn bad_input_is_refused_before_any_work() {
         ),
     ];
     for (args, env, needle) in cases {
-        let mut c = ws.cmd();
+        let mut c = ws.cmd_any_kernel();
         c.args(["--pi-gen-dir", "pi-gen", "--strategy", "container"])
             .args(&args);
         for (k, v) in &env {
@@ -279,7 +337,7 @@ fn bad_input_is_refused_before_any_work() {
         "#cloud-config\nhostname: [unclosed\n",
     )
     .unwrap();
-    let mut c = ws.cmd();
+    let mut c = ws.cmd_any_kernel();
     c.args([
         "--pi-gen-dir",
         "pi-gen",
@@ -301,7 +359,29 @@ fn injection_in_settings_never_executes() {
     let bin = ws.docker_shim(0, 0);
     let pwned = ws.root().join("pwned");
     let evil = format!("$(touch {0})`touch {0}`;touch {0}", pwned.display());
-    let mut c = ws.cmd();
+    let mut c = ws.cmd_any_kernel();
+    c.args([
+        "--pi-gen-dir",
+        "pi-gen",
+        "--strategy",
+        "container",
+        "--setting",
+    ])
+    .arg(format!("PI_GEN_RELEASE={evil}"));
+    ws.with_path(&mut c, &bin);
+    assert_eq!(run(&mut c).0, 0);
+    // Source the config exactly as pi-gen does.
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg("set -e; source ./config; printf '%s' \"$PI_GEN_RELEASE\"")
+        .current_dir(&checkout)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), evil);
+    assert!(!pwned.exists());
+    // A user name is checked against pi-gen's own rule before any work.
+    let mut c = ws.cmd_any_kernel();
     c.args([
         "--pi-gen-dir",
         "pi-gen",
@@ -311,16 +391,12 @@ fn injection_in_settings_never_executes() {
     ])
     .arg(format!("FIRST_USER_NAME={evil}"));
     ws.with_path(&mut c, &bin);
-    assert_eq!(run(&mut c).0, 0);
-    // Source the config exactly as pi-gen does.
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg("set -e; source ./config; printf '%s' \"$FIRST_USER_NAME\"")
-        .current_dir(&checkout)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stdout), evil);
+    let (code, _, err) = run(&mut c);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("FIRST_USER_NAME") && err.contains("^[a-z][-a-z0-9_]*$"),
+        "{err}"
+    );
     assert!(!pwned.exists());
 }
 
@@ -336,13 +412,50 @@ fn test_pi_gen(ws: &Ws) -> PathBuf {
     dest
 }
 
+/// Whether this kernel has what pi-gen's export needs (loop partition scanning, vfat).
+pub fn kernel_can_export() -> bool {
+    !pi_image::host::vfat().is_no() && !pi_image::host::loop_partitions().is_no()
+}
+
+/// The environment that makes `run-pi-gen` (run by another step) build the test pi-gen
+/// here: what it passes on to pi-gen, and how the test pi-gen exports on this kernel.
+pub fn test_pi_gen_env(c: &mut Command) {
+    c.env(
+        "PI_GEN_PASS_ENV",
+        "TEST_PI_GEN_CACHE TEST_PI_GEN_EXPORT TEST_PI_GEN_BOOT_FILES",
+    );
+    if kernel_can_export() {
+        c.env("TEST_PI_GEN_EXPORT", "loop");
+    } else {
+        c.env("TEST_PI_GEN_EXPORT", "mtools")
+            .env("SKIP_KERNEL_CHECK", "1");
+    }
+}
+
+/// `run-pi-gen` on the test pi-gen, natively. Where the kernel has loop partition
+/// scanning and vfat, the test pi-gen exports as pi-gen does (losetup, mkdosfs, mount);
+/// elsewhere (our CI machines) it makes the file systems with mtools, and the kernel
+/// preflight is told so with --skip-kernel-check.
 fn native(ws: &Ws) -> Command {
     let mut c = ws.cmd();
-    c.args(["--pi-gen-dir", "pi-gen", "--strategy", "native"])
-        .env(
-            "TEST_PI_GEN_CACHE",
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-pi-gen-cache"),
-        );
+    c.args([
+        "--pi-gen-dir",
+        "pi-gen",
+        "--strategy",
+        "native",
+        "--pass-env",
+        "TEST_PI_GEN_CACHE TEST_PI_GEN_EXPORT TEST_PI_GEN_BOOT_FILES",
+    ])
+    .env(
+        "TEST_PI_GEN_CACHE",
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-pi-gen-cache"),
+    );
+    if kernel_can_export() {
+        c.env("TEST_PI_GEN_EXPORT", "loop");
+    } else {
+        c.env("TEST_PI_GEN_EXPORT", "mtools")
+            .arg("--skip-kernel-check");
+    }
     c
 }
 
@@ -399,9 +512,30 @@ fn native_build_puts_overlay_seed_and_chroot_work_inside_the_image() {
         fs::read_to_string(rootfs.join("etc/sugarkube/overlay.txt")).unwrap(),
         "from the overlay\n"
     );
+    // bookworm has no stage2/04-cloud-init: the generated sub-stage puts the seed on the
+    // boot partition and tells cloud-init to read it there.
     assert_eq!(
         fs::read_to_string(rootfs.join("boot/firmware/user-data")).unwrap(),
         USER_DATA
+    );
+    assert!(
+        fs::read_to_string(rootfs.join("boot/firmware/meta-data"))
+            .unwrap()
+            .contains("instance-id: pi-image")
+    );
+    let nocloud =
+        fs::read_to_string(rootfs.join("etc/cloud/cloud.cfg.d/99_pi-image-nocloud.cfg")).unwrap();
+    assert!(
+        nocloud.contains("datasource_list: [ NoCloud, None ]")
+            && nocloud.contains("seedfrom: file:///boot/firmware/"),
+        "{nocloud}"
+    );
+    assert!(
+        fs::read_to_string(
+            rootfs.join("etc/systemd/system/cloud-init-local.service.d/pi-image-seed.conf")
+        )
+        .unwrap()
+        .contains("RequiresMountsFor=/boot/firmware")
     );
     assert_eq!(
         fs::read_to_string(rootfs.join("etc/chroot-arch"))
@@ -415,11 +549,14 @@ fn native_build_puts_overlay_seed_and_chroot_work_inside_the_image() {
         rootfs.join(host_marker.strip_prefix("/").unwrap()).exists(),
         "…and wrote inside the rootfs instead"
     );
-    let packages = fs::read_to_string(rootfs.join("var/lib/test-pi-gen/packages")).unwrap();
-    assert!(
-        packages.contains("jq") && packages.contains("htop"),
-        "{packages}"
-    );
+    let installs = fs::read_to_string(rootfs.join("var/lib/test-pi-gen/installs")).unwrap();
+    for p in [
+        "jq recommends=yes",
+        "htop recommends=yes",
+        "cloud-init recommends=yes",
+    ] {
+        assert!(installs.lines().any(|l| l == p), "{p} not in {installs}");
+    }
     let config = fs::read_to_string(checkout.join("config")).unwrap();
     assert!(config.contains("TARGET_HOSTNAME='sk-test'"), "{config}");
     // The export landed in OUTPUT_DIR/deploy with pi-gen's names, and the timeline was written.
@@ -563,7 +700,7 @@ fn container_strategy_registers_arm_emulation_when_missing() {
     let bin = ws.docker_shim(0, 0);
     let empty = ws.root().join("no-binfmt");
     fs::create_dir_all(&empty).unwrap();
-    let mut c = ws.cmd();
+    let mut c = ws.cmd_any_kernel();
     c.args(["--pi-gen-dir", "pi-gen", "--strategy", "container"])
         .env("PI_IMAGE_BINFMT_DIR", &empty);
     ws.with_path(&mut c, &bin);
@@ -581,7 +718,7 @@ fn container_strategy_registers_arm_emulation_when_missing() {
     // With the entry present nothing is registered.
     fs::write(empty.join("qemu-aarch64"), "enabled\n").unwrap();
     fs::remove_file(ws.root().join("docker.log")).unwrap();
-    let mut c = ws.cmd();
+    let mut c = ws.cmd_any_kernel();
     c.args(["--pi-gen-dir", "pi-gen", "--strategy", "container"])
         .env("PI_IMAGE_BINFMT_DIR", &empty);
     ws.with_path(&mut c, &bin);
@@ -612,6 +749,7 @@ fn pipeline_runs_the_steps_in_order_and_resumes() {
             "TEST_PI_GEN_CACHE",
             Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-pi-gen-cache"),
         );
+    test_pi_gen_env(&mut c);
     let (code, stdout, err) = run(&mut c);
     assert_eq!(code, 0, "{stdout}{err}");
     for f in [
@@ -655,4 +793,761 @@ fn pipeline_runs_the_steps_in_order_and_resumes() {
         "{err}"
     );
     assert!(!err.contains("Begin "), "pi-gen ran again: {err}");
+}
+
+// ---- issue 12: what the real pi-gen showed --------------------------------------------
+
+fn write_exec(path: &Path, text: &str) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, text).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn log_of(stdout: &str, stderr: &str) -> String {
+    format!("{stdout}{stderr}")
+}
+
+#[test]
+fn a_failing_step_stops_the_build_as_pi_gens_shebang_says() {
+    let ws = Ws::new();
+    let checkout = test_pi_gen(&ws);
+    write_exec(
+        &checkout.join("stage1/00-fail/00-run.sh"),
+        "#!/bin/bash -e\nfalse\necho not reached\n",
+    );
+    write_exec(
+        &checkout.join("stage1/01-after/00-run.sh"),
+        "#!/bin/bash -e\ntouch \"${ROOTFS_DIR}/after-the-failure\"\n",
+    );
+    let (code, out, err) = run(native(&ws).arg("--no-user-data"));
+    let log = log_of(&out, &err);
+    assert_eq!(code, 1, "{log}");
+    assert!(log.contains("failed with exit code 1"), "{log}");
+    assert!(log.contains("Build failed"), "{log}");
+    let rootfs = checkout.join("work/sugarkube/stage1/rootfs");
+    assert!(
+        !rootfs.join("after-the-failure").exists(),
+        "the next sub-stage ran"
+    );
+    assert!(
+        !log.contains(&format!("Begin {}/stage2", checkout.display())),
+        "the build went on to stage2: {log}"
+    );
+    // The control: run the way pi-image used to (`bash ./build.sh`), the test pi-gen, like
+    // the real one, ignores the failure and goes on.
+    let out = Command::new("bash")
+        .arg("./build.sh")
+        .current_dir(&checkout)
+        .env(
+            "TEST_PI_GEN_CACHE",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-pi-gen-cache"),
+        )
+        .env("TEST_PI_GEN_EXPORT", "mtools")
+        .output()
+        .unwrap();
+    assert!(
+        rootfs.join("after-the-failure").exists(),
+        "under `bash ./build.sh` the next sub-stage runs: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn exit_zero_without_an_image_is_a_failed_build() {
+    let ws = Ws::new();
+    let checkout = ws.skeleton("");
+    // Exits 0 having done nothing, like pi-gen under `bash ./build.sh` after its export failed.
+    write_exec(
+        &checkout.join("build.sh"),
+        "#!/bin/bash\n# reads IMG_NAME RELEASE DEPLOY_DIR ENABLE_SSH TARGET_HOSTNAME STAGE_LIST\necho \"[10:00:00] Begin $PWD\"\necho \"[10:00:01] Build finished\"\nexit 0\n",
+    );
+    let (code, out, err) = run(ws.cmd_any_kernel().args([
+        "--pi-gen-dir",
+        "pi-gen",
+        "--strategy",
+        "native",
+        "--no-user-data",
+    ]));
+    let log = log_of(&out, &err);
+    assert_eq!(code, 1, "{log}");
+    assert!(
+        log.contains("pi-gen exited with status 0, but the build is not complete"),
+        "{log}"
+    );
+    assert!(log.contains("stage0 did not run to its end"), "{log}");
+    assert!(log.contains("export-image did not run to its end"), "{log}");
+    assert!(log.contains("no image for sugarkube was written"), "{log}");
+}
+
+#[test]
+fn build_sh_must_run_by_its_shebang() {
+    let ws = Ws::new();
+    let checkout = ws.skeleton("");
+    fs::set_permissions(checkout.join("build.sh"), fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, _, err) = run(ws.cmd_any_kernel().args([
+        "--pi-gen-dir",
+        "pi-gen",
+        "--strategy",
+        "native",
+        "--dry-run",
+    ]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("build.sh` is not executable"), "{err}");
+    assert!(err.contains("chmod +x build.sh"), "{err}");
+    assert!(!checkout.join("config").exists(), "nothing was written");
+}
+
+#[test]
+fn the_kernel_preflight_names_what_the_export_needs() {
+    let ws = Ws::new();
+    let checkout = ws.skeleton("");
+    let lacking = ws.root().join("kernel-config-lacking");
+    fs::write(
+        &lacking,
+        "CONFIG_BLK_DEV_LOOP=y\n# CONFIG_MSDOS_PARTITION is not set\n# CONFIG_VFAT_FS is not set\n",
+    )
+    .unwrap();
+    let mut c = ws.cmd();
+    c.args([
+        "--pi-gen-dir",
+        "pi-gen",
+        "--strategy",
+        "native",
+        "--dry-run",
+    ])
+    .env("PI_IMAGE_KERNEL_CONFIG", &lacking);
+    let (code, _, err) = run(&mut c);
+    assert_eq!(code, 2, "{err}");
+    for needle in [
+        "kernel lacks what pi-gen's export needs",
+        "MBR partition",
+        "CONFIG_MSDOS_PARTITION",
+        "vfat",
+        "CONFIG_VFAT_FS",
+        "--skip-kernel-check",
+    ] {
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+    assert!(!checkout.join("config").exists(), "refused before any work");
+    // The explicit override, for hosts that provide them another way.
+    let (code, _, err) = run(c.arg("--skip-kernel-check"));
+    assert_eq!(code, 0, "{err}");
+    assert!(checkout.join("config").exists());
+}
+
+#[test]
+fn on_a_kernel_without_them_the_export_fails_as_pi_gens_does() {
+    if kernel_can_export() {
+        // This kernel has loop partition scanning and vfat: the loop export is what the
+        // other native builds here use, and it succeeds.
+        return;
+    }
+    let ws = Ws::new();
+    test_pi_gen(&ws);
+    let (code, out, err) = run(ws
+        .cmd()
+        .args([
+            "--pi-gen-dir",
+            "pi-gen",
+            "--strategy",
+            "native",
+            "--no-user-data",
+            "--skip-kernel-check",
+            "--pass-env",
+            "TEST_PI_GEN_CACHE",
+        ])
+        .env(
+            "TEST_PI_GEN_CACHE",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-pi-gen-cache"),
+        ));
+    let log = log_of(&out, &err);
+    assert_eq!(code, 1, "the export cannot work on this kernel: {log}");
+    assert!(
+        log.contains("mkdosfs") || log.contains("unknown filesystem type"),
+        "{log}"
+    );
+    assert!(log.contains("Build failed"), "{log}");
+}
+
+#[test]
+fn continue_rebuilds_what_changed_since_and_everything_after() {
+    let ws = Ws::new();
+    let checkout = test_pi_gen(&ws);
+    let (code, _, err) = run(native(&ws).arg("--no-user-data"));
+    assert_eq!(code, 0, "{err}");
+    // Nothing changed: every stage is skipped, only the export runs.
+    let (code, out, err) = run(native(&ws).args(["--no-user-data", "--continue"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        log_of(&out, &err).contains("skipping stages completed earlier: stage0 stage1 stage2"),
+        "{err}"
+    );
+    // A changed stage1 is built again, and stage2 after it.
+    write_exec(
+        &checkout.join("stage1/05-new/00-run.sh"),
+        "#!/bin/bash -e\ntouch \"${ROOTFS_DIR}/etc/new-step\"\n",
+    );
+    let (code, out, err) = run(native(&ws).args(["--no-user-data", "--continue"]));
+    let log = log_of(&out, &err);
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        log.contains("skipping stages completed earlier: stage0\n")
+            || log.contains("skipping stages completed earlier: stage0 "),
+        "{log}"
+    );
+    assert!(log.contains("stage1 changed since it was built"), "{log}");
+    assert!(
+        checkout
+            .join("work/sugarkube/stage2/rootfs/etc/new-step")
+            .exists(),
+        "stage2 was rebuilt from the new stage1"
+    );
+    // A different setting is a different build.
+    let (code, out, err) =
+        run(native(&ws).args(["--no-user-data", "--continue", "--hostname", "other"]));
+    let log = log_of(&out, &err);
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("stage0 changed since it was built"), "{log}");
+}
+
+#[test]
+fn the_overlay_keeps_the_images_directories_and_never_reaches_the_host() {
+    use std::os::unix::fs::MetadataExt as _;
+    let ws = Ws::new();
+    let checkout = test_pi_gen(&ws);
+    let ov = ws.root().join("overlay");
+    fs::create_dir_all(ov.join("etc/pi-image")).unwrap();
+    fs::write(ov.join("etc/pi-image/app.conf"), "x=1\n").unwrap();
+    fs::create_dir_all(ov.join("home/pi/.ssh")).unwrap();
+    fs::write(
+        ov.join("home/pi/.ssh/authorized_keys"),
+        "ssh-ed25519 AAAA test\n",
+    )
+    .unwrap();
+    fs::set_permissions(
+        ov.join("home/pi/.ssh/authorized_keys"),
+        fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    fs::set_permissions(ov.join("home/pi/.ssh"), fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::symlink("/", ov.join("etc/pi-image/root-link")).unwrap();
+    // As on a GitHub runner: checked out by uid 1001, and here with a private etc/.
+    crate::support::sh(
+        "chown",
+        &["-R", "1001:1001", ov.to_str().unwrap()],
+        ws.root(),
+    );
+    fs::set_permissions(ov.join("etc"), fs::Permissions::from_mode(0o700)).unwrap();
+    let (code, out, err) = run(native(&ws).args([
+        "--no-user-data",
+        "--overlay",
+        "overlay",
+        "--overlay-owner",
+        "home/pi/.ssh=1000:1000",
+    ]));
+    assert_eq!(code, 0, "{}", log_of(&out, &err));
+    let rootfs = checkout.join("work/sugarkube/stage2/rootfs");
+    let meta = |p: &str| fs::symlink_metadata(rootfs.join(p)).unwrap();
+    let etc = meta("etc");
+    assert_eq!(
+        (etc.uid(), etc.gid(), etc.mode() & 0o7777),
+        (0, 0, 0o755),
+        "the image's /etc kept its owner and mode"
+    );
+    let new_dir = meta("etc/pi-image");
+    assert_eq!(
+        (new_dir.uid(), new_dir.mode() & 0o7777),
+        (0, 0o755),
+        "new directories: root, the overlay's mode"
+    );
+    let conf = meta("etc/pi-image/app.conf");
+    assert_eq!(
+        (conf.uid(), conf.gid(), conf.mode() & 0o7777),
+        (0, 0, 0o644)
+    );
+    let keys = meta("home/pi/.ssh/authorized_keys");
+    assert_eq!(
+        (keys.uid(), keys.gid(), keys.mode() & 0o7777),
+        (1000, 1000, 0o600),
+        "--overlay-owner"
+    );
+    let ssh = meta("home/pi/.ssh");
+    assert_eq!((ssh.uid(), ssh.mode() & 0o7777), (1000, 0o700));
+    let home = meta("home");
+    assert_eq!(
+        home.uid(),
+        0,
+        "directories the image had are not the owner rule's"
+    );
+    assert_eq!(
+        fs::read_link(rootfs.join("etc/pi-image/root-link")).unwrap(),
+        Path::new("/"),
+        "a symlink stays a symlink"
+    );
+    assert!(
+        !rootfs.join("var/tmp/pi-image-overlay").exists(),
+        "the staging copy is removed"
+    );
+
+    // An absolute symlink in the image is followed inside the image, never on the host:
+    // here it names a host directory that does not exist in the image, so the build stops.
+    let host_dir = ws.root().join("host-side");
+    fs::create_dir_all(&host_dir).unwrap();
+    write_exec(
+        &checkout.join("stage2/00-hostlink/00-run.sh"),
+        &format!(
+            "#!/bin/bash -e\nmkdir -p \"${{ROOTFS_DIR}}/opt\"\nln -sfn {} \"${{ROOTFS_DIR}}/opt/hostlink\"\n",
+            host_dir.display()
+        ),
+    );
+    fs::create_dir_all(ws.root().join("overlay2/opt/hostlink")).unwrap();
+    fs::write(ws.root().join("overlay2/opt/hostlink/pwned"), "x\n").unwrap();
+    let (code, out, err) = run(native(&ws).args(["--no-user-data", "--overlay", "overlay2"]));
+    let log = log_of(&out, &err);
+    assert_eq!(code, 1, "{log}");
+    assert!(
+        log.contains("/opt/hostlink exists in the image and is not a directory"),
+        "{log}"
+    );
+    assert!(
+        !host_dir.join("pwned").exists(),
+        "the overlay wrote on the build host"
+    );
+}
+
+#[test]
+fn overlays_are_checked_before_any_work() {
+    let ws = Ws::new();
+    let checkout = ws.skeleton("");
+    type MakeOverlay = Box<dyn Fn(&Path)>;
+    let cases: Vec<(&str, MakeOverlay, &str)> = vec![
+        (
+            "proc",
+            Box::new(|o: &Path| {
+                fs::create_dir_all(o.join("proc")).unwrap();
+                fs::write(o.join("proc/x"), "").unwrap();
+            }),
+            "mounted from the build host",
+        ),
+        (
+            "fifo",
+            Box::new(|o: &Path| {
+                crate::support::sh("mkfifo", &[o.join("etc-fifo").to_str().unwrap()], o);
+            }),
+            "is a FIFO, socket or device",
+        ),
+        (
+            "newline",
+            Box::new(|o: &Path| {
+                fs::write(o.join("a\nb"), "").unwrap();
+            }),
+            "control character",
+        ),
+    ];
+    for (name, make, needle) in cases {
+        let ov = ws.root().join(format!("ov-{name}"));
+        fs::create_dir_all(&ov).unwrap();
+        make(&ov);
+        let (code, _, err) = run(ws
+            .cmd_any_kernel()
+            .args([
+                "--pi-gen-dir",
+                "pi-gen",
+                "--strategy",
+                "native",
+                "--dry-run",
+                "--overlay",
+            ])
+            .arg(&ov));
+        assert_eq!(code, 2, "{name}: {err}");
+        assert!(err.contains(needle), "{name}: {err}");
+    }
+    std::os::unix::fs::symlink(ws.root().join("ov-proc"), ws.root().join("ov-link")).unwrap();
+    let (code, _, err) = run(ws.cmd_any_kernel().args([
+        "--pi-gen-dir",
+        "pi-gen",
+        "--strategy",
+        "native",
+        "--dry-run",
+        "--overlay",
+        "ov-link",
+    ]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("is a symlink"), "{err}");
+    assert!(!checkout.join("config").exists());
+}
+
+#[test]
+fn every_run_leaves_exactly_the_generated_files_it_asked_for() {
+    let ws = Ws::new();
+    let checkout = test_pi_gen(&ws);
+    fs::create_dir_all(ws.root().join("overlay/etc")).unwrap();
+    fs::write(ws.root().join("overlay/etc/x"), "x\n").unwrap();
+    fs::write(ws.root().join("chroot.sh"), "true\n").unwrap();
+    let (code, out, err) = run(native(&ws).args([
+        "--overlay",
+        "overlay",
+        "--packages",
+        "jq",
+        "--chroot-script",
+        "chroot.sh",
+        "--stages",
+        "stage0 stage1",
+    ]));
+    assert_eq!(code, 0, "{}", log_of(&out, &err));
+    for p in [
+        "stage1/EXPORT_IMAGE",
+        "stage1/90-pi-image/01-run.sh",
+        "stage1/91-pi-image-cloud-init/01-run.sh",
+    ] {
+        assert!(checkout.join(p).exists(), "{p}");
+    }
+    // The next run asks for none of that.
+    let (code, out, err) = run(native(&ws).arg("--no-user-data"));
+    assert_eq!(code, 0, "{}", log_of(&out, &err));
+    let pristine = crate::support::repo_root().join("tests/fixtures/pi-gen");
+    let diff = Command::new("diff")
+        .args([
+            "-r",
+            "-x",
+            "work",
+            "-x",
+            "deploy",
+            "-x",
+            "cache",
+            "-x",
+            "config",
+            "-x",
+            ".pi-image",
+        ])
+        .arg(&pristine)
+        .arg(&checkout)
+        .output()
+        .unwrap();
+    assert!(
+        diff.status.success(),
+        "the checkout differs from pi-gen's own files:\n{}",
+        String::from_utf8_lossy(&diff.stdout)
+    );
+    let config = fs::read_to_string(checkout.join("config")).unwrap();
+    assert!(config.contains("/stage2'"), "{config}");
+    // And the stale image of the first run is not mistaken for this one.
+    let rootfs2 = checkout.join("work/sugarkube/stage2/rootfs");
+    assert!(
+        !rootfs2.join("etc/x").exists(),
+        "the old overlay is not built in"
+    );
+}
+
+#[test]
+fn settings_pi_gen_pastes_into_chroot_scripts_cannot_run_as_code() {
+    let ws = Ws::new();
+    let checkout = test_pi_gen(&ws);
+    let pwned = ws.root().join("pwned");
+    let evil = format!("x\"; touch {}; echo \"", pwned.display());
+    let (code, out, err) = run(native(&ws)
+        .args(["--no-user-data", "--setting"])
+        .arg(format!("FIRST_USER_PASS={evil}")));
+    let log = log_of(&out, &err);
+    assert_eq!(code, 2, "{log}");
+    assert!(log.contains("FIRST_USER_PASS would run as code"), "{log}");
+    assert!(log.contains("stage1/01-sys-tweaks/00-run.sh line"), "{log}");
+    assert!(!log.contains(&evil), "the password was printed: {log}");
+    assert!(!pwned.exists());
+    assert!(!checkout.join("work").exists(), "refused before any work");
+    // A password with the characters people use gets through, intact.
+    let (code, out, err) = run(native(&ws)
+        .args([
+            "--no-user-data",
+            "--setting",
+            "FIRST_USER_PASS=p@ss w:rd!&%^'",
+        ])
+        .env("GITHUB_ACTIONS", "true"));
+    let log = log_of(&out, &err);
+    assert_eq!(code, 0, "{log}");
+    // Workflow-command data is %-escaped; the runner masks the value itself.
+    assert!(
+        log.contains("::add-mask::p@ss w:rd!&%25^'"),
+        "masked in Actions: {log}"
+    );
+    assert!(
+        !log.lines()
+            .any(|l| !l.starts_with("::add-mask::") && l.contains("p@ss w:rd")),
+        "{log}"
+    );
+    let shadow =
+        fs::read_to_string(checkout.join("work/sugarkube/stage2/rootfs/etc/shadow")).unwrap();
+    let hash = shadow
+        .lines()
+        .find_map(|l| l.strip_prefix("pi:"))
+        .unwrap()
+        .split(':')
+        .next()
+        .unwrap();
+    assert!(hash.starts_with('$'), "pi has a password hash: {shadow}");
+}
+
+#[test]
+fn a_stalled_build_is_stopped_and_named_but_a_busy_one_is_not() {
+    let ws = Ws::new();
+    test_pi_gen(&ws);
+    fs::write(ws.root().join("chroot.sh"), "sleep 173\n").unwrap();
+    let started = std::time::Instant::now();
+    let (code, out, err) = run(native(&ws).args([
+        "--no-user-data",
+        "--chroot-script",
+        "chroot.sh",
+        "--stall-timeout",
+        "6",
+    ]));
+    let log = log_of(&out, &err);
+    assert_eq!(code, 1, "{log}");
+    assert!(log.contains("pi-gen stalled: nothing was printed and no CPU was used for 6s while running stage2/90-pi-image/02-run-chroot.sh"), "{log}");
+    assert!(started.elapsed().as_secs() < 90);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&cmdline)
+                .replace('\0', " ")
+                .contains("sleep 173"),
+            "left running"
+        );
+    }
+    // Silent but working (like xz or zerofree): not a stall.
+    fs::write(
+        ws.root().join("chroot.sh"),
+        "end=$(( $(date +%s) + 12 ))\nwhile [ \"$(date +%s)\" -lt \"$end\" ]; do :; done\n",
+    )
+    .unwrap();
+    let (code, out, err) = run(native(&ws).args([
+        "--no-user-data",
+        "--chroot-script",
+        "chroot.sh",
+        "--stall-timeout",
+        "4",
+    ]));
+    assert_eq!(code, 0, "{}", log_of(&out, &err));
+}
+
+#[test]
+fn an_existing_checkout_is_reported_as_what_it_is() {
+    let ws = Ws::new();
+    let checkout = test_pi_gen(&ws);
+    for args in [
+        vec!["init", "-q", "-b", "feature-x"],
+        vec![
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@e",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "x",
+        ],
+    ] {
+        crate::support::sh("git", &args, &checkout);
+    }
+    let (code, _, err) = run(ws.cmd_any_kernel().args([
+        "--pi-gen-dir",
+        "pi-gen",
+        "--strategy",
+        "native",
+        "--dry-run",
+        "--no-user-data",
+    ]));
+    assert_eq!(code, 0, "{err}");
+    let out = read_outputs(&ws.root().join("gh-output"));
+    assert_eq!(out["pi-gen-ref"], "feature-x");
+    assert!(err.contains("not the default `bookworm-arm64`"), "{err}");
+    let (code, _, err) = run(ws
+        .cmd_any_kernel()
+        .args([
+            "--pi-gen-dir",
+            "pi-gen",
+            "--strategy",
+            "native",
+            "--dry-run",
+            "--no-user-data",
+        ])
+        .env("PI_GEN_REF", "bookworm-arm64"));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("is at `feature-x`"), "{err}");
+}
+
+#[test]
+fn the_timeline_and_the_metadata_cover_this_run_and_close_the_build() {
+    let ws = Ws::new();
+    test_pi_gen(&ws);
+    for _ in 0..2 {
+        let (code, _, err) = run(native(&ws).arg("--no-user-data"));
+        assert_eq!(code, 0, "{err}");
+    }
+    let timeline: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(ws.root().join("out/sugarkube.stages.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(timeline["result"], "finished", "{timeline}");
+    assert!(timeline["build"]["duration_seconds"].is_u64(), "{timeline}");
+    assert_eq!(timeline["incomplete"], serde_json::json!([]));
+    let names: Vec<&str> = timeline["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["stage0", "stage1", "stage2", "export-image"]);
+    let (code, _, err) = run(pi_image(ws.root()).args([
+        "collect-artifacts",
+        "--output-dir",
+        "out",
+        "--deploy-dir",
+        "out/deploy",
+        "--pi-gen-dir",
+        "pi-gen",
+        "--xz-preset",
+        "0",
+    ]));
+    assert_eq!(code, 0, "{err}");
+    let log = fs::read_to_string(ws.root().join("out/sugarkube.build.log")).unwrap();
+    let base = format!("Begin {}\n", ws.root().join("pi-gen").display());
+    assert_eq!(log.matches(&base).count(), 1, "only this run's part: {log}");
+    let appended = fs::read_to_string(ws.root().join("pi-gen/work/sugarkube/build.log")).unwrap();
+    assert_eq!(
+        appended.matches(&base).count(),
+        2,
+        "pi-gen's own log keeps appending"
+    );
+}
+
+/// A bootable Pi OS-like image from the cached Debian root filesystem (systemd,
+/// cloud-init 22.4, the cloud kernel; tests/fixtures/cloud-init/build-rootfs.sh) after
+/// the generated cloud-init sub-stage's host step ran on it, as pi-gen runs it.
+fn cloud_init_image(ws: &Ws, sub: &Path, name: &str, keep_seed_config: bool) -> PathBuf {
+    let tar = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cloud-init/rootfs.tar");
+    assert!(
+        tar.is_file(),
+        "{} is missing: run tests/fixtures/cloud-init/build-rootfs.sh target/tmp/cloud-init (scripts/test.sh does)",
+        tar.display()
+    );
+    let dir = ws.root().join(name);
+    let root = dir.join("root");
+    fs::create_dir_all(&root).unwrap();
+    crate::support::sh(
+        "tar",
+        &["-xpf", tar.to_str().unwrap(), "-C", root.to_str().unwrap()],
+        &dir,
+    );
+    let out = Command::new("./01-run.sh")
+        .current_dir(sub)
+        .env("ROOTFS_DIR", &root)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !keep_seed_config {
+        fs::remove_file(root.join("etc/cloud/cloud.cfg.d/99_pi-image-nocloud.cfg")).unwrap();
+        fs::remove_dir_all(root.join("etc/systemd/system/cloud-init-local.service.d")).unwrap();
+    }
+    // What pi-gen's stage1 and export do: fstab and cmdline by PARTUUID, the boot
+    // partition's files (here Debian's kernel and initramfs in Pi firmware names).
+    fs::write(
+        root.join("etc/fstab"),
+        "proc /proc proc defaults 0 0\nPARTUUID=5eed1234-01 /boot/firmware vfat defaults 0 2\nPARTUUID=5eed1234-02 / ext4 defaults,noatime 0 1\n",
+    )
+    .unwrap();
+    let boot = dir.join("boot");
+    fs::rename(root.join("boot/firmware"), &boot).unwrap();
+    fs::create_dir_all(root.join("boot/firmware")).unwrap();
+    let newest = |prefix: &str| {
+        let mut v: Vec<PathBuf> = fs::read_dir(root.join("boot"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
+            .collect();
+        v.sort();
+        v.pop().unwrap()
+    };
+    fs::copy(newest("vmlinuz-"), boot.join("kernel8.img")).unwrap();
+    fs::copy(newest("initrd.img-"), boot.join("initramfs8")).unwrap();
+    fs::write(
+        boot.join("config.txt"),
+        "[all]\narm_64bit=1\nauto_initramfs=1\n",
+    )
+    .unwrap();
+    fs::write(
+        boot.join("cmdline.txt"),
+        "console=serial0,115200 console=tty1 root=PARTUUID=5eed1234-02 rootfstype=ext4 fsck.repair=yes rootwait\n",
+    )
+    .unwrap();
+    let image = dir.join("disk.img");
+    crate::support::disk_from_trees(&dir, &image, &boot, &root);
+    fs::remove_dir_all(&root).unwrap();
+    image
+}
+
+#[test]
+fn the_seed_on_the_boot_partition_is_read_at_first_boot() {
+    let ws = Ws::new();
+    let checkout = test_pi_gen(&ws);
+    fs::write(
+        ws.root().join("cloud-init/seed.yaml"),
+        "#cloud-config\nbootcmd:\n  - [sh, -c, 'echo pi-image-seed-was-read > /dev/console']\n",
+    )
+    .unwrap();
+    // The sub-stage exactly as run-pi-gen writes it for bookworm (no stage2/04-cloud-init).
+    let (code, _, err) = run(ws.cmd_any_kernel().args([
+        "--pi-gen-dir",
+        "pi-gen",
+        "--strategy",
+        "native",
+        "--dry-run",
+        "--user-data",
+        "cloud-init/seed.yaml",
+    ]));
+    assert_eq!(code, 0, "{err}");
+    let sub = checkout.join("stage2/91-pi-image-cloud-init");
+    let boot = |image: &Path, marker: &str, dir: &str| {
+        run(pi_image(ws.root())
+            .args([
+                "smoke",
+                "--machine",
+                "virt",
+                "--timeout",
+                "900",
+                "--marker",
+                marker,
+                "--artifacts-dir",
+                dir,
+                "--image",
+            ])
+            .arg(image))
+    };
+    let image = cloud_init_image(&ws, &sub, "seeded", true);
+    let started = std::time::Instant::now();
+    let (code, out, err) = boot(&image, "pi-image-seed-was-read", "smoke-seeded");
+    eprintln!(
+        "boot to the seed's marker: {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        code,
+        0,
+        "cloud-init did not run the seed's bootcmd: {}",
+        log_of(&out, &err)
+    );
+    fs::remove_file(&image).unwrap();
+    // The control: the same image without the configuration the sub-stage adds boots to a
+    // login prompt, and cloud-init never reads the seed.
+    let image = cloud_init_image(&ws, &sub, "unseeded", false);
+    let (code, out, err) = boot(&image, r"\S+ login: ?$", "smoke-unseeded");
+    assert_eq!(code, 0, "{}", log_of(&out, &err));
+    let serial = fs::read_to_string(ws.root().join("smoke-unseeded/serial.log")).unwrap();
+    assert!(!serial.contains("pi-image-seed-was-read"), "{serial}");
 }

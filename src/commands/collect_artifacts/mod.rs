@@ -657,8 +657,13 @@ fn copy_build_log(log: &Path, dest: &Path) -> anyhow::Result<PathBuf> {
         (Ok(a), Ok(b)) if a == b
     );
     if !same {
+        // pi-gen appends to its build.log across runs: the image's log is the last run's.
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut open(log)?, &mut bytes)
+            .with_context(|| format!("cannot read build log `{}`", log.display()))?;
+        let text = String::from_utf8_lossy(&bytes);
         let mut out = AtomicFile::create(dest)?;
-        std::io::copy(&mut open(log)?, out.file())
+        std::io::Write::write_all(out.file(), crate::buildlog::current_run(&text).as_bytes())
             .with_context(|| format!("cannot copy build log `{}`", log.display()))?;
         out.commit()?;
     }

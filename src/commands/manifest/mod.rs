@@ -412,7 +412,9 @@ pub fn gather(input: &Input) -> anyhow::Result<Facts> {
         Some(p) => {
             let bytes =
                 std::fs::read(p).with_context(|| format!("cannot read `{}`", p.display()))?;
-            let t = buildlog::parse(&String::from_utf8_lossy(&bytes));
+            // An appended log from several runs counts only its last run.
+            let text = String::from_utf8_lossy(&bytes);
+            let t = buildlog::parse(buildlog::current_run(&text));
             if t.spans.is_empty() {
                 tracing::warn!(
                     "`{}` has no `[HH:MM:SS] Begin/End` lines: no stage timings",

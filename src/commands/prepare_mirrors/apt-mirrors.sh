@@ -69,8 +69,16 @@ aptlistdir=$listdir
 [ -z "$root" ] || aptlistdir=${listdir#"$root"}
 
 if [ ! -f "$conf" ]; then
-	# Nothing configured (or already removed): apt must keep working.
-	[ "$mode" = remove ] || say "no $conf; leaving the sources alone"
+	# Nothing configured (or already removed): apt must keep working, unless the sources
+	# still name our mirror lists, which apt would then fail to read.
+	if [ "$mode" != remove ] && [ "$mode" != restore ]; then
+		for _f in "$sourcelist" "$parts"*.list "$parts"*.sources; do
+			if [ -f "$_f" ] && grep -q 'pi-image-mirrors/' "$_f"; then
+				die "$_f names pi-image's apt mirror lists, but $conf is gone: re-run prepare-mirrors or restore the sources"
+			fi
+		done
+		say "no $conf; leaving the sources alone"
+	fi
 	exit 0
 fi
 
@@ -124,13 +132,14 @@ function classify(u,   n, a, hp, i, host, path) {
 	if ((host ~ /^(deb|ftp|httpredir|cdn-fastly\.deb)\.debian\.org$/ || host ~ /^ftp\.[a-z][a-z]\.debian\.org$/) && path == "/debian") return "debian"
 	return ""
 }
-# The replacement for URI token u, or u itself.
+# The replacement for URI token u, or u itself. Targets are used exactly as given: an
+# upstream URL is restored in the form the source template wrote it (with or without
+# its trailing slash).
 function swap(u,   a, t, cr) {
 	a = classify(u)
 	if (a == "" || !(a in target) || target[a] == "") return u
 	t = target[a]
-	if (t !~ /^mirror\+/) t = t "/"
-	if (norm(u) == norm(t)) return u
+	if (norm(u) == norm(t) && (t !~ /\/$/) == (u !~ /\/\r?$/)) return u
 	cr = (u ~ /\r$/) ? "\r" : ""
 	changed++
 	return t cr
@@ -204,7 +213,7 @@ set_targets() {
 		elif [ -n "$(conf_get mirror "$_a")" ]; then
 			_t=mirror+file:$aptlistdir$_a.list
 		fi
-		eval "KNOWN_$_a=\$_known TARGET_$_a=\${_t%/} ACTIVE_$_a=\$(active \"\$_a\")"
+		eval "KNOWN_$_a=\$_known TARGET_$_a=\$_t ACTIVE_$_a=\$(active \"\$_a\")"
 		export "KNOWN_$_a" "TARGET_$_a"
 	done
 }
@@ -227,6 +236,24 @@ write_mirror_lists() {
 		else
 			mv -f "$_new" "$listdir$_a.list" || die "cannot write $listdir$_a.list"
 		fi
+	done
+}
+
+# apt downloads as the unprivileged user _apt: a mirror list it cannot read (say, under
+# an /etc an overlay made private) makes every download fail, and apt's mirror method can
+# then wait for a long time. Fail at once instead, naming what is wrong.
+check_readable() {
+	for _a in $ARCHIVES; do
+		_l=$listdir$_a.list
+		[ -f "$_l" ] || continue
+		[ -n "$(find "$_l" -maxdepth 0 -perm -0004 2>/dev/null)" ] ||
+			die "$_l is not readable by apt's download user (_apt): make it mode 0644"
+		_d=${_l%/*}
+		while [ -n "$_d" ] && [ "$_d" != "$root" ]; do
+			[ -n "$(find "$_d" -maxdepth 0 -perm -0001 2>/dev/null)" ] ||
+				die "$_d is not searchable by apt's download user (_apt), so apt cannot read $_l: make it mode 0755 (did an overlay replace it with a private directory?)"
+			_d=${_d%/*}
+		done
 	done
 }
 
@@ -336,18 +363,48 @@ probe_and_rotate() {
 	done
 }
 
-# Deletes apt's downloaded lists that came from mirrors other than the upstream archives,
-# so the image holds no index files named after a build-time mirror.
-remove_mirror_lists() {
-	_prefix=$(printf '%s' "$aptlistdir" | sed 's#/*$##; s#/#_#g')
-	for _l in "$lists$_prefix"_*; do
-		[ -f "$_l" ] && rm -f "$_l"
-	done
+# apt names a downloaded index after its source URI (URItoFileName: the scheme and any
+# user:password dropped, `\|{}[]<>"^~_=!@#$%&*` percent-encoded, `/` made `_`).
+uri_to_filename() {
+	printf '%s\n' "$1" | awk '
+	BEGIN { for (n = 32; n < 127; n++) ord[sprintf("%c", n)] = n }
+	{
+		u = $0
+		sub(/^[A-Za-z0-9+.-]*:/, "", u)
+		sub(/^\/\//, "", u)
+		if (match(u, /^[^\/]*@/)) u = substr(u, RLENGTH + 1)
+		while (u ~ /\/$/) sub(/\/$/, "", u)
+		out = ""
+		for (i = 1; i <= length(u); i++) {
+			c = substr(u, i, 1)
+			if (index("\\|{}[]<>\"^~_=!@#$%&*", c) > 0) out = out sprintf("%%%02x", ord[c])
+			else if (c == "/") out = out "_"
+			else out = out c
+		}
+		print out
+	}'
+}
+
+# The image keeps the indexes the build downloaded, under the names apt gives them for
+# the upstream sources the image ships (what pi-gen's own export leaves): those fetched
+# through an archive's mirror list are renamed; those named after a build-time mirror
+# itself are deleted.
+restore_lists() {
 	for _a in $ARCHIVES; do
 		_up=$(conf_get upstream "$_a")
+		[ -n "$_up" ] || continue
+		_from=$(uri_to_filename "mirror+file:$aptlistdir$_a.list")
+		_to=$(uri_to_filename "$_up")
+		for _l in "$lists$_from"_*; do
+			[ -f "$_l" ] || continue
+			mv -f "$_l" "$lists$_to${_l#"$lists$_from"}" || return 1
+		done
+		for _l in "${lists}partial/$_from"_*; do
+			[ -f "$_l" ] && rm -f "$_l"
+		done
 		for _c in $(conf_get mirror "$_a"); do
 			[ "${_c%/}" = "${_up%/}" ] && continue
-			_prefix=$(printf '%s' "${_c#*://}" | sed 's#/*$##; s#/#_#g')
+			_prefix=$(uri_to_filename "$_c")
 			for _l in "$lists$_prefix"_*; do
 				[ -f "$_l" ] && rm -f "$_l"
 			done
@@ -368,17 +425,19 @@ update)
 	probe_and_rotate
 	save_state
 	write_mirror_lists
+	check_readable
 	rewrite_sources
 	;;
 rewrite)
 	set_targets active
 	write_mirror_lists
+	check_readable
 	rewrite_sources
 	;;
 restore | remove)
 	set_targets upstream
 	rewrite_sources || exit 1
-	remove_mirror_lists
+	restore_lists || die "cannot rename the downloaded package lists in $lists"
 	if [ "$mode" = remove ]; then
 		rm -f "${confparts}10pi-image-mirrors" "${confparts}80pi-image-apt" \
 			"${confparts}81pi-image-proxy" "$statefile" "$conf"

@@ -237,6 +237,57 @@ pub struct AptOption {
     pub value: String,
 }
 
+/// The apt options APT_OPTS may set: how apt downloads (retries, timeouts, proxies,
+/// transport tuning, index validity for snapshot mirrors) and its download debugging.
+/// Nothing that names a program, runs a hook or changes which packages are installed.
+/// `*` stands for one host name (`Acquire::http::Proxy::deb.example.org`).
+pub const ALLOWED_APT_KEYS: &[&str] = &[
+    "Acquire::Retries",
+    "Acquire::Retries::Delay",
+    "Acquire::Retries::Delay::Maximum",
+    "Acquire::http::Timeout",
+    "Acquire::https::Timeout",
+    "Acquire::http::Proxy",
+    "Acquire::https::Proxy",
+    "Acquire::http::Proxy::*",
+    "Acquire::https::Proxy::*",
+    "Acquire::http::Pipeline-Depth",
+    "Acquire::http::No-Cache",
+    "Acquire::http::Dl-Limit",
+    "Acquire::https::Dl-Limit",
+    "Acquire::http::ConnectionAttemptDelayMsec",
+    "Acquire::http::User-Agent",
+    "Acquire::Queue-Mode",
+    "Acquire::ForceIPv4",
+    "Acquire::ForceIPv6",
+    "Acquire::PDiffs",
+    "Acquire::Languages",
+    "Acquire::Check-Valid-Until",
+    "Acquire::Max-ValidTime",
+    "Debug::Acquire::http",
+    "Debug::Acquire::https",
+    "Debug::pkgAcquire",
+    "Debug::pkgAcquire::Worker",
+];
+
+/// apt keys are case-insensitive; a `*` part matches one host name.
+fn allowed_apt_key(key: &str) -> bool {
+    let parts: Vec<&str> = key.split("::").collect();
+    ALLOWED_APT_KEYS.iter().any(|allowed| {
+        let want: Vec<&str> = allowed.split("::").collect();
+        want.len() == parts.len()
+            && want.iter().zip(&parts).all(|(w, p)| {
+                if *w == "*" {
+                    !p.is_empty()
+                        && p.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+                } else {
+                    w.eq_ignore_ascii_case(p)
+                }
+            })
+    })
+}
+
 fn check_apt_option(opt: &str) -> anyhow::Result<AptOption> {
     let Some((key, value)) = opt.split_once('=') else {
         return Err(usage(format!(
@@ -255,6 +306,13 @@ fn check_apt_option(opt: &str) -> anyhow::Result<AptOption> {
         return Err(usage(format!(
             "APT_OPTS: `{}` is not an apt configuration key (Word::Word::Word, e.g. Acquire::http::Timeout)",
             key.escape_debug()
+        )));
+    }
+    if !allowed_apt_key(key) {
+        return Err(usage(format!(
+            "APT_OPTS: `{}` is not an option prepare-mirrors applies. Allowed: {}. Options that run programs (DPkg::*, APT::Update::*, *::Pre-Invoke, *::Post-Invoke) or change what is installed are refused",
+            key.escape_debug(),
+            ALLOWED_APT_KEYS.join(", ")
         )));
     }
     if let Some(bad) = value
@@ -307,8 +365,6 @@ pub fn merged_apt_options(retries: u32, timeout: u32, user: Vec<AptOption>) -> V
         ("Acquire::Retries", retries.to_string()),
         ("Acquire::http::Timeout", timeout.to_string()),
         ("Acquire::https::Timeout", timeout.to_string()),
-        ("APT::Get::Fix-Missing", "true".into()),
-        ("APT::Install-Recommends", "false".into()),
     ]
     .into_iter()
     .map(|(k, v)| AptOption {
@@ -362,10 +418,10 @@ pub fn archives_in_checkout(
         };
         for line in text.lines() {
             for url in urls_in(line) {
+                // Kept exactly as written (trailing slash or not): the export restores
+                // the sources in the template's own form.
                 if let Some(a) = classify(url, known) {
-                    found
-                        .entry(a)
-                        .or_insert_with(|| url.trim_end_matches('/').to_owned());
+                    found.entry(a).or_insert_with(|| url.to_owned());
                 }
             }
         }
@@ -481,15 +537,41 @@ mod tests {
     #[test]
     fn apt_opts_parse_and_merge() {
         let user = parse_apt_opts(
-            "-o Acquire::Retries=9 -oAPT::Install-Recommends=true --option=Foo::Bar=x",
+            "-o acquire::retries=9 -oAcquire::http::Proxy::deb.example.org=DIRECT --option=Acquire::ForceIPv4=true",
         )
         .unwrap();
         let merged = merged_apt_options(5, 30, user);
         let get = |k: &str| merged.iter().find(|o| o.key == k).map(|o| o.value.as_str());
-        assert_eq!(get("Acquire::Retries"), Some("9"));
-        assert_eq!(get("APT::Install-Recommends"), Some("true"));
+        assert_eq!(
+            get("Acquire::Retries"),
+            Some("9"),
+            "keys are case-insensitive"
+        );
+        assert_eq!(get("Acquire::http::Proxy::deb.example.org"), Some("DIRECT"));
         assert_eq!(get("Acquire::https::Timeout"), Some("30"));
-        assert_eq!(get("Foo::Bar"), Some("x"));
+        assert_eq!(get("Acquire::ForceIPv4"), Some("true"));
+        // Anything that can name a program, or changes what is installed, is refused.
+        for bad in [
+            "-o DPkg::Pre-Invoke=touch",
+            "-o DPkg::Pre-Invoke::=touch",
+            "-o dpkg::post-invoke::0=touch",
+            "-o APT::Update::Pre-Invoke::1=touch",
+            "-o APT::Update::Post-Invoke-Success=touch",
+            "-o Dpkg::Options::=--force-confnew",
+            "-o APT::Install-Recommends=false",
+            "-o APT::Get::Fix-Missing=true",
+            "-o Acquire::http::Proxy-Auto-Detect=/bin/sh",
+            "-o Acquire::http::Proxy::a/b=DIRECT",
+            "-o Dir::Bin::Methods=/tmp",
+            "-o Foo::Bar=x",
+        ] {
+            let err = parse_apt_opts(bad).unwrap_err().to_string();
+            assert!(
+                err.contains("is not an option prepare-mirrors applies")
+                    || err.contains("is not an apt configuration key"),
+                "{bad}: {err}"
+            );
+        }
         for bad in [
             "-y",
             "-o",

@@ -284,8 +284,9 @@ fn apt_conf_files(input: &Input, archives: &[ArchivePlan]) -> Vec<(&'static str,
 /// apt.conf syntax for the options (values were checked to hold no `"` or `;`).
 pub fn apt_options_file(options: &[AptOption]) -> String {
     let mut s = format!(
-        "// {MARKER}: apt hardening for the image build (retries, timeouts,\n\
-         // fix-missing, no recommends), with APT_OPTS merged over the defaults.\n"
+        "// {MARKER}: apt hardening for the image build (retries and\n\
+         // timeouts), with APT_OPTS merged over the defaults. Nothing here changes which\n\
+         // packages are installed: pi-gen's NN-packages install recommends, NN-packages-nr not.\n"
     );
     for o in options {
         s.push_str(&format!("{} \"{}\";\n", o.key, o.value));
@@ -545,7 +546,10 @@ pub fn plan(input: &Input, archives: Vec<ArchivePlan>) -> anyhow::Result<Plan> {
 fn choose(input: &Input, gha: &Gha) -> anyhow::Result<Vec<ArchivePlan>> {
     let known = input.known();
     let dir = &input.pi_gen_dir;
-    let files: Vec<PathBuf> = patchable(dir).into_iter().map(|(p, _)| p).collect();
+    // The source templates first: the upstream URL recorded for each archive is the
+    // form the image's sources use, restored at export; debootstrap's line comes last.
+    let mut files: Vec<PathBuf> = patchable(dir).into_iter().map(|(p, _)| p).collect();
+    files.rotate_left(1);
     let mut used = mirrors::archives_in_checkout(
         &files,
         |rel| {
@@ -728,12 +732,14 @@ pub fn run(gha: &Gha, input: &Input) -> anyhow::Result<Outcome> {
     {
         gha.mask(userinfo);
     }
-    let commit = crate::commands::run_pi_gen::checkout_pi_gen(
+    let commit = crate::checkout::checkout_pi_gen(
         gha,
         &input.pi_gen_dir,
         &input.source.url,
         &input.source.git_ref,
-    )?;
+        input.source.ref_explicit,
+    )?
+    .commit;
     let archives = if input.skip {
         Vec::new()
     } else {
@@ -921,6 +927,10 @@ mod tests {
         let text = apt_options_file(&opts);
         assert!(text.contains("Acquire::Retries \"3\";\n"));
         assert!(text.contains("Acquire::https::Timeout \"7\";\n"));
-        assert!(text.contains("APT::Install-Recommends \"false\";\n"));
+        assert!(
+            !text.to_ascii_lowercase().contains("recommends \""),
+            "{text}"
+        );
+        assert!(!text.contains("Fix-Missing"), "{text}");
     }
 }

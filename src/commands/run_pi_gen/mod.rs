@@ -1,26 +1,35 @@
 //! `run-pi-gen`: check out pi-gen, configure it safely, run it natively or in a
 //! container, and stream its log with one collapsible group per stage.
+//!
+//! The shape: [`Args`] → [`Input`] (validated, no I/O) → [`gather`] (every read: the
+//! checkout, the user's files, the host) → [`plan`] (pure: every file to write, the
+//! strategies in order with their command lines) → [`tree::apply`] → [`run`] (pi-gen
+//! runs, is watched, and its result is checked) → [`Outcome`].
 
+pub mod cloud_init;
 pub mod config;
+pub mod heredoc;
+pub mod resume;
 pub mod strategy;
+pub mod stream;
 pub mod substage;
+pub mod tree;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead as _, BufReader};
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use serde_json::json;
 
 use self::strategy::{ContainerSpec, Strategy};
-use self::substage::{CloudInitPlacement, Contents};
+use self::stream::{Ended, Watch};
+use self::substage::{CloudInitPlacement, GeneratedFile, OverlayEntry, OwnerRule};
 use crate::config::{ImageArgs, PiGenArgs, PiGenSource};
 use crate::error::usage;
 use crate::gha::{Gha, StepReport, md_cell};
+use crate::host::Known;
 use crate::model::{self, to_canonical_json};
 use crate::process::CmdSpec;
 
@@ -48,6 +57,10 @@ pub struct Args {
     /// Files copied into the image's root filesystem (a directory tree)
     #[arg(long, env = "OVERLAY_DIR")]
     pub overlay: Option<PathBuf>,
+    /// Owner of what the overlay creates at or below PATH, e.g. `home/pi=1000:1000`
+    /// (repeatable; default root:root)
+    #[arg(long = "overlay-owner", value_name = "PATH=OWNER[:GROUP]")]
+    pub overlay_owner: Vec<String>,
     /// Extra Debian packages, space-separated
     #[arg(long, env = "EXTRA_PACKAGES")]
     pub packages: Option<String>,
@@ -71,13 +84,24 @@ pub struct Args {
     /// Stop pi-gen after this many seconds
     #[arg(long, env = "BUILD_TIMEOUT")]
     pub timeout: Option<u64>,
+    /// Stop pi-gen when it prints nothing and uses no CPU for this many seconds (0: never)
+    #[arg(long, env = "STALL_TIMEOUT", default_value_t = 900)]
+    pub stall_timeout: u64,
     /// Free disk required, in GB
     #[arg(long, env = "REQUIRED_SPACE_GB", default_value_t = 30)]
     pub min_free_gb: u64,
+    /// Build even though the kernel seems to lack what pi-gen's export needs (loop
+    /// devices with MBR partition scanning, vfat): for hosts that provide them another way
+    #[arg(long, env = "SKIP_KERNEL_CHECK", value_parser = clap::builder::BoolishValueParser::new())]
+    pub skip_kernel_check: bool,
+    /// Environment variables passed on to pi-gen (space-separated names; pi-gen gets a
+    /// minimal environment otherwise)
+    #[arg(long = "pass-env", env = "PI_GEN_PASS_ENV", value_name = "NAMES")]
+    pub pass_env: Option<String>,
     /// Install missing build dependencies with apt-get
     #[arg(long)]
     pub install_deps: bool,
-    /// Resume a failed build from pi-gen's work directory (CONTINUE=1)
+    /// Resume a failed build: stages that completed unchanged in an earlier run are skipped
     #[arg(long = "continue")]
     pub continue_build: bool,
     /// Write an outage record (sugarkube outages schema) here when the build fails
@@ -88,27 +112,52 @@ pub struct Args {
     pub dry_run: bool,
 }
 
+/// Settings `run-pi-gen` owns: they come from its own validated flags.
+const OWN_SETTINGS: &[(&str, &str)] = &[
+    ("IMG_NAME", "--img-name / IMG_NAME"),
+    ("RELEASE", "--pi-gen-branch / PI_GEN_BRANCH"),
+    ("DEPLOY_DIR", "--output-dir / OUTPUT_DIR"),
+    ("STAGE_LIST", "--pi-gen-stages / PI_GEN_STAGES"),
+    ("TARGET_HOSTNAME", "--hostname / TARGET_HOSTNAME"),
+    ("ENABLE_SSH", "--enable-ssh / ENABLE_SSH"),
+    ("ENABLE_CLOUD_INIT", "--user-data / --no-user-data"),
+    (
+        "CLEAN",
+        "(always 1: stages are built from scratch; --continue skips unchanged ones)",
+    ),
+    ("WORK_DIR", "(pi-gen's default, which --continue relies on)"),
+    ("BASE_DIR", "(pi-gen's own directory)"),
+    ("LOG_FILE", "(pi-gen's default)"),
+    ("SCRIPT_DIR", "(pi-gen's own scripts)"),
+    ("EXPORT_CONFIG_DIR", "(the checkout's export-image)"),
+];
+
+/// Environment variables that always reach pi-gen (and nothing else, unless
+/// `--pass-env` names it): a token in the runner's environment stays out of the build.
+const BASE_ENV: &[&str] = &[
+    "PATH", "HOME", "LANG", "LANGUAGE", "LC_ALL", "TERM", "TZ", "TMPDIR", "USER",
+];
+
 #[derive(Debug, Clone)]
 pub struct Input {
     pub img_name: String,
     pub output_dir: PathBuf,
     pub pi_gen_dir: PathBuf,
-    pub clone_if_missing: bool,
-    pub url: String,
-    pub branch: String,
-    pub git_ref: String,
-    pub arm64: bool,
-    pub stages: Vec<String>,
+    pub source: PiGenSource,
     pub user_data: Option<PathBuf>,
     pub skip_schema: bool,
     pub overlay: Option<PathBuf>,
+    pub owners: Vec<OwnerRule>,
     pub packages: Vec<String>,
     pub chroot_script: Option<PathBuf>,
     pub settings: BTreeMap<String, String>,
     pub strategy: Strategy,
     pub container_image: Option<String>,
     pub timeout: Option<Duration>,
+    pub stall: Option<Duration>,
     pub min_free_gb: u64,
+    pub skip_kernel_check: bool,
+    pub pass_env: Vec<String>,
     pub install_deps: bool,
     pub continue_build: bool,
     pub outage_dir: Option<PathBuf>,
@@ -126,14 +175,8 @@ fn absolute(p: &Path) -> anyhow::Result<PathBuf> {
 impl Input {
     pub fn from_args(args: Args) -> anyhow::Result<Self> {
         let paths = args.image.artifact_paths()?;
-        let PiGenSource {
-            url,
-            branch,
-            git_ref,
-            arm64,
-            stages,
-        } = args.pi_gen.resolve()?;
-        if !arm64 && args.allow_armhf.trim() != "1" {
+        let source = args.pi_gen.resolve()?;
+        if !source.arm64 && args.allow_armhf.trim() != "1" {
             return Err(usage(
                 "ARM64=0 selects a 32-bit armhf userspace, which builds a second, slower image family.\nSet ALLOW_ARMHF=1 to explicitly opt in to armhf userspace builds.",
             ));
@@ -147,40 +190,30 @@ impl Input {
         for p in &packages {
             substage::check_package(p)?;
         }
-        let user_data = if args.no_user_data {
-            None
-        } else {
-            Some(absolute(&args.user_data)?)
-        };
-        if let Some(ud) = &user_data {
-            substage::validate_user_data(ud, args.skip_cloud_init_validation)?;
-        }
-        if let Some(dir) = &args.overlay
-            && !dir.is_dir()
-        {
-            return Err(usage(format!(
-                "overlay directory `{}` does not exist",
-                dir.display()
-            )));
-        }
-        if let Some(script) = &args.chroot_script {
-            let out = Command::new("bash")
-                .arg("-n")
-                .arg(script)
-                .output()
-                .context("cannot run `bash -n` on the chroot script")?;
-            if !out.status.success() {
-                return Err(usage(format!(
-                    "chroot script `{}` is not valid bash: {}",
-                    script.display(),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                )));
-            }
+        let owners = args
+            .overlay_owner
+            .iter()
+            .map(|o| substage::parse_owner_rule(o))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        if !owners.is_empty() && args.overlay.is_none() {
+            return Err(usage("--overlay-owner needs --overlay"));
         }
         let output_dir = absolute(&paths.dir)?;
         let mut settings = BTreeMap::new();
+        for s in &args.settings {
+            let (k, v) = s.split_once('=').ok_or_else(|| {
+                usage(format!("--setting `{}` is not KEY=VALUE", s.escape_debug()))
+            })?;
+            config::check(k, v)?;
+            if let Some((_, flag)) = OWN_SETTINGS.iter().find(|(n, _)| *n == k) {
+                return Err(usage(format!(
+                    "--setting {k}=… is not allowed: run-pi-gen sets {k} itself from {flag}, after checking it"
+                )));
+            }
+            settings.insert(k.to_owned(), v.to_owned());
+        }
         settings.insert("IMG_NAME".to_owned(), args.image.img_name.clone());
-        settings.insert("RELEASE".to_owned(), branch.clone());
+        settings.insert("RELEASE".to_owned(), source.branch.clone());
         settings.insert(
             "DEPLOY_DIR".to_owned(),
             output_dir.join("deploy").display().to_string(),
@@ -197,7 +230,8 @@ impl Input {
         if let Some(h) = args.hostname.filter(|h| !h.is_empty()) {
             let ok = h.len() <= 63
                 && h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                && !h.starts_with('-');
+                && !h.starts_with('-')
+                && !h.ends_with('-');
             if !ok {
                 return Err(usage(format!(
                     "hostname `{}` is not a valid host name (letters, digits, `-`)",
@@ -206,132 +240,346 @@ impl Input {
             }
             settings.insert("TARGET_HOSTNAME".to_owned(), h);
         }
-        for s in &args.settings {
-            let (k, v) = s
-                .split_once('=')
-                .ok_or_else(|| usage(format!("--setting `{s}` is not KEY=VALUE")))?;
-            config::check(k, v)?;
-            settings.insert(k.to_owned(), v.to_owned());
+        if let Some(user) = settings.get("FIRST_USER_NAME")
+            && !(user.starts_with(|c: char| c.is_ascii_lowercase())
+                && user
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_'))
+        {
+            // pi-gen's own rule (build.sh), checked before any work instead of after a clone.
+            return Err(usage(format!(
+                "FIRST_USER_NAME `{}` is not a valid user name: it must match ^[a-z][-a-z0-9_]*$",
+                user.escape_debug()
+            )));
         }
-        let (pi_gen_dir, clone_if_missing) = match args.pi_gen_dir {
-            Some(d) => (absolute(&d)?, true),
-            None => (absolute(Path::new("pi-gen"))?, true),
-        };
+        let pass_env: Vec<String> = args
+            .pass_env
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        for name in &pass_env {
+            check_pass_env(name)?;
+        }
+        let pi_gen_dir = absolute(args.pi_gen_dir.as_deref().unwrap_or(Path::new("pi-gen")))?;
         Ok(Self {
             img_name: args.image.img_name,
             output_dir,
             pi_gen_dir,
-            clone_if_missing,
-            url,
-            git_ref,
-            branch,
-            arm64,
-            stages,
-            user_data,
+            source,
+            user_data: if args.no_user_data {
+                None
+            } else {
+                Some(absolute(&args.user_data)?)
+            },
             skip_schema: args.skip_cloud_init_validation,
             overlay: args.overlay.map(|o| absolute(&o)).transpose()?,
+            owners,
             packages,
-            chroot_script: args.chroot_script,
+            chroot_script: args.chroot_script.map(|c| absolute(&c)).transpose()?,
             settings,
             strategy: args.strategy,
             container_image: args.container_image,
             timeout: args.timeout.map(Duration::from_secs),
+            stall: (args.stall_timeout > 0).then(|| Duration::from_secs(args.stall_timeout)),
             min_free_gb: args.min_free_gb,
+            skip_kernel_check: args.skip_kernel_check,
+            pass_env,
             install_deps: args.install_deps,
             continue_build: args.continue_build,
             outage_dir: args.outage_dir,
             dry_run: args.dry_run,
         })
     }
+
+    fn work_dir(&self) -> PathBuf {
+        self.pi_gen_dir.join("work").join(&self.img_name)
+    }
 }
 
-fn which(tool: &str) -> bool {
-    crate::process::find_program(tool).is_some()
+/// `--pass-env` names: shell variable names, and never a credential.
+fn check_pass_env(name: &str) -> anyhow::Result<()> {
+    let valid = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        return Err(usage(format!(
+            "--pass-env `{}` is not an environment variable name",
+            name.escape_debug()
+        )));
+    }
+    let upper = name.to_ascii_uppercase();
+    if ["TOKEN", "SECRET", "PASSWORD", "CREDENTIAL"]
+        .iter()
+        .any(|w| upper.contains(w))
+        || upper.starts_with("ACTIONS_")
+    {
+        return Err(usage(format!(
+            "--pass-env {name}: credentials are never passed to pi-gen (it runs third-party scripts as root); give pi-gen what it needs as a --setting"
+        )));
+    }
+    Ok(())
 }
 
-/// Clones pi-gen (or reuses a checkout) at the requested ref; returns the commit.
-fn checkout(gha: &Gha, input: &Input) -> anyhow::Result<String> {
-    checkout_pi_gen(gha, &input.pi_gen_dir, &input.url, &input.git_ref)
+/// Everything `run-pi-gen` reads before it decides anything.
+#[derive(Debug, Clone)]
+pub struct Gathered {
+    pub checkout: crate::checkout::Checkout,
+    /// Stage directories of the checkout (`stage0`, …).
+    pub stage_dirs: Vec<String>,
+    pub has_pi_gen_cloud_init: bool,
+    /// Which of the requested stages ship an `EXPORT_IMAGE` of pi-gen's own.
+    pub own_export: Vec<String>,
+    /// Settings some script of the checkout reads.
+    pub checkout_text: String,
+    pub expansions: Vec<heredoc::Expansion>,
+    pub user_data: Option<Vec<u8>>,
+    pub chroot_script: Option<Vec<u8>>,
+    pub overlay: Vec<OverlayEntry>,
+    pub build_sh: BuildSh,
+    pub ledger: tree::Ledger,
+    pub host: HostFacts,
+    /// Values of the container strategies' pass-through variables.
+    pub container_env: Vec<(String, String)>,
+    /// What pi-gen's environment is made from.
+    pub pi_gen_env: Vec<(String, String)>,
 }
 
-/// Clones pi-gen from `url` at `git_ref` into `dir`, or reuses the checkout already
-/// there; returns its commit. Shared with `prepare-mirrors`, which runs first.
-pub fn checkout_pi_gen(gha: &Gha, dir: &Path, url: &str, git_ref: &str) -> anyhow::Result<String> {
-    if dir.exists() {
-        if !dir.join("build.sh").is_file() {
-            bail!(
-                "pi-gen directory `{}` exists but is missing build.sh: point --pi-gen-dir at a pi-gen checkout",
-                dir.display()
+/// How `build.sh` can be run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildSh {
+    /// Executable, with a `#!` line: run by its shebang (pi-gen's `#!/bin/bash -e`).
+    Runnable,
+    NotExecutable,
+    NoShebang,
+}
+
+/// What this machine can do, for the strategies and the preflight.
+#[derive(Debug, Clone, Default)]
+pub struct HostFacts {
+    pub linux: bool,
+    pub root: bool,
+    pub sudo: bool,
+    pub missing_depends: Vec<(String, String)>,
+    pub depends: Vec<(String, String)>,
+    pub missing_binfmt: Option<&'static str>,
+    pub docker: Option<String>,
+    pub vfat: Option<Known>,
+    pub loop_partitions: Option<Known>,
+    pub free_gb: Vec<(PathBuf, f64)>,
+}
+
+/// Reads everything: the checkout, the user's files (checked), the host.
+pub fn gather(gha: &Gha, input: &Input) -> anyhow::Result<Gathered> {
+    let user_data = match &input.user_data {
+        Some(p) => Some(read_user_data(p, input.skip_schema)?),
+        None => None,
+    };
+    let chroot_script = match &input.chroot_script {
+        Some(p) => Some(read_chroot_script(p)?),
+        None => None,
+    };
+    let overlay = match &input.overlay {
+        Some(dir) => tree::walk_overlay(dir)?,
+        None => Vec::new(),
+    };
+    std::fs::create_dir_all(input.output_dir.join("deploy"))
+        .with_context(|| format!("cannot create `{}`", input.output_dir.display()))?;
+    let checkout = crate::checkout::checkout_pi_gen(
+        gha,
+        &input.pi_gen_dir,
+        &input.source.url,
+        &input.source.git_ref,
+        input.source.ref_explicit,
+    )?;
+    let dir = &input.pi_gen_dir;
+    let mut stage_dirs: Vec<String> = std::fs::read_dir(dir)?
+        .flatten()
+        .filter(|e| e.path().is_dir() && e.file_name().to_string_lossy().starts_with("stage"))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    stage_dirs.sort();
+    let ledger = tree::Ledger::read(dir)?;
+    let own_export = input
+        .source
+        .stages
+        .iter()
+        .filter(|s| {
+            let p = Path::new(s.as_str()).join("EXPORT_IMAGE");
+            dir.join(&p).is_file() && !ledger.created(&p)
+        })
+        .cloned()
+        .collect();
+    let (checkout_text, expansions) = scan_checkout(dir);
+    let build_sh = build_sh_state(&dir.join("build.sh"));
+    let host = host_facts(input);
+    let container_env = [
+        "APT_MIRROR",
+        "RASPBIAN_MIRROR",
+        "APT_MIRROR_RASPBIAN",
+        "APT_MIRROR_RASPBERRYPI",
+        "DEBIAN_MIRROR",
+        "APT_OPTS",
+        "APT_PROXY",
+    ]
+    .iter()
+    .filter_map(|k| {
+        std::env::var(k)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(|v| ((*k).to_owned(), v))
+    })
+    .collect();
+    let pi_gen_env = BASE_ENV
+        .iter()
+        .map(|s| (*s).to_owned())
+        .chain(input.pass_env.iter().cloned())
+        .chain(
+            std::env::vars()
+                .map(|(k, _)| k)
+                .filter(|k| k.starts_with("LC_")),
+        )
+        .filter_map(|k| std::env::var(&k).ok().map(|v| (k, v)))
+        .collect();
+    Ok(Gathered {
+        checkout,
+        stage_dirs,
+        has_pi_gen_cloud_init: dir.join("stage2/04-cloud-init").is_dir(),
+        own_export,
+        checkout_text,
+        expansions,
+        user_data,
+        chroot_script,
+        overlay,
+        build_sh,
+        ledger,
+        host,
+        container_env,
+        pi_gen_env,
+    })
+}
+
+/// Opens a user file: a regular file, never a FIFO, device or directory (which would
+/// hang or mislead), read through no symlink that leaves its directory.
+pub fn read_user_file(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
+    let meta = std::fs::symlink_metadata(path)
+        .map_err(|e| usage(format!("{what} `{}` cannot be read: {e}", path.display())))?;
+    if meta.file_type().is_symlink() {
+        let target = std::fs::canonicalize(path).map_err(|e| {
+            usage(format!(
+                "{what} `{}` is a broken symlink: {e}",
+                path.display()
+            ))
+        })?;
+        let dir = path
+            .parent()
+            .and_then(|p| std::fs::canonicalize(p).ok())
+            .unwrap_or_default();
+        if !target.starts_with(&dir) {
+            return Err(usage(format!(
+                "{what} `{}` is a symlink that leaves its directory (to `{}`): give the file itself",
+                path.display(),
+                target.display()
+            )));
+        }
+    }
+    use std::os::unix::fs::OpenOptionsExt as _;
+    // O_NONBLOCK: opening a FIFO must not wait for a writer.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .map_err(|e| usage(format!("{what} `{}` cannot be read: {e}", path.display())))?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(usage(format!(
+            "{what} `{}` is not a regular file (a directory, FIFO or device): give a file",
+            path.display()
+        )));
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut &file, &mut bytes)
+        .with_context(|| format!("cannot read {what} `{}`", path.display()))?;
+    Ok(bytes)
+}
+
+fn read_user_data(path: &Path, skip_schema: bool) -> anyhow::Result<Vec<u8>> {
+    let bytes = read_user_file(path, "Cloud-init file").map_err(|e| {
+        if e.to_string().contains("No such file") {
+            usage(format!("Cloud-init file not found: {}", path.display()))
+        } else {
+            e
+        }
+    })?;
+    let text = String::from_utf8(bytes.clone()).map_err(|_| {
+        usage(format!(
+            "Cloud-init file {} is not UTF-8 text",
+            path.display()
+        ))
+    })?;
+    substage::check_user_data(path, &text)?;
+    if !skip_schema {
+        if crate::process::find_program("cloud-init").is_none() {
+            tracing::info!(
+                "`cloud-init` is not installed: user-data checked for header and YAML only"
             );
+        } else {
+            let tmp = tempfile::NamedTempFile::new()?;
+            std::fs::write(tmp.path(), &bytes)?;
+            CmdSpec::new(
+                "cloud-init",
+                "validate the user-data with `cloud-init schema`",
+            )
+            .arg("schema")
+            .arg("--config-file")
+            .arg(tmp.path())
+            .output()
+            .map_err(|e| {
+                usage(format!(
+                    "Cloud-init file {} fails `cloud-init schema`: {e:#}",
+                    path.display()
+                ))
+            })?;
         }
-        if dir.join(".git").exists() {
-            return Ok(CmdSpec::new("git", "read the pi-gen commit")
-                .arg("-c")
-                .arg("safe.directory=*")
-                .arg("-C")
-                .arg(dir)
-                .arg("rev-parse")
-                .arg("HEAD")
-                .output()
-                .unwrap_or_else(|_| "unknown".into()));
-        }
-        return Ok("unknown".into());
     }
-    if !which("git") {
-        return Err(usage(
-            "git is required to check out pi-gen (apt-get install git)",
-        ));
-    }
-    let _g = gha.group(&format!("cloning pi-gen {} at {}", url, git_ref));
-    let is_commit = git_ref.len() >= 7 && git_ref.chars().all(|c| c.is_ascii_hexdigit());
-    if is_commit {
-        std::fs::create_dir_all(dir)?;
-        for args in [
-            vec!["init", "-q"],
-            vec!["remote", "add", "origin", url],
-            vec!["fetch", "-q", "--depth", "1", "origin", git_ref],
-            vec!["checkout", "-q", "FETCH_HEAD"],
-        ] {
-            let mut c = CmdSpec::new("git", &format!("check out pi-gen commit {}", git_ref))
-                .arg("-C")
-                .arg(dir);
-            for a in args {
-                c = c.arg(a);
-            }
-            c.output()?;
-        }
-    } else {
-        CmdSpec::new("git", &format!("clone pi-gen ({} at {})", url, git_ref))
-            .arg("clone")
-            .arg("-q")
-            .arg("--depth")
-            .arg("1")
-            .arg("--branch")
-            .arg(git_ref)
-            .arg(url)
-            .arg(dir)
-            .output()?;
-    }
-    CmdSpec::new("git", "read the pi-gen commit")
-        .arg("-C")
-        .arg(dir)
-        .arg("rev-parse")
-        .arg("HEAD")
-        .output()
+    Ok(bytes)
 }
 
-/// All text of the checkout's scripts, to see which settings it reads.
-fn checkout_text(dir: &Path) -> String {
+fn read_chroot_script(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let bytes = read_user_file(path, "chroot script")?;
+    let tmp = tempfile::NamedTempFile::new()?;
+    std::fs::write(tmp.path(), &bytes)?;
+    CmdSpec::new("bash", "check the chroot script with `bash -n`")
+        .arg("-n")
+        .arg(tmp.path())
+        .output()
+        .map_err(|e| {
+            usage(format!(
+                "chroot script `{}` is not valid bash: {e:#}",
+                path.display()
+            ))
+        })?;
+    Ok(bytes)
+}
+
+/// The text of every script of the checkout (to see which settings it reads), and the
+/// settings its unquoted heredocs paste into chroot scripts.
+fn scan_checkout(dir: &Path) -> (String, Vec<heredoc::Expansion>) {
     let mut text = String::new();
+    let mut expansions = Vec::new();
     for entry in walkdir::WalkDir::new(dir)
         .max_depth(4)
+        .sort_by_file_name()
         .into_iter()
         .flatten()
     {
         let p = entry.path();
-        if p.components()
-            .any(|c| matches!(c.as_os_str().to_str(), Some(".git" | "work" | "deploy")))
+        let rel = crate::config::posix_relative(dir, p);
+        if rel
+            .split('/')
+            .any(|c| matches!(c, ".git" | "work" | "deploy" | ".pi-image"))
             || !entry.file_type().is_file()
+            || rel.contains(substage::SUBSTAGE)
+            || rel.contains(substage::CLOUD_INIT_SUBSTAGE)
         {
             continue;
         }
@@ -340,59 +588,284 @@ fn checkout_text(dir: &Path) -> String {
             continue;
         }
         if let Ok(t) = std::fs::read_to_string(p) {
+            if name.ends_with(".sh") || rel == "scripts/common" || rel == "build.sh" {
+                expansions.extend(heredoc::scan(&rel, &t));
+            }
             text.push_str(&t);
             text.push('\n');
         }
     }
-    text
+    (text, expansions)
 }
 
-/// pi-gen's `depends` file: `tool[:package]` per line.
-fn depends(dir: &Path) -> Vec<(String, String)> {
-    std::fs::read_to_string(dir.join("depends"))
-        .unwrap_or_default()
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(|l| {
-            let (tool, pkg) = l.split_once(':').unwrap_or((l, l));
-            (tool.to_owned(), pkg.to_owned())
+fn build_sh_state(path: &Path) -> BuildSh {
+    use std::os::unix::fs::PermissionsExt as _;
+    let executable = std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o111 != 0);
+    let shebang = std::fs::read(path).is_ok_and(|b| b.starts_with(b"#!"));
+    match (executable, shebang) {
+        (_, false) => BuildSh::NoShebang,
+        (false, true) => BuildSh::NotExecutable,
+        (true, true) => BuildSh::Runnable,
+    }
+}
+
+fn host_facts(input: &Input) -> HostFacts {
+    let depends = crate::host::pi_gen_depends(&input.pi_gen_dir);
+    let wants_native = matches!(input.strategy, Strategy::Auto | Strategy::Native);
+    let wants_docker = !matches!(input.strategy, Strategy::Native);
+    let root = rustix::process::geteuid().is_root();
+    let check_kernel = !input.skip_kernel_check && cfg!(target_os = "linux");
+    HostFacts {
+        linux: cfg!(target_os = "linux"),
+        root,
+        sudo: !root && crate::process::find_program("sudo").is_some(),
+        missing_depends: if wants_native {
+            depends
+                .iter()
+                .filter(|(t, _)| crate::process::find_program(t).is_none())
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        },
+        depends,
+        missing_binfmt: crate::host::missing_binfmt(input.source.arm64),
+        docker: if wants_docker {
+            crate::host::docker_blocker()
+        } else {
+            None
+        },
+        vfat: check_kernel.then(crate::host::vfat),
+        loop_partitions: check_kernel.then(crate::host::loop_partitions),
+        free_gb: [&input.pi_gen_dir, &input.output_dir]
+            .into_iter()
+            .filter_map(|d| crate::host::free_gb(d).map(|f| (d.clone(), f)))
+            .collect(),
+    }
+}
+
+/// One way to run pi-gen, and whether it can run here.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StrategyPlan {
+    pub strategy: Strategy,
+    pub blocker: Option<String>,
+    /// The commands, in order (program first).
+    pub commands: Vec<Vec<String>>,
+}
+
+/// Everything `run-pi-gen` will write and run. Built by the pure [`plan`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Plan {
+    #[serde(serialize_with = "files_as_paths")]
+    pub files: Vec<GeneratedFile>,
+    pub placement: Option<CloudInitPlacement>,
+    /// The stages pi-gen builds, in order.
+    pub stages: Vec<String>,
+    pub config: String,
+    pub strategies: Vec<StrategyPlan>,
+    /// Export markers: `EXPORT_IMAGE` made for the last stage, `SKIP_IMAGES` for others.
+    pub markers: Vec<(PathBuf, String)>,
+}
+
+fn files_as_paths<S: serde::Serializer>(files: &[GeneratedFile], s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq as _;
+    let mut seq = s.serialize_seq(Some(files.len()))?;
+    for f in files {
+        seq.serialize_element(&format!("{} {:04o}", f.path.display(), f.mode))?;
+    }
+    seq.end()
+}
+
+/// What `EXPORT_IMAGE` holds when run-pi-gen makes one for a stage without it.
+pub const EXPORT_IMAGE: &str = "# Written by pi-image run-pi-gen: this stage is the last one built, so it exports.\nIMG_SUFFIX=\"\"\n";
+/// What `SKIP_IMAGES` holds when run-pi-gen writes one.
+pub const SKIP_IMAGES: &str =
+    "written by pi-image run-pi-gen: only the last stage of PI_GEN_STAGES exports an image\n";
+
+/// Decides everything from what was gathered. Pure.
+pub fn plan(input: &Input, g: &Gathered) -> anyhow::Result<Plan> {
+    for s in &input.source.stages {
+        if !g.stage_dirs.contains(s) {
+            return Err(usage(format!(
+                "unknown pi-gen stage `{s}` (PI_GEN_STAGES); this checkout has: {}",
+                g.stage_dirs.join(" ")
+            )));
+        }
+    }
+    match g.build_sh {
+        BuildSh::Runnable => {}
+        BuildSh::NotExecutable => {
+            return Err(usage(format!(
+                "`{}/build.sh` is not executable: pi-gen runs its scripts by their `#!/bin/bash -e` line so that a failing step stops the build; run `chmod +x build.sh` (a checkout that lost its file modes needs a fresh clone)",
+                input.pi_gen_dir.display()
+            )));
+        }
+        BuildSh::NoShebang => {
+            return Err(usage(format!(
+                "`{}/build.sh` does not start with `#!`: this is not pi-gen's build script",
+                input.pi_gen_dir.display()
+            )));
+        }
+    }
+    let last = input.source.stages.last().cloned().unwrap_or_default();
+    let inputs = substage::SubstageInputs {
+        user_data: g.user_data.as_deref(),
+        overlay: &g.overlay,
+        owners: &input.owners,
+        packages: &input.packages,
+        chroot_script: g.chroot_script.as_deref(),
+    };
+    let (files, placement) = substage::plan(
+        &last,
+        g.has_pi_gen_cloud_init,
+        input.source.stages.iter().any(|s| s == "stage2"),
+        &inputs,
+    );
+    let mut settings = input.settings.clone();
+    settings.insert(
+        "STAGE_LIST".to_owned(),
+        input
+            .source
+            .stages
+            .iter()
+            .map(|s| input.pi_gen_dir.join(s).display().to_string())
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
+    if placement == Some(CloudInitPlacement::PiGenStage) {
+        settings.insert("ENABLE_CLOUD_INIT".to_owned(), "1".to_owned());
+    }
+    // Without CLEAN=1 pi-gen re-runs a stage on the root filesystem an earlier run left
+    // in its work directory: a package or overlay file taken out of the inputs would stay
+    // in the image. Stages `--continue` skips (SKIP) keep theirs.
+    settings.insert("CLEAN".to_owned(), "1".to_owned());
+    let unsupported = config::unsupported(
+        settings
+            .keys()
+            .map(String::as_str)
+            .filter(|k| !["STAGE_LIST", "IMG_NAME", "DEPLOY_DIR", "CLEAN"].contains(k)),
+        &g.checkout_text,
+    );
+    if !unsupported.is_empty() {
+        return Err(usage(format!(
+            "this pi-gen ({}) does not support these settings, so they would be silently ignored:\n  {}",
+            g.checkout.git_ref,
+            unsupported.join("\n  ")
+        )));
+    }
+    heredoc::check(&settings, &g.expansions)?;
+    preflight(input, g)?;
+    let mut markers = Vec::new();
+    for s in &input.source.stages {
+        let export = Path::new(s).join("EXPORT_IMAGE");
+        if s == &last {
+            if !g.own_export.contains(s) {
+                markers.push((export, EXPORT_IMAGE.to_owned()));
+            }
+        } else if g.own_export.contains(s) {
+            markers.push((Path::new(s).join("SKIP_IMAGES"), SKIP_IMAGES.to_owned()));
+        }
+    }
+    Ok(Plan {
+        files,
+        placement,
+        stages: input.source.stages.clone(),
+        config: config::render(&settings)?,
+        strategies: strategies(input, g),
+        markers,
+    })
+}
+
+/// What pi-gen's export needs from the kernel, checked before any work.
+fn preflight(input: &Input, g: &Gathered) -> anyhow::Result<()> {
+    for (dir, free) in &g.host.free_gb {
+        if *free < input.min_free_gb as f64 {
+            return Err(usage(format!(
+                "Need at least {}GB free in {} (only {free:.2}GB available); set REQUIRED_SPACE_GB to change the limit",
+                input.min_free_gb,
+                dir.display()
+            )));
+        }
+    }
+    let mut missing = Vec::new();
+    if let Some(k) = g.host.loop_partitions.as_ref().filter(|k| k.is_no()) {
+        missing.push(format!(
+            "loop devices with MBR partition scanning: {} (kernel option CONFIG_MSDOS_PARTITION, and CONFIG_BLK_DEV_LOOP)",
+            k.detail()
+        ));
+    }
+    if let Some(k) = g.host.vfat.as_ref().filter(|k| k.is_no()) {
+        missing.push(format!(
+            "vfat, to format and mount the boot partition: {} (kernel option CONFIG_VFAT_FS; `modprobe vfat` where it is a module)",
+            k.detail()
+        ));
+    }
+    for k in [&g.host.loop_partitions, &g.host.vfat]
+        .into_iter()
+        .flatten()
+        .filter(|k| matches!(k, Known::Unknown(_)))
+    {
+        tracing::warn!(
+            "could not check the kernel for pi-gen's export ({}); building anyway",
+            k.detail()
+        );
+    }
+    if !missing.is_empty() {
+        return Err(usage(format!(
+            "this machine's kernel lacks what pi-gen's export needs, so the build would fail after all its stages:\n  - {}\nBuild on a host whose kernel has them (GitHub's ubuntu runners do; so do Debian's and Raspberry Pi OS's kernels), or, if this environment provides them another way, pass --skip-kernel-check (SKIP_KERNEL_CHECK=1)",
+            missing.join("\n  - ")
+        )));
+    }
+    Ok(())
+}
+
+/// The strategies to try, in order, with what blocks each and its command lines.
+fn strategies(input: &Input, g: &Gathered) -> Vec<StrategyPlan> {
+    let order: Vec<Strategy> = match input.strategy {
+        Strategy::Auto => vec![
+            Strategy::Native,
+            Strategy::Container,
+            Strategy::DebianContainer,
+        ],
+        s => vec![s],
+    };
+    order
+        .into_iter()
+        .map(|s| {
+            let blocker = match s {
+                Strategy::Native => native_blocker(&g.host),
+                _ => g.host.docker.clone(),
+            };
+            StrategyPlan {
+                strategy: s,
+                commands: if blocker.is_some() {
+                    Vec::new()
+                } else {
+                    commands(s, input, g)
+                },
+                blocker,
+            }
         })
         .collect()
 }
 
-/// The `depends` entries whose tool is not installed.
-fn missing_depends(dir: &Path) -> Vec<(String, String)> {
-    depends(dir)
-        .into_iter()
-        .filter(|(tool, _)| !which(tool))
-        .collect()
-}
-
-fn free_gb(dir: &Path) -> Option<f64> {
-    let st = rustix::fs::statvfs(dir).ok()?;
-    Some((st.f_bavail as f64 * st.f_frsize as f64) / 1e9)
-}
-
-/// Why a strategy cannot run here, or `None` when it can.
-fn native_blocker(input: &Input) -> Option<String> {
-    if !cfg!(target_os = "linux") {
+fn native_blocker(h: &HostFacts) -> Option<String> {
+    if !h.linux {
         return Some("native builds need Linux; use a container strategy".into());
     }
-    if !rustix::process::geteuid().is_root() && !which("sudo") {
+    if !h.root && !h.sudo {
         return Some("Run as root or install sudo".into());
     }
-    let missing = missing_depends(&input.pi_gen_dir);
-    if !missing.is_empty() {
-        let tools: Vec<_> = missing.iter().map(|(t, _)| t.as_str()).collect();
-        let pkgs: Vec<_> = missing.iter().map(|(_, p)| p.as_str()).collect();
+    if !h.missing_depends.is_empty() {
+        let tools: Vec<_> = h.missing_depends.iter().map(|(t, _)| t.as_str()).collect();
+        let pkgs: Vec<_> = h.missing_depends.iter().map(|(_, p)| p.as_str()).collect();
         return Some(format!(
             "pi-gen's tools {} are missing: apt-get install {} (or pass --install-deps)",
             tools.join(", "),
             pkgs.join(" ")
         ));
     }
-    if let Some(binfmt) = missing_binfmt(input.arm64) {
+    if let Some(binfmt) = h.missing_binfmt {
         return Some(format!(
             "no {binfmt} binfmt_misc entry: apt-get install qemu-user-static binfmt-support && update-binfmts --enable {binfmt}"
         ));
@@ -400,32 +873,72 @@ fn native_blocker(input: &Input) -> Option<String> {
     None
 }
 
-/// The binfmt_misc entry ARM binaries need on this (non-ARM) host, if it is missing.
-fn missing_binfmt(arm64: bool) -> Option<&'static str> {
-    let entry = if arm64 { "qemu-aarch64" } else { "qemu-arm" };
-    let host_is_arm = matches!(std::env::consts::ARCH, "aarch64" | "arm");
-    (!host_is_arm && !binfmt_dir().join(entry).exists()).then_some(entry)
-}
-
-/// Where the kernel lists binfmt_misc entries (overridable so tests can simulate a
-/// host without them).
-fn binfmt_dir() -> PathBuf {
-    std::env::var_os("PI_IMAGE_BINFMT_DIR")
-        .map_or_else(|| PathBuf::from("/proc/sys/fs/binfmt_misc"), PathBuf::from)
-}
-
-fn docker_blocker() -> Option<String> {
-    if !which("docker") {
-        return Some("docker is not installed".into());
-    }
-    match Command::new("docker")
-        .arg("info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-    {
-        Ok(s) if s.success() => None,
-        _ => Some("Docker daemon is not running or not accessible".into()),
+fn commands(s: Strategy, input: &Input, g: &Gathered) -> Vec<Vec<String>> {
+    let docker = |args: Vec<String>| {
+        let mut v = vec!["docker".to_owned()];
+        v.extend(args);
+        v
+    };
+    match s {
+        Strategy::Native | Strategy::Auto => {
+            // By its shebang: pi-gen's scripts rely on `#!/bin/bash -e` to stop at the
+            // first failing step (`bash ./build.sh` would carry on past every error).
+            let mut v = Vec::new();
+            if !g.host.root {
+                v.extend(["sudo".to_owned(), "-n".to_owned()]);
+            }
+            v.push("./build.sh".to_owned());
+            vec![v]
+        }
+        Strategy::Container | Strategy::DebianContainer => {
+            let debian = s == Strategy::DebianContainer;
+            let mut out = Vec::new();
+            if g.host.missing_binfmt.is_some() {
+                // The build container emulates ARM through the host kernel's binfmt_misc.
+                out.push(docker(
+                    [
+                        "run",
+                        "--privileged",
+                        "--rm",
+                        "tonistiigi/binfmt",
+                        "--install",
+                        "arm64,arm",
+                    ]
+                    .map(String::from)
+                    .to_vec(),
+                ));
+            }
+            let checkout = strategy::path_str(&input.pi_gen_dir);
+            let image = match (&input.container_image, debian) {
+                (Some(i), false) => i.clone(),
+                (None, false) => {
+                    let tag = format!("pi-gen:{}", g.checkout.git_ref.replace(['/', ':'], "-"));
+                    out.push(docker(strategy::docker_build(&tag, &checkout)));
+                    tag
+                }
+                (_, true) => "debian:bookworm".into(),
+            };
+            let deploy = strategy::path_str(&input.output_dir.join("deploy"));
+            let mut env = vec![("IMG_NAME".to_owned(), input.img_name.clone())];
+            env.extend(g.container_env.iter().cloned());
+            let name = strategy::container_name(&input.img_name);
+            let spec = ContainerSpec {
+                image: &image,
+                checkout: &checkout,
+                deploy: &deploy,
+                env: &env,
+                name: &name,
+            };
+            out.push(docker(if debian {
+                let mut pkgs: Vec<String> = g.host.depends.iter().map(|(_, p)| p.clone()).collect();
+                pkgs.sort();
+                pkgs.dedup();
+                strategy::debian_run(&spec, &pkgs)
+            } else {
+                strategy::container_run(&spec)
+            }));
+            out
+        }
     }
 }
 
@@ -441,6 +954,7 @@ pub struct Outcome {
     pub build_start: String,
     pub build_end: String,
     pub stages: Vec<String>,
+    pub skipped_stages: Vec<String>,
     pub attempts: Vec<String>,
 }
 
@@ -470,297 +984,18 @@ impl StepReport for Outcome {
             self.build_start,
             self.build_end
         );
+        if !self.skipped_stages.is_empty() {
+            s.push_str(&format!(
+                "\nResumed: {} completed in an earlier run.\n",
+                md_cell(&self.skipped_stages.join(" "))
+            ));
+        }
         for a in &self.attempts {
             s.push_str(&format!("\n- {}", md_cell(a)));
         }
         s.push_str("\n\n");
         s
     }
-}
-
-/// Writes config, cloud-init seed, sub-stages and export markers into the checkout.
-fn prepare_tree(input: &Input) -> anyhow::Result<(Option<CloudInitPlacement>, Vec<String>)> {
-    let dir = &input.pi_gen_dir;
-    for s in &input.stages {
-        if !dir.join(s).is_dir() {
-            let known: Vec<String> = std::fs::read_dir(dir)?
-                .flatten()
-                .filter(|e| {
-                    e.path().is_dir() && e.file_name().to_string_lossy().starts_with("stage")
-                })
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect();
-            return Err(usage(format!(
-                "unknown pi-gen stage `{s}` (PI_GEN_STAGES); this checkout has: {}",
-                known.join(" ")
-            )));
-        }
-    }
-    let last = input.stages.last().cloned().unwrap_or_default();
-    let has_ci = dir.join("stage2/04-cloud-init").is_dir();
-    let (files, placement) = substage::plan(
-        &last,
-        has_ci,
-        input.stages.iter().any(|s| s == "stage2"),
-        input.user_data.as_deref(),
-        input.overlay.as_deref(),
-        &input.packages,
-        input.chroot_script.as_deref(),
-    );
-    let mut settings = input.settings.clone();
-    settings.insert(
-        "STAGE_LIST".to_owned(),
-        input
-            .stages
-            .iter()
-            .map(|s| dir.join(s).display().to_string())
-            .collect::<Vec<_>>()
-            .join(" "),
-    );
-    if placement == Some(CloudInitPlacement::PiGenStage) {
-        settings.insert("ENABLE_CLOUD_INIT".to_owned(), "1".to_owned());
-    }
-    let text = checkout_text(dir);
-    let unsupported = config::unsupported(
-        settings
-            .keys()
-            .map(String::as_str)
-            .filter(|k| !["STAGE_LIST", "IMG_NAME", "DEPLOY_DIR"].contains(k)),
-        &text,
-    );
-    if !unsupported.is_empty() {
-        return Err(usage(format!(
-            "this pi-gen ({}) does not support these settings, so they would be silently ignored:\n  {}",
-            input.git_ref,
-            unsupported.join("\n  ")
-        )));
-    }
-    for f in &files {
-        let dest = dir.join(&f.path);
-        if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("cannot create `{}`", parent.display()))?;
-        }
-        match &f.contents {
-            Contents::Text(t) => crate::atomic::write(&dest, t.as_bytes())?,
-            Contents::Copy(src) => {
-                std::fs::copy(src, &dest).with_context(|| {
-                    format!("cannot copy `{}` into the pi-gen tree", src.display())
-                })?;
-            }
-            Contents::Tree(src) => {
-                let _ = std::fs::remove_dir_all(&dest);
-                std::fs::create_dir_all(&dest)?;
-                CmdSpec::new("cp", "copy the overlay into the generated sub-stage")
-                    .arg("-a")
-                    .arg(format!("{}/.", src.display()))
-                    .arg(&dest)
-                    .output()?;
-            }
-        }
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(f.mode)).ok();
-    }
-    // Only the last stage exports an image.
-    for s in &input.stages {
-        let skip = dir.join(s).join("SKIP_IMAGES");
-        if s == &last {
-            let _ = std::fs::remove_file(&skip);
-            if !dir.join(s).join("EXPORT_IMAGE").exists() {
-                crate::atomic::write(&dir.join(s).join("EXPORT_IMAGE"), b"IMG_SUFFIX=\"\"\n")?;
-            }
-        } else if dir.join(s).join("EXPORT_IMAGE").exists() {
-            crate::atomic::write(&skip, b"")?;
-        }
-    }
-    mark_completed_stages(input)?;
-    crate::atomic::write(&dir.join("config"), config::render(&settings)?.as_bytes())?;
-    Ok((
-        placement,
-        files.iter().map(|f| f.path.display().to_string()).collect(),
-    ))
-}
-
-/// What a `SKIP` file written by `--continue` contains, so a later full build can tell
-/// ours from a user's and remove them.
-const CONTINUE_SKIP: &[u8] =
-    b"written by pi-image run-pi-gen --continue: this stage completed in an earlier run\n";
-
-/// `--continue`: stages that a previous run finished (an `End <stage>` line in the
-/// persistent build.log, and their rootfs still in the work directory) get a `SKIP`
-/// file, so pi-gen resumes at the first unfinished stage. Without `--continue`, our
-/// `SKIP` files from an earlier resume are removed so everything is built.
-fn mark_completed_stages(input: &Input) -> anyhow::Result<()> {
-    let dir = &input.pi_gen_dir;
-    let work = dir.join("work").join(&input.img_name);
-    let log = std::fs::read_to_string(work.join("build.log")).unwrap_or_default();
-    let done: Vec<String> = crate::buildlog::parse(&log)
-        .stages()
-        .into_iter()
-        .map(|s| s.name.clone())
-        .collect();
-    let mut skipped = Vec::new();
-    for s in &input.stages {
-        let skip = dir.join(s).join("SKIP");
-        let ours = std::fs::read(&skip).is_ok_and(|c| c == CONTINUE_SKIP);
-        let finished = done.contains(s) && work.join(s).join("rootfs").is_dir();
-        if input.continue_build && finished {
-            crate::atomic::write(&skip, CONTINUE_SKIP)?;
-            skipped.push(s.as_str());
-        } else if ours {
-            std::fs::remove_file(&skip)
-                .with_context(|| format!("cannot remove `{}`", skip.display()))?;
-        }
-    }
-    if input.continue_build {
-        if skipped.is_empty() {
-            tracing::info!(
-                "--continue: no stage of an earlier run is complete; building from the start"
-            );
-        } else {
-            tracing::info!(
-                "--continue: skipping stages completed earlier: {}",
-                skipped.join(" ")
-            );
-        }
-    }
-    Ok(())
-}
-
-/// Streams pi-gen's output; stage `Begin`/`End` lines open and close log groups.
-fn stream(gha: &Gha, input: &Input, mut cmd: Command, what: &str) -> anyhow::Result<()> {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    tracing::info!("running {what}: {:?}", cmd);
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("failed to start {what}"))?;
-    let (tx, rx) = mpsc::channel::<Option<String>>();
-    for pipe in [
-        child
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        child
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines() {
-                match line {
-                    Ok(l) => {
-                        if tx.send(Some(l)).is_err() {
-                            return;
-                        }
-                    }
-                    Err(_) => break,
-                }
-            }
-            let _ = tx.send(None);
-        });
-    }
-    drop(tx);
-    let pgid = i32::try_from(child.id())
-        .ok()
-        .and_then(rustix::process::Pid::from_raw);
-    let kill_tree = |sig| {
-        if let Some(p) = pgid {
-            let _ = rustix::process::kill_process_group(p, sig);
-        }
-    };
-    let started = Instant::now();
-    let base = input.pi_gen_dir.display().to_string();
-    let mut group = None;
-    let mut log_lines = String::new();
-    let mut open_streams = 2;
-    let timeline = input
-        .output_dir
-        .join(format!("{}.stages.json", input.img_name));
-    let begin =
-        regex::Regex::new(r"^\[(\d{2}:\d{2}:\d{2})\] (Begin|End) (.+)$").expect("valid regex");
-    while open_streams > 0 {
-        if let Err(e) = crate::atomic::check_interrupted() {
-            kill_tree(rustix::process::Signal::TERM);
-            return Err(e);
-        }
-        if let Some(limit) = input.timeout
-            && started.elapsed() > limit
-        {
-            drop(group.take());
-            kill_tree(rustix::process::Signal::TERM);
-            std::thread::sleep(Duration::from_secs(10).min(limit));
-            kill_tree(rustix::process::Signal::KILL);
-            let _ = child.wait();
-            bail!(
-                "pi-gen did not finish within {}s (--timeout); its whole process tree was stopped",
-                limit.as_secs()
-            );
-        }
-        let line = match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(Some(l)) => l,
-            Ok(None) => {
-                open_streams -= 1;
-                continue;
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => continue,
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        };
-        if let Some(c) = begin.captures(&line) {
-            log_lines.push_str(&line);
-            log_lines.push('\n');
-            let path = c[3].trim_end_matches('/');
-            let is_stage =
-                Path::new(path).parent().map(|p| p.display().to_string()) == Some(base.clone());
-            if is_stage {
-                let name = path.rsplit('/').next().unwrap_or(path).to_owned();
-                if &c[2] == "Begin" {
-                    drop(group.take());
-                    gha.line(&line);
-                    group = Some(gha.group(&format!("pi-gen {name}")));
-                    continue;
-                }
-                gha.line(&line);
-                drop(group.take());
-                let t = crate::buildlog::parse(&log_lines);
-                let stages: Vec<_> = t.stages().into_iter().cloned().collect();
-                let _ = crate::atomic::write(
-                    &timeline,
-                    to_canonical_json(&json!({ "stages": stages, "incomplete": t.incomplete }))?
-                        .as_bytes(),
-                );
-                if let Some(s) = stages.iter().rev().find(|s| s.name == name) {
-                    tracing::info!(
-                        "pi-gen {name} finished in {}",
-                        crate::commands::manifest::notes::human_duration(s.duration_seconds)
-                    );
-                }
-                continue;
-            }
-        }
-        gha.line(&line);
-    }
-    drop(group);
-    let status = child.wait().context("cannot wait for pi-gen")?;
-    if !status.success() {
-        let code = status
-            .code()
-            .map_or_else(|| "a signal".to_owned(), |c| format!("exit code {c}"));
-        bail!("{what} failed with {code}");
-    }
-    Ok(())
-}
-
-fn tail(path: &Path, n: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 fn write_outage(dir: &Path, input: &Input, err: &anyhow::Error) -> anyhow::Result<PathBuf> {
@@ -774,24 +1009,173 @@ fn write_outage(dir: &Path, input: &Input, err: &anyhow::Error) -> anyhow::Resul
         "component": "pi-image run-pi-gen",
         "rootCause": format!("{err:#}"),
         "resolution": "Unresolved: see the build log tail in the step log; re-run with --continue to resume from pi-gen's work directory.",
-        "references": [format!("pi-gen {} @ {}", input.url, input.git_ref)],
+        "references": [format!("pi-gen {} @ {}", input.source.url, input.source.git_ref)],
     });
     let path = dir.join(format!("{id}.json"));
     crate::atomic::write(&path, to_canonical_json(&record)?.as_bytes())?;
     Ok(path)
 }
 
+/// Checks that a build pi-gen reported as finished really made the image: the log of
+/// this run ends with `Build finished`, every stage and the export ran to its end, and
+/// the deploy directory holds an image for IMG_NAME newer than the build's start.
+fn verify_build(input: &Input, log: &str, started: std::time::SystemTime) -> anyhow::Result<()> {
+    let t = crate::buildlog::parse(log);
+    let mut problems = Vec::new();
+    match t.result.as_deref() {
+        Some("finished") => {}
+        Some(other) => problems.push(format!("pi-gen logged `Build {other}`")),
+        None => problems.push("pi-gen never logged `Build finished`".to_owned()),
+    }
+    let ended: Vec<String> = t.stages().iter().map(|s| s.name.clone()).collect();
+    for s in input
+        .source
+        .stages
+        .iter()
+        .map(String::as_str)
+        .chain(["export-image"])
+    {
+        if !ended.iter().any(|e| e == s) {
+            problems.push(format!("{s} did not run to its end"));
+        }
+    }
+    for i in t
+        .incomplete
+        .iter()
+        .filter(|i| i.name != crate::buildlog::WHOLE_BUILD)
+    {
+        problems.push(format!("{} began and never ended", i.name));
+    }
+    let deploy = input.output_dir.join("deploy");
+    let fresh = walkdir::WalkDir::new(&deploy)
+        .max_depth(3)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .any(|e| {
+            let n = e.file_name().to_string_lossy();
+            let image = [".img", ".img.xz", ".img.gz", ".zip"]
+                .iter()
+                .any(|x| n.ends_with(x));
+            image
+                && n.contains(&format!("-{}", input.img_name))
+                && e.metadata()
+                    .ok()
+                    .and_then(|m| m.modified().ok())
+                    .is_some_and(|m| m >= started)
+        });
+    if !fresh {
+        problems.push(format!(
+            "no image for {} was written to {} by this build",
+            input.img_name,
+            deploy.display()
+        ));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        bail!(
+            "pi-gen exited with status 0, but the build is not complete: {}",
+            problems.join("; ")
+        )
+    }
+}
+
+/// Runs one strategy's commands, stopping at the first that fails; returns how the
+/// last one ended, what it was, and the pi-gen log lines it printed.
+fn execute(
+    gha: &Gha,
+    input: &Input,
+    g: &Gathered,
+    sp: &StrategyPlan,
+) -> anyhow::Result<(Ended, String, String)> {
+    let timeline = input
+        .output_dir
+        .join(format!("{}.stages.json", input.img_name));
+    let base = input.pi_gen_dir.display().to_string();
+    let container_base = "/pi-gen".to_owned();
+    let n = sp.commands.len();
+    for (i, argv) in sp.commands.iter().enumerate() {
+        let is_build = i + 1 == n;
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..]);
+        if sp.strategy == Strategy::Native {
+            cmd.current_dir(&input.pi_gen_dir)
+                .env_clear()
+                .envs(g.pi_gen_env.iter().map(|(k, v)| (k, v)));
+        } else {
+            // The docker client: its own settings, never the job's credentials.
+            cmd.env_clear().envs(std::env::vars().filter(|(k, _)| {
+                BASE_ENV.contains(&k.as_str()) || k.starts_with("DOCKER_") || k.starts_with("XDG_")
+            }));
+        }
+        let what = match (sp.strategy, is_build) {
+            (Strategy::Native, _) => "pi-gen (native ./build.sh)".to_owned(),
+            (Strategy::DebianContainer, true) => "pi-gen in debian:bookworm".to_owned(),
+            (_, true) => "pi-gen in its container".to_owned(),
+            (_, false) if argv.get(1).map(String::as_str) == Some("build") => {
+                "docker build of the pi-gen image".to_owned()
+            }
+            _ => "registration of ARM emulation (tonistiigi/binfmt)".to_owned(),
+        };
+        let watch = Watch {
+            what: &what,
+            base: if sp.strategy == Strategy::Native {
+                &base
+            } else {
+                &container_base
+            },
+            timeline: is_build.then_some(timeline.as_path()),
+            timeout: input.timeout,
+            stall: input.stall,
+        };
+        let out = stream::stream(gha, cmd, &watch)?;
+        if is_build || out.ended != Ended::Success {
+            return Ok((out.ended, what, out.log));
+        }
+    }
+    bail!("strategy {} has no command to run", sp.strategy.name())
+}
+
+/// Mounts pi-gen left under its work directory after it was stopped (its EXIT trap did
+/// not get to run), deepest first.
+fn unmount_leftovers(input: &Input) {
+    for m in stream::mounts_under(&input.pi_gen_dir.join("work")) {
+        match CmdSpec::new("umount", "unmount what a stopped pi-gen left mounted")
+            .arg("-l")
+            .arg(&m)
+            .output()
+        {
+            Ok(_) => tracing::info!("unmounted {} left by the stopped build", m.display()),
+            Err(e) => tracing::warn!("{e:#}"),
+        }
+    }
+}
+
 pub fn run(gha: &Gha, input: &Input) -> anyhow::Result<Outcome> {
-    std::fs::create_dir_all(input.output_dir.join("deploy"))
-        .with_context(|| format!("cannot create `{}`", input.output_dir.display()))?;
-    let commit = checkout(gha, input)?;
-    let (placement, generated) = prepare_tree(input)?;
+    if let Some(pass) = input.settings.get("FIRST_USER_PASS") {
+        gha.mask(pass);
+    }
+    for (k, v) in &input.settings {
+        if heredoc::is_secret(k) {
+            gha.mask(v);
+        }
+    }
+    if input.install_deps {
+        install_deps(input)?;
+    }
+    let gathered = gather(gha, input)?;
+    let plan = plan(input, &gathered)?;
+    let applied = tree::apply(&input.pi_gen_dir, &gathered.ledger, &plan)?;
+    let resume = resume::decide(input, &applied.fingerprints)?;
+    tree::write_resume_markers(&input.pi_gen_dir, &applied, &resume.skip)?;
     tracing::info!(
-        "pi-gen {} at {commit}; config and {} generated file(s) written",
-        input.git_ref,
-        generated.len()
+        "pi-gen {} at {}; config and {} generated file(s) written",
+        gathered.checkout.git_ref,
+        gathered.checkout.commit,
+        plan.files.len()
     );
-    if let Some(p) = &placement {
+    if let Some(p) = &plan.placement {
         tracing::info!(
             "cloud-init user-data: {}",
             match p {
@@ -804,89 +1188,84 @@ pub fn run(gha: &Gha, input: &Input) -> anyhow::Result<Outcome> {
             }
         );
     }
-    for dir in [&input.pi_gen_dir, &input.output_dir] {
-        if let Some(free) = free_gb(dir)
-            && free < input.min_free_gb as f64
-        {
-            return Err(usage(format!(
-                "Need at least {}GB free in {} (only {free:.2}GB available)",
-                input.min_free_gb,
-                dir.display()
-            )));
-        }
-    }
     let mut outcome = Outcome {
-        pi_gen_url: input.url.clone(),
-        pi_gen_ref: input.git_ref.clone(),
-        pi_gen_commit: commit,
+        pi_gen_url: input.source.url.clone(),
+        pi_gen_ref: gathered.checkout.git_ref.clone(),
+        pi_gen_commit: gathered.checkout.commit.clone(),
         pi_gen_dir: input.pi_gen_dir.clone(),
         deploy_dir: input.output_dir.join("deploy"),
-        build_log: input
-            .pi_gen_dir
-            .join("work")
-            .join(&input.img_name)
-            .join("build.log"),
-        stages: input.stages.clone(),
+        build_log: input.work_dir().join("build.log"),
+        stages: input.source.stages.clone(),
+        skipped_stages: resume.skip.clone(),
         ..Outcome::default()
     };
-    let order: Vec<Strategy> = match input.strategy {
-        Strategy::Auto => vec![
-            Strategy::Native,
-            Strategy::Container,
-            Strategy::DebianContainer,
-        ],
-        s => vec![s],
-    };
-    if input.install_deps {
-        install_deps(input)?;
-    }
     let mut last_err = None;
-    for strat in order {
-        let blocker = match strat {
-            Strategy::Native => native_blocker(input),
-            _ => docker_blocker(),
-        };
-        if let Some(why) = blocker {
-            tracing::warn!("strategy {}: skipped: {why}", strat.name());
-            outcome
-                .attempts
-                .push(format!("{}: skipped: {why}", strat.name()));
+    for sp in &plan.strategies {
+        let name = sp.strategy.name();
+        if let Some(why) = &sp.blocker {
+            tracing::warn!("strategy {name}: skipped: {why}");
+            outcome.attempts.push(format!("{name}: skipped: {why}"));
             if input.strategy != Strategy::Auto {
-                return Err(usage(why));
+                return Err(usage(why.clone()));
             }
             continue;
         }
         if input.dry_run {
-            tracing::info!(
-                "dry run: pi-gen would run with the {} strategy",
-                strat.name()
-            );
-            outcome.strategy = strat.name().into();
+            tracing::info!("dry run: pi-gen would run with the {name} strategy");
+            outcome.strategy = name.into();
             return Ok(outcome);
         }
+        let started = std::time::SystemTime::now();
         outcome.build_start = model::rfc3339(chrono::Utc::now());
-        let result = match strat {
-            Strategy::Native => run_native(gha, input),
-            Strategy::Container => run_container(gha, input, placement.as_ref(), false),
-            _ => run_container(gha, input, placement.as_ref(), true),
-        };
+        let result = execute(gha, input, &gathered, sp);
         outcome.build_end = model::rfc3339(chrono::Utc::now());
+        if sp.strategy != Strategy::Native
+            && let Ok((_, _, log)) = &result
+            && !log.is_empty()
+        {
+            // A container's work directory is a Docker volume: keep this run's log where
+            // collect-artifacts looks (deploy/build.log, as pi-gen's build-docker.sh does).
+            outcome.build_log = outcome.deploy_dir.join("build.log");
+            crate::atomic::write(&outcome.build_log, log.as_bytes())?;
+        }
+        let result = result.and_then(|(ended, what, log)| match ended {
+            Ended::Success => {
+                resume::record(input, &applied.fingerprints, &resume, &log)?;
+                verify_build(input, &log, started)
+            }
+            Ended::Failed(code) => {
+                resume::record(input, &applied.fingerprints, &resume, &log)?;
+                bail!("{what} failed with {code}")
+            }
+            Ended::TimedOut(limit) => {
+                unmount_leftovers(input);
+                bail!(
+                    "pi-gen did not finish within {}s (--timeout); its whole process tree was stopped",
+                    limit.as_secs()
+                )
+            }
+            Ended::Stalled { after, step } => {
+                unmount_leftovers(input);
+                bail!(
+                    "pi-gen stalled: nothing was printed and no CPU was used for {}s{}; its whole process tree was stopped (raise --stall-timeout / STALL_TIMEOUT if a step is legitimately that quiet)",
+                    after.as_secs(),
+                    step.map(|s| format!(" while running {s}")).unwrap_or_default()
+                )
+            }
+        });
         match result {
             Ok(()) => {
-                outcome.strategy = strat.name().into();
-                outcome
-                    .attempts
-                    .push(format!("{}: succeeded", strat.name()));
+                outcome.strategy = name.into();
+                outcome.attempts.push(format!("{name}: succeeded"));
                 return Ok(outcome);
             }
             Err(e) => {
                 if e.downcast_ref::<crate::error::Interrupted>().is_some() {
+                    unmount_leftovers(input);
                     return Err(e);
                 }
-                tracing::warn!("strategy {}: {e:#}", strat.name());
-                outcome
-                    .attempts
-                    .push(format!("{}: failed: {e:#}", strat.name()));
+                tracing::warn!("strategy {name}: {e:#}");
+                outcome.attempts.push(format!("{name}: failed: {e:#}"));
                 last_err = Some(e);
             }
         }
@@ -897,7 +1276,7 @@ pub fn run(gha: &Gha, input: &Input) -> anyhow::Result<Outcome> {
             outcome.attempts.join("\n  ")
         )
     });
-    let log_tail = tail(&outcome.build_log, 30);
+    let log_tail = crate::buildlog::tail_lines(&outcome.build_log, 30);
     if !log_tail.is_empty() {
         gha.line(&format!(
             "last lines of {}:\n{log_tail}",
@@ -912,11 +1291,15 @@ pub fn run(gha: &Gha, input: &Input) -> anyhow::Result<Outcome> {
 }
 
 fn install_deps(input: &Input) -> anyhow::Result<()> {
-    let missing = missing_depends(&input.pi_gen_dir);
+    let missing: Vec<String> = crate::host::pi_gen_depends(&input.pi_gen_dir)
+        .into_iter()
+        .filter(|(t, _)| crate::process::find_program(t).is_none())
+        .map(|(_, p)| p)
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }
-    let mut pkgs: Vec<String> = missing.into_iter().map(|(_, p)| p).collect();
+    let mut pkgs = missing;
     pkgs.sort();
     pkgs.dedup();
     let sudo = !rustix::process::geteuid().is_root();
@@ -939,133 +1322,6 @@ fn install_deps(input: &Input) -> anyhow::Result<()> {
     let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
     args.extend(pkgs.iter().map(String::as_str));
     run(&args)
-}
-
-fn run_native(gha: &Gha, input: &Input) -> anyhow::Result<()> {
-    let mut cmd = if rustix::process::geteuid().is_root() {
-        Command::new("bash")
-    } else {
-        let mut c = Command::new("sudo");
-        c.arg("-n").arg("bash");
-        c
-    };
-    cmd.arg("./build.sh").current_dir(&input.pi_gen_dir);
-    if input.continue_build {
-        cmd.env("CONTINUE", "1");
-    }
-    stream(gha, input, cmd, "pi-gen (native build.sh)")
-}
-
-fn run_container(
-    gha: &Gha,
-    input: &Input,
-    placement: Option<&CloudInitPlacement>,
-    debian: bool,
-) -> anyhow::Result<()> {
-    let checkout = strategy::path_str(&input.pi_gen_dir);
-    if missing_binfmt(input.arm64).is_some() {
-        // The build container emulates ARM through the host kernel's binfmt_misc.
-        let mut install = Command::new("docker");
-        install.args([
-            "run",
-            "--privileged",
-            "--rm",
-            "tonistiigi/binfmt",
-            "--install",
-            "arm64,arm",
-        ]);
-        stream(
-            gha,
-            input,
-            install,
-            "registration of ARM emulation (tonistiigi/binfmt)",
-        )?;
-    }
-    let image = match (&input.container_image, debian) {
-        (Some(i), false) => i.clone(),
-        (None, false) => {
-            let tag = format!("pi-gen:{}", input.git_ref.replace('/', "-"));
-            let mut build = Command::new("docker");
-            build.args(strategy::docker_build(&tag, &checkout));
-            stream(gha, input, build, "docker build of the pi-gen image")?;
-            tag
-        }
-        (_, true) => "debian:bookworm".into(),
-    };
-    let deploy = strategy::path_str(&input.output_dir.join("deploy"));
-    let ud = input.user_data.as_ref().map(|p| strategy::path_str(p));
-    let target = match placement {
-        Some(CloudInitPlacement::PiGenStage) => {
-            Some("stage2/04-cloud-init/files/user-data".to_owned())
-        }
-        Some(CloudInitPlacement::Generated { stage }) => Some(format!(
-            "{stage}/{}/files/user-data",
-            substage::CLOUD_INIT_SUBSTAGE
-        )),
-        None => None,
-    };
-    let mut env: Vec<(String, String)> = vec![
-        ("IMG_NAME".into(), input.img_name.clone()),
-        (
-            "ENABLE_SSH".into(),
-            input
-                .settings
-                .get("ENABLE_SSH")
-                .cloned()
-                .unwrap_or_else(|| "1".into()),
-        ),
-    ];
-    for var in [
-        "APT_MIRROR",
-        "RASPBIAN_MIRROR",
-        "APT_MIRROR_RASPBIAN",
-        "APT_MIRROR_RASPBERRYPI",
-        "DEBIAN_MIRROR",
-        "APT_OPTS",
-        "APT_PROXY",
-    ] {
-        if let Ok(v) = std::env::var(var)
-            && !v.is_empty()
-        {
-            env.push((var.into(), v));
-        }
-    }
-    let name = strategy::container_name(&input.img_name);
-    let spec = ContainerSpec {
-        image: &image,
-        checkout: &checkout,
-        deploy: &deploy,
-        user_data: ud.as_deref(),
-        user_data_target: target.as_deref(),
-        env: &env,
-        name: &name,
-        continue_build: input.continue_build,
-    };
-    let args = if debian {
-        let mut pkgs: Vec<String> = depends(&input.pi_gen_dir)
-            .into_iter()
-            .map(|(_, p)| p)
-            .collect();
-        pkgs.sort();
-        pkgs.dedup();
-        strategy::debian_run(&spec, &pkgs)
-    } else {
-        strategy::container_run(&spec)
-    };
-    let mut cmd = Command::new("docker");
-    cmd.args(&args);
-    // The container's deploy mount is the host's OUTPUT_DIR/deploy.
-    let _ = std::fs::create_dir_all(&deploy);
-    stream(
-        gha,
-        input,
-        cmd,
-        if debian {
-            "pi-gen in debian:bookworm"
-        } else {
-            "pi-gen in its container"
-        },
-    )
 }
 
 pub fn main(gha: &Gha, args: Args) -> anyhow::Result<()> {

@@ -68,12 +68,8 @@ pub struct ContainerSpec<'a> {
     pub image: &'a str,
     pub checkout: &'a str,
     pub deploy: &'a str,
-    pub user_data: Option<&'a str>,
-    /// Where the seed sits inside the pi-gen tree.
-    pub user_data_target: Option<&'a str>,
     pub env: &'a [(String, String)],
     pub name: &'a str,
-    pub continue_build: bool,
 }
 
 /// `docker build` for the pi-gen image from the checkout's own Dockerfile.
@@ -89,9 +85,6 @@ fn common_run(spec: &ContainerSpec<'_>) -> Vec<String> {
     a.extend(["--volume".into(), format!("{}:/pi-gen/deploy", spec.deploy)]);
     a.extend(["--volume".into(), "pi-gen-work-cache:/pi-gen/work".into()]);
     a.extend(["--volume".into(), "pi-gen-apt-cache:/var/cache/apt".into()]);
-    if let (Some(src), Some(dst)) = (spec.user_data, spec.user_data_target) {
-        a.extend(["--volume".into(), format!("{src}:/pi-gen/{dst}:ro")]);
-    }
     for (k, v) in spec.env {
         a.extend(["--env".into(), format!("{k}={v}")]);
     }
@@ -106,19 +99,13 @@ fn bash_in(a: &mut Vec<String>, image: &str, script: String) {
 }
 
 /// The pi-gen container: the checkout (with our config and sub-stages) is in the image.
+/// `./build.sh` runs by its shebang, as pi-gen's own build-docker.sh runs it.
 pub fn container_run(spec: &ContainerSpec<'_>) -> Vec<String> {
     let mut a = common_run(spec);
     bash_in(
         &mut a,
         spec.image,
-        format!(
-            "dpkg-reconfigure qemu-user-binfmt >/dev/null 2>&1 || true; (mount binfmt_misc -t binfmt_misc /proc/sys/fs/binfmt_misc || true); cd /pi-gen && {}./build.sh",
-            if spec.continue_build {
-                "CONTINUE=1 "
-            } else {
-                ""
-            }
-        ),
+        "dpkg-reconfigure qemu-user-binfmt >/dev/null 2>&1 || true; (mount binfmt_misc -t binfmt_misc /proc/sys/fs/binfmt_misc || true); cd /pi-gen && ./build.sh".to_owned(),
     );
     a
 }
@@ -135,13 +122,8 @@ pub fn debian_run(spec: &ContainerSpec<'_>, packages: &[String]) -> Vec<String> 
         &mut a,
         "debian:bookworm",
         format!(
-            "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends {} qemu-user-static binfmt-support && (mount binfmt_misc -t binfmt_misc /proc/sys/fs/binfmt_misc || true) && update-binfmts --enable && cd /pi-gen && {}./build.sh",
+            "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends {} qemu-user-static binfmt-support bmap-tools && (mount binfmt_misc -t binfmt_misc /proc/sys/fs/binfmt_misc || true) && update-binfmts --enable && cd /pi-gen && ./build.sh",
             packages.join(" "),
-            if spec.continue_build {
-                "CONTINUE=1 "
-            } else {
-                ""
-            }
         ),
     );
     a
@@ -208,18 +190,14 @@ mod tests {
             image: "pi-gen:bookworm-arm64",
             checkout: "/w/pi-gen",
             deploy: "/w/out/deploy",
-            user_data: Some("/w/cloud-init/user-data.yaml"),
-            user_data_target: Some("stage2/04-cloud-init/files/user-data"),
             env: &env,
             name: "pi-image-sk",
-            continue_build: false,
         };
         let a = container_run(&spec);
         assert_eq!(
-            a[..15].join(" "),
+            a[..13].join(" "),
             "run --rm --privileged --name pi-image-sk --volume /w/out/deploy:/pi-gen/deploy --volume pi-gen-work-cache:/pi-gen/work \
-             --volume pi-gen-apt-cache:/var/cache/apt --volume /w/cloud-init/user-data.yaml:/pi-gen/stage2/04-cloud-init/files/user-data:ro \
-             --env IMG_NAME=sk"
+             --volume pi-gen-apt-cache:/var/cache/apt --env IMG_NAME=sk"
         );
         assert!(a.contains(&"pi-gen:bookworm-arm64".to_owned()));
         let d = debian_run(&spec, &["quilt".into(), "parted".into()]);

@@ -13,6 +13,8 @@ use super::sh;
 
 pub const SUITE: &str = "bookworm";
 pub const PACKAGE: &str = "pi-image-test";
+/// A package PACKAGE recommends.
+pub const RECOMMENDED: &str = "pi-image-test-recommended";
 
 /// The served tree: the same repository under `/raspbian`, `/debian` and `/rpi`, so one
 /// server can stand in for a mirror of each archive. Built once per test run.
@@ -27,36 +29,39 @@ pub fn repo() -> &'static Path {
             }
         }
         let work = tmp.join(format!("apt-mirror-{}", std::process::id()));
-        let pkg = work.join("pkg");
-        std::fs::create_dir_all(pkg.join("DEBIAN")).unwrap();
-        std::fs::create_dir_all(pkg.join("usr/share/doc").join(PACKAGE)).unwrap();
-        std::fs::write(
-            pkg.join("DEBIAN/control"),
-            format!(
-                "Package: {PACKAGE}\nVersion: 1.0\nArchitecture: all\nMaintainer: pi-image tests <tests@example.org>\nDescription: a package served by the loopback mirror\n"
-            ),
-        )
-        .unwrap();
-        std::fs::write(
-            pkg.join("usr/share/doc").join(PACKAGE).join("README"),
-            "test\n",
-        )
-        .unwrap();
         let root = work.join("www");
         let repo = root.join("raspbian");
         let pool = repo.join("pool/main");
         std::fs::create_dir_all(&pool).unwrap();
-        sh(
-            "dpkg-deb",
-            &[
-                "--root-owner-group",
-                "-Zgzip",
-                "--build",
-                pkg.to_str().unwrap(),
-                pool.join(format!("{PACKAGE}_1.0_all.deb")).to_str().unwrap(),
-            ],
-            &work,
-        );
+        // PACKAGE recommends RECOMMENDED: what apt installs shows whether the build's
+        // apt configuration changed pi-gen's recommends rule.
+        for (name, extra) in [
+            (PACKAGE, format!("Recommends: {RECOMMENDED}\n")),
+            (RECOMMENDED, String::new()),
+        ] {
+            let pkg = work.join("pkg").join(name);
+            std::fs::create_dir_all(pkg.join("DEBIAN")).unwrap();
+            std::fs::create_dir_all(pkg.join("usr/share/doc").join(name)).unwrap();
+            std::fs::write(
+                pkg.join("DEBIAN/control"),
+                format!(
+                    "Package: {name}\nVersion: 1.0\nArchitecture: all\nMaintainer: pi-image tests <tests@example.org>\n{extra}Description: a package served by the loopback mirror\n"
+                ),
+            )
+            .unwrap();
+            std::fs::write(pkg.join("usr/share/doc").join(name).join("README"), "test\n").unwrap();
+            sh(
+                "dpkg-deb",
+                &[
+                    "--root-owner-group",
+                    "-Zgzip",
+                    "--build",
+                    pkg.to_str().unwrap(),
+                    pool.join(format!("{name}_1.0_all.deb")).to_str().unwrap(),
+                ],
+                &work,
+            );
+        }
         let dist = repo.join("dists").join(SUITE);
         let bin = dist.join("main/binary-amd64");
         std::fs::create_dir_all(&bin).unwrap();

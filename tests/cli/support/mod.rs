@@ -288,10 +288,16 @@ pub fn build_image(work: &Path, path: &Path, root_mib: u64) {
         ],
         work,
     );
-    // MBR disk, partitions 4 MiB aligned like Pi OS.
+    assemble_disk(path, &boot, &root);
+}
+
+/// An MBR disk (disk id 5eed1234, partitions 4 MiB aligned like Pi OS) from a FAT boot
+/// partition and an ext4 root partition image.
+pub fn assemble_disk(path: &Path, boot: &Path, root: &Path) {
+    let len = |p: &Path| fs::metadata(p).unwrap().len();
     let boot_start = 4 * MIB;
-    let root_start = boot_start + boot_mib * MIB;
-    let total = root_start + root_mib * MIB;
+    let root_start = boot_start + len(boot).div_ceil(MIB) * MIB;
+    let total = root_start + len(root).div_ceil(MIB) * MIB;
     let mut disk = fs::File::create(path).unwrap();
     disk.set_len(total).unwrap();
     let mut mbr = [0u8; 512];
@@ -303,16 +309,82 @@ pub fn build_image(work: &Path, path: &Path, root_mib: u64) {
         e[12..16].copy_from_slice(&u32::try_from(len / 512).unwrap().to_le_bytes());
         e
     };
-    mbr[446..462].copy_from_slice(&entry(boot_start, boot_mib * MIB, 0x0c));
-    mbr[462..478].copy_from_slice(&entry(root_start, root_mib * MIB, 0x83));
+    mbr[446..462].copy_from_slice(&entry(boot_start, root_start - boot_start, 0x0c));
+    mbr[462..478].copy_from_slice(&entry(root_start, total - root_start, 0x83));
     mbr[510] = 0x55;
     mbr[511] = 0xaa;
     disk.write_all(&mbr).unwrap();
-    for (start, part) in [(boot_start, &boot), (root_start, &root)] {
+    for (start, part) in [(boot_start, boot), (root_start, root)] {
         disk.seek(SeekFrom::Start(start)).unwrap();
         std::io::copy(&mut fs::File::open(part).unwrap(), &mut disk).unwrap();
     }
     disk.sync_all().unwrap();
+}
+
+/// A Pi OS-like disk image from a directory of boot files and a root filesystem tree
+/// (mkfs.vfat + mcopy, mkfs.ext4 -d: nothing is mounted).
+pub fn disk_from_trees(work: &Path, path: &Path, boot_files: &Path, rootfs: &Path) {
+    let boot = work.join("boot.fat");
+    let root = work.join("root.ext4");
+    let _ = fs::remove_file(&boot);
+    let _ = fs::remove_file(&root);
+    let used_mib = |dir: &Path| {
+        let out = sh(
+            "du",
+            &["-s", "-m", "--apparent-size", dir.to_str().unwrap()],
+            work,
+        );
+        out.split_whitespace()
+            .next()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+    };
+    let boot_mib = (used_mib(boot_files) + 16).max(64);
+    sh(
+        "mkfs.vfat",
+        &[
+            "-F",
+            "32",
+            "-n",
+            "bootfs",
+            "-C",
+            boot.to_str().unwrap(),
+            &(boot_mib * 1024).to_string(),
+        ],
+        work,
+    );
+    for e in fs::read_dir(boot_files).unwrap().flatten() {
+        sh(
+            "mcopy",
+            &[
+                "-s",
+                "-i",
+                boot.to_str().unwrap(),
+                e.path().to_str().unwrap(),
+                "::/",
+            ],
+            work,
+        );
+    }
+    let root_mib = used_mib(rootfs) * 13 / 10 + 64;
+    sh(
+        "mkfs.ext4",
+        &[
+            "-q",
+            "-F",
+            "-L",
+            "rootfs",
+            "-d",
+            rootfs.to_str().unwrap(),
+            root.to_str().unwrap(),
+            &format!("{root_mib}M"),
+        ],
+        work,
+    );
+    assemble_disk(path, &boot, &root);
+    let _ = fs::remove_file(&boot);
+    let _ = fs::remove_file(&root);
 }
 
 /// A test workspace: `deploy/` and `out/` under a temp dir.

@@ -1,0 +1,158 @@
+//! The pi-gen checkout both `prepare-mirrors` and `run-pi-gen` work on: cloned at the
+//! requested ref when missing, or reused, and then reported as what it really is.
+
+use std::path::Path;
+
+use anyhow::bail;
+
+use crate::error::usage;
+use crate::gha::Gha;
+use crate::process::{CmdSpec, find_program};
+
+/// A pi-gen checkout as found (or made).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkout {
+    /// The commit (`unknown` when the directory is not a git checkout).
+    pub commit: String,
+    /// The branch or tag it is on, or the commit when detached.
+    pub git_ref: String,
+}
+
+fn git(dir: &Path, summary: &str) -> CmdSpec {
+    // A checkout made by another user (a container, the runner) is still ours to read.
+    CmdSpec::new("git", summary)
+        .arg("-c")
+        .arg("safe.directory=*")
+        .arg("-C")
+        .arg(dir)
+}
+
+/// Clones pi-gen from `url` at `git_ref` into `dir`, or reuses the checkout there.
+/// An existing checkout is reported with its own branch or tag; when the caller named
+/// a ref explicitly (`explicit`), a checkout elsewhere is an error rather than a
+/// silently different build.
+pub fn checkout_pi_gen(
+    gha: &Gha,
+    dir: &Path,
+    url: &str,
+    git_ref: &str,
+    explicit: bool,
+) -> anyhow::Result<Checkout> {
+    if dir.exists() {
+        return existing(dir, git_ref, explicit);
+    }
+    if find_program("git").is_none() {
+        return Err(usage(
+            "git is required to check out pi-gen (apt-get install git)",
+        ));
+    }
+    let _g = gha.group(&format!("cloning pi-gen {url} at {git_ref}"));
+    if is_commit_like(git_ref) {
+        std::fs::create_dir_all(dir)?;
+        for args in [
+            vec!["init", "-q"],
+            vec!["remote", "add", "origin", url],
+            vec!["fetch", "-q", "--depth", "1", "origin", git_ref],
+            vec!["checkout", "-q", "FETCH_HEAD"],
+        ] {
+            let mut c = git(dir, &format!("check out pi-gen commit {git_ref}"));
+            for a in args {
+                c = c.arg(a);
+            }
+            c.output()?;
+        }
+    } else {
+        CmdSpec::new("git", &format!("clone pi-gen ({url} at {git_ref})"))
+            .arg("clone")
+            .arg("-q")
+            .arg("--depth")
+            .arg("1")
+            .arg("--branch")
+            .arg(git_ref)
+            .arg("--")
+            .arg(url)
+            .arg(dir)
+            .output()?;
+    }
+    Ok(Checkout {
+        commit: git(dir, "read the pi-gen commit")
+            .arg("rev-parse")
+            .arg("HEAD")
+            .output()?,
+        git_ref: git_ref.to_owned(),
+    })
+}
+
+fn is_commit_like(r: &str) -> bool {
+    r.len() >= 7 && r.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+fn existing(dir: &Path, wanted: &str, explicit: bool) -> anyhow::Result<Checkout> {
+    if !dir.join("build.sh").is_file() {
+        bail!(
+            "pi-gen directory `{}` exists but is missing build.sh: point --pi-gen-dir at a pi-gen checkout",
+            dir.display()
+        );
+    }
+    if !dir.join(".git").exists() {
+        tracing::info!(
+            "pi-gen directory {} is not a git checkout: its commit is recorded as `unknown`",
+            dir.display()
+        );
+        return Ok(Checkout {
+            commit: "unknown".into(),
+            git_ref: if explicit {
+                wanted.to_owned()
+            } else {
+                "unknown".into()
+            },
+        });
+    }
+    let commit = git(dir, "read the pi-gen commit")
+        .arg("rev-parse")
+        .arg("HEAD")
+        .output()?;
+    let here = git(dir, "read the pi-gen branch")
+        .arg("symbolic-ref")
+        .arg("-q")
+        .arg("--short")
+        .arg("HEAD")
+        .output()
+        .ok()
+        .filter(|b| !b.is_empty())
+        .or_else(|| {
+            git(dir, "read the pi-gen tag")
+                .arg("describe")
+                .arg("--tags")
+                .arg("--exact-match")
+                .arg("HEAD")
+                .output()
+                .ok()
+        })
+        .unwrap_or_else(|| commit.clone());
+    let wanted_commit = git(dir, "resolve the requested pi-gen ref")
+        .arg("rev-parse")
+        .arg("--verify")
+        .arg("-q")
+        .arg("--end-of-options")
+        .arg(format!("{wanted}^{{commit}}"))
+        .output()
+        .ok();
+    if wanted_commit.as_deref() != Some(commit.as_str()) {
+        if explicit {
+            return Err(usage(format!(
+                "pi-gen checkout `{}` is at `{here}` (commit {}), not at PI_GEN_REF `{wanted}`: check `{wanted}` out there, or remove the directory so it is cloned",
+                dir.display(),
+                commit.get(..12).unwrap_or(&commit)
+            )));
+        }
+        tracing::info!(
+            "pi-gen checkout {} is at `{here}`, not the default `{wanted}`: building it as it is",
+            dir.display()
+        );
+    }
+    Ok(Checkout {
+        commit,
+        git_ref: here,
+    })
+}
