@@ -53,6 +53,7 @@ user-data                   | env    | USER_DATA                   | run-pi-gen 
 no-user-data                | bool   | --no-user-data              | run-pi-gen
 skip-cloud-init-validation  | env    | SKIP_CLOUD_INIT_VALIDATION  | run-pi-gen pipeline
 overlay                     | env    | OVERLAY_DIR                 | run-pi-gen pipeline
+overlay-owner               | lines  | --overlay-owner             | run-pi-gen
 packages                    | env    | EXTRA_PACKAGES              | run-pi-gen pipeline
 chroot-script               | env    | CHROOT_SCRIPT               | run-pi-gen pipeline
 hostname                    | env    | TARGET_HOSTNAME             | run-pi-gen pipeline
@@ -61,6 +62,9 @@ settings                    | lines  | --setting                   | run-pi-gen
 strategy                    | env    | PI_GEN_STRATEGY             | run-pi-gen pipeline
 container-image             | env    | PI_GEN_IMAGE                | run-pi-gen pipeline
 build-timeout               | env    | BUILD_TIMEOUT               | run-pi-gen pipeline
+stall-timeout               | env    | STALL_TIMEOUT               | run-pi-gen pipeline
+skip-kernel-check           | env    | SKIP_KERNEL_CHECK           | run-pi-gen pipeline
+pass-env                    | env    | PI_GEN_PASS_ENV             | run-pi-gen pipeline
 min-free-gb                 | env    | REQUIRED_SPACE_GB           | run-pi-gen doctor pipeline
 install-deps                | bool   | --install-deps              | run-pi-gen
 continue                    | bool   | --continue                  | run-pi-gen

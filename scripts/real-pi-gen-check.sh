@@ -140,12 +140,13 @@ done
 # --- apt ---------------------------------------------------------------------------------
 release=$(sed -n "s/^RELEASE='\(.*\)'$/\1/p" "$PI_GEN/config" 2>/dev/null | tail -n 1)
 release=${release:-bookworm}
+[[ $release =~ ^[a-z][a-z0-9-]*$ ]] || { echo "real-pi-gen-check: RELEASE '$release' in the config is not a release name" >&2; exit 2; }
 template=$PI_GEN/stage0/00-configure-apt/files/sources.list
 [[ -f $PI_GEN/stage0/00-00-pi-image-mirrors/upstream/stage0/00-configure-apt/files/sources.list ]] &&
   template=$PI_GEN/stage0/00-00-pi-image-mirrors/upstream/stage0/00-configure-apt/files/sources.list
 sources=$(fs_cat /etc/apt/sources.list)
-check "/etc/apt/sources.list is pi-gen's template, byte for byte" \
-  test "$sources" = "$(sed "s/RELEASE/$release/g" "$template")"
+template_text=$(cat "$template")
+check "/etc/apt/sources.list is pi-gen's template, byte for byte" test "$sources" = "${template_text//RELEASE/$release}"
 lists=$(debugfs -R "ls -p /var/lib/apt/lists" "$ext" 2>/dev/null | awk -F/ 'NF > 5 { print $6 }')
 while read -r uri suite; do
   [[ -n $uri ]] || continue
@@ -155,33 +156,17 @@ done < <(awk '$1 == "deb" { print $2, $3 }' <<<"$sources")
 check "no package list is named after a build-time mirror list" not has_text "$lists" pi-image-mirrors
 for leftover in /usr/local/sbin/pi-image-apt-mirrors /etc/apt/pi-image-mirrors.conf /etc/apt/pi-image-mirrors \
     /etc/apt/apt.conf.d/10pi-image-mirrors /etc/apt/apt.conf.d/80pi-image-apt /etc/apt/apt.conf.d/81pi-image-proxy \
-    /var/lib/apt/pi-image-mirrors.state /var/tmp/pi-image-overlay; do
+    /var/lib/apt/pi-image-mirrors.state /.pi-image-overlay; do
   check "no $leftover" not fs_has "$leftover"
 done
 
 # --- packages ----------------------------------------------------------------------------
 status=$(fs_cat /var/lib/dpkg/status)
-packages=$(python3 -c '
-import sys
-for block in sys.stdin.read().split("\n\n"):
-    f = {}
-    for line in block.splitlines():
-        if line[:1] not in (" ", "\t") and ":" in line:
-            k, v = line.split(":", 1); f[k] = v.strip()
-    if f.get("Status") == "install ok installed":
-        print(f["Package"], f["Version"], f.get("Architecture", ""))
-' <<<"$status" | sort)
-check "dpkg lists installed packages ($(wc -l <<<"$packages"))" test -n "$packages"
-[[ -z $write_packages ]] || printf '%s\n' "$packages" >"$write_packages"
-for p in "${installed[@]}"; do
-  check "$p is installed" has_line "$packages" "^$p "
-done
-if [[ -n $reference ]]; then
-  # Packages that differ must be ones added on purpose, or what they depend on or recommend.
-  compare=$(cat <<'PY'
+# dpkg's status file: `list` prints "name version arch" of what is installed; `compare REF
+# ADDED...` prints what differs from the reference list beyond the closure of ADDED under
+# Depends, Pre-Depends and Recommends (pi-gen's NN-packages install Recommends).
+dpkg_py=$(cat <<'PY'
 import re, sys
-ref = {l.split()[0]: l.split()[1] for l in open(sys.argv[1]) if l.strip()}
-added = set(sys.argv[2:])
 pk = {}
 for block in sys.stdin.read().split("\n\n"):
     f = {}
@@ -190,6 +175,11 @@ for block in sys.stdin.read().split("\n\n"):
             k, v = line.split(":", 1); f[k] = v.strip()
     if f.get("Status") == "install ok installed":
         pk[f["Package"]] = f
+if sys.argv[1] == "list":
+    for n in sorted(pk):
+        print(n, pk[n]["Version"], pk[n].get("Architecture", ""))
+    sys.exit(0)
+ref = {l.split()[0] for l in open(sys.argv[2]) if l.strip()}
 provides = {}
 for n, f in pk.items():
     for p in re.split(r",\s*", f.get("Provides", "")):
@@ -201,18 +191,27 @@ def deps(f):
                 name = choice.strip().split(" ")[0].split(":")[0]
                 for n in [name] + provides.get(name, []):
                     if n in pk: yield n
-closure, todo = set(), [a for a in added if a in pk]
+closure, todo = set(), [a for a in sys.argv[3:] if a in pk]
 while todo:
     n = todo.pop()
     if n in closure: continue
     closure.add(n); todo.extend(deps(pk[n]))
 new = sorted(n for n in pk if n not in ref and n not in closure)
 gone = sorted(n for n in ref if n not in pk)
-print("unexpected new: " + " ".join(new) if new else "", "missing: " + " ".join(gone) if gone else "")
+out = []
+if new: out.append("unexpected new: " + " ".join(new))
+if gone: out.append("missing: " + " ".join(gone))
+print("; ".join(out))
 PY
 )
-  verdict=$(python3 -c "$compare" "$reference" "${added[@]}" <<<"$status")
-  verdict=$(sed "s/^ *//; s/ *$//" <<<"$verdict")
+packages=$(python3 -c "$dpkg_py" list <<<"$status")
+check "dpkg lists installed packages ($(wc -l <<<"$packages"))" test -n "$packages"
+[[ -z $write_packages ]] || printf '%s\n' "$packages" >"$write_packages"
+for p in "${installed[@]}"; do
+  check "$p is installed" has_line "$packages" "^$p "
+done
+if [[ -n $reference ]]; then
+  verdict=$(python3 -c "$dpkg_py" compare "$reference" "${added[@]}" <<<"$status")
   check "the package set is the reference's plus what was added on purpose${verdict:+ ($verdict)}" test -z "$verdict"
 fi
 

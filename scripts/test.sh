@@ -59,6 +59,10 @@ fi
 bash tests/fixtures/smoke/build-images.sh target/tmp/smoke-images
 # pi-gen's build tools and arm64 binfmt, for native builds with the test pi-gen.
 bash tests/fixtures/pi-gen/setup-host.sh
+# A Debian arm64 root filesystem with systemd and cloud-init (debootstrap through binfmt;
+# about 5-10 minutes the first time, cached under target/), for the test that boots an
+# image and sees cloud-init read the seed on the boot partition.
+bash tests/fixtures/cloud-init/build-rootfs.sh target/tmp/cloud-init
 
 cargo fmt --all --check
 cargo clippy --all-targets --locked -- -D warnings

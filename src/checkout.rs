@@ -46,13 +46,39 @@ pub fn checkout_pi_gen(
             "git is required to check out pi-gen (apt-get install git)",
         ));
     }
+    check_url(url)?;
     let _g = gha.group(&format!("cloning pi-gen {url} at {git_ref}"));
+    let cloned = clone(dir, url, git_ref);
+    if cloned.is_err() {
+        // A half-made checkout would be taken for a checkout by the next run.
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    cloned
+}
+
+/// PI_GEN_URL: a repository git can clone, never something git would read as an option
+/// or a remote helper (`ext::`, `fd::`).
+fn check_url(url: &str) -> anyhow::Result<()> {
+    let scheme_ok = ["https://", "http://", "git://", "ssh://", "file://", "/"]
+        .iter()
+        .any(|p| url.starts_with(p))
+        || (url.starts_with("git@") && !url.contains("::"));
+    if !scheme_ok || url.chars().any(|c| !c.is_ascii_graphic()) {
+        return Err(usage(format!(
+            "PI_GEN_URL `{}` is not a repository URL (https://, http://, git://, ssh://, file://, git@host:path or an absolute path)",
+            url.escape_debug()
+        )));
+    }
+    Ok(())
+}
+
+fn clone(dir: &Path, url: &str, git_ref: &str) -> anyhow::Result<Checkout> {
     if is_commit_like(git_ref) {
         std::fs::create_dir_all(dir)?;
         for args in [
             vec!["init", "-q"],
-            vec!["remote", "add", "origin", url],
-            vec!["fetch", "-q", "--depth", "1", "origin", git_ref],
+            vec!["remote", "add", "--", "origin", url],
+            vec!["fetch", "-q", "--depth", "1", "--", "origin", git_ref],
             vec!["checkout", "-q", "FETCH_HEAD"],
         ] {
             let mut c = git(dir, &format!("check out pi-gen commit {git_ref}"));

@@ -69,6 +69,20 @@ pub struct PiGenSource {
 impl PiGenArgs {
     pub fn resolve(&self) -> anyhow::Result<PiGenSource> {
         let arm64 = parse_arm64(&self.arm64)?;
+        // A Debian suite name: pi-gen pastes RELEASE into sed programs and unquoted
+        // command lines (`sed -i "s/RELEASE/${RELEASE}/g"`, `bootstrap ${RELEASE} ...`).
+        let branch = &self.pi_gen_branch;
+        let suite_ok = branch.len() <= 40
+            && branch.starts_with(|c: char| c.is_ascii_lowercase())
+            && branch
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !suite_ok {
+            return Err(usage(format!(
+                "PI_GEN_BRANCH `{}` is not a Debian release name (lower-case letters, digits and `-`, e.g. bookworm or trixie)",
+                branch.escape_debug()
+            )));
+        }
         let named = self.pi_gen_ref.clone().filter(|r| !r.trim().is_empty());
         if let Some(r) = &named {
             check_git_ref(r)?;
@@ -126,11 +140,10 @@ pub fn check_git_ref(r: &str) -> anyhow::Result<()> {
         || r.contains("//")
         || r.split('/').any(|c| c.starts_with('.'))
         || r.chars().any(|c| {
-            c.is_control()
-                || c.is_whitespace()
-                || matches!(c, '~' | '^' | ':' | '?' | '*' | '[' | '\\')
+            !c.is_ascii_graphic() || matches!(c, '~' | '^' | ':' | '?' | '*' | '[' | '\\')
         })
-        || r == "@";
+        // Names for "wherever the checkout is": they would vouch for any checkout.
+        || ["@", "HEAD", "FETCH_HEAD", "ORIG_HEAD", "MERGE_HEAD"].contains(&r);
     if bad {
         return Err(usage(format!(
             "PI_GEN_REF `{}` is not a git branch, tag or commit name",
@@ -276,6 +289,8 @@ mod tests {
             "a/.b",
             "x.lock",
             "@",
+            "HEAD",
+            "a\u{202e}b",
         ] {
             assert!(check_git_ref(bad).is_err(), "{bad}");
         }

@@ -17,6 +17,26 @@ pub fn find_program(tool: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// A command line for a log line: program and arguments (quoted where a shell would need
+/// it), never the environment, which may hold credentials.
+pub fn display_command(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| {
+            let a = a.to_string_lossy();
+            if !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+            {
+                a.into_owned()
+            } else {
+                crate::commands::run_pi_gen::config::shell_quote(&a)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[derive(Debug, Clone)]
 pub struct CmdSpec {
     pub program: String,
@@ -105,6 +125,16 @@ mod tests {
         assert!(err.contains("failed to test exit codes"), "{err}");
         assert!(err.contains("exit code 2"), "{err}");
         assert!(err.contains("oops"), "{err}");
+    }
+
+    #[test]
+    fn command_lines_are_shown_without_the_environment() {
+        let mut c = Command::new("docker");
+        c.args(["run", "--env", "APT_PROXY", "a b", "it's"])
+            .env("APT_PROXY", "http://user:secret@proxy");
+        let shown = display_command(&c);
+        assert_eq!(shown, "docker run --env APT_PROXY 'a b' 'it'\\''s'");
+        assert!(!shown.contains("secret"));
     }
 
     #[test]

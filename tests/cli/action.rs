@@ -1208,7 +1208,10 @@ fn act_runs_the_release_template_dry_run_end_to_end() {
     let serial = fs::read_to_string(out_dir.join("smoke/serial.log")).unwrap();
     assert!(serial.contains("raspberrypi login:"), "{serial}");
     assert_eq!(manifest["source"]["repository"], "sugarkube/pi-image-demo");
-    let seed = fs::read_to_string(pi_gen.join("stage2/04-cloud-init/files/user-data")).unwrap();
+    // bookworm: run-pi-gen's own cloud-init sub-stage (the test pi-gen, like pi-gen's
+    // bookworm branch, has no stage2/04-cloud-init).
+    let seed =
+        fs::read_to_string(pi_gen.join("stage2/91-pi-image-cloud-init/files/user-data")).unwrap();
     assert_eq!(
         seed,
         fs::read_to_string(repo_root().join("cloud-init/user-data.yaml")).unwrap(),

@@ -552,10 +552,15 @@ fn the_export_restores_the_templates_sources_and_keeps_apts_lists_under_their_na
     let tmp = tempfile::tempdir().unwrap();
     let pi_gen = checkout(tmp.path());
     let good = Mirror::start(Behaviour::Healthy);
+    // A second candidate that apt names its lists after as it names the upstream's
+    // (https, same host and path): its lists are the upstream's, and are kept.
     let (code, _, err) = run(prepare(tmp.path())
         .arg("--offline")
         .env("APT_REWRITE_MIRRORS", good.url("raspbian"))
-        .env("DEBIAN_MIRROR", good.url("debian")));
+        .env(
+            "DEBIAN_MIRROR",
+            format!("{} https://deb.debian.org/debian", good.url("debian")),
+        ));
     assert_eq!(code, 0, "{err}");
     let apt = AptRoot::new(&pi_gen);
     let (code, log) = apt.apt_get(&["update"]);
@@ -621,6 +626,45 @@ fn the_export_restores_the_templates_sources_and_keeps_apts_lists_under_their_na
 }
 
 #[test]
+fn on_the_build_host_the_hook_never_follows_a_symlink_out_of_the_image() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pi_gen = checkout(tmp.path());
+    let (code, _, err) = run(prepare(tmp.path())
+        .arg("--offline")
+        .env("APT_REWRITE_MIRRORS", "http://mirror.example/raspbian"));
+    assert_eq!(code, 0, "{err}");
+    let files = pi_gen.join("stage0").join(SUBSTAGE).join("files");
+    let root = tmp.path().join("rootfs");
+    let host = tmp.path().join("host-dir");
+    fs::create_dir_all(root.join("etc/apt")).unwrap();
+    fs::create_dir_all(host.join("keep")).unwrap();
+    fs::write(host.join("keep/data"), "host data\n").unwrap();
+    fs::copy(
+        files.join("pi-image-mirrors.conf"),
+        root.join("etc/apt/pi-image-mirrors.conf"),
+    )
+    .unwrap();
+    // Made by a package or a chroot script, in the image.
+    std::os::unix::fs::symlink(&host, root.join("etc/apt/pi-image-mirrors")).unwrap();
+    let (code, log) = run_merged(
+        Command::new("sh")
+            .arg(files.join("pi-image-apt-mirrors"))
+            .arg("--root")
+            .arg(&root)
+            .arg("remove"),
+    );
+    assert_eq!(code, 1, "{log}");
+    assert!(
+        log.contains("is a symlink; refusing to follow it out of the image"),
+        "{log}"
+    );
+    assert_eq!(
+        fs::read_to_string(host.join("keep/data")).unwrap(),
+        "host data\n"
+    );
+}
+
+#[test]
 fn an_unreadable_mirror_list_makes_apt_fail_at_once() {
     let tmp = tempfile::tempdir().unwrap();
     let pi_gen = checkout(tmp.path());
@@ -667,19 +711,7 @@ fn the_package_set_is_the_same_with_and_without_prepare_mirrors() {
     let installs = |with_mirrors: bool| -> String {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path();
-        let pi_gen = root.join("pi-gen");
-        crate::support::sh(
-            "cp",
-            &[
-                "-a",
-                crate::support::repo_root()
-                    .join("tests/fixtures/pi-gen")
-                    .to_str()
-                    .unwrap(),
-                pi_gen.to_str().unwrap(),
-            ],
-            root,
-        );
+        let pi_gen = copy_test_pi_gen(root);
         let good = Mirror::start(Behaviour::Healthy);
         if with_mirrors {
             let (code, out, err) = run(prepare(root)
@@ -687,28 +719,7 @@ fn the_package_set_is_the_same_with_and_without_prepare_mirrors() {
                 .env("APT_MIRROR_RASPBERRYPI", good.url("rpi")));
             assert_eq!(code, 0, "{out}{err}");
         }
-        let mut build = pi_image(root);
-        build
-            .args([
-                "run-pi-gen",
-                "--pi-gen-dir",
-                "pi-gen",
-                "--strategy",
-                "native",
-                "--output-dir",
-                "out",
-                "--min-free-gb",
-                "0",
-                "--no-user-data",
-                "--packages",
-                "jq",
-            ])
-            .env(
-                "TEST_PI_GEN_CACHE",
-                Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-pi-gen-cache"),
-            );
-        crate::run_pi_gen::test_pi_gen_env(&mut build);
-        let (code, out, err) = run(&mut build);
+        let (code, out, err) = build_test_pi_gen(root, &["--packages", "jq"]);
         assert_eq!(code, 0, "{out}{err}");
         let text = fs::read_to_string(
             pi_gen.join("work/sugarkube/stage2/rootfs/var/lib/test-pi-gen/installs"),
@@ -962,10 +973,8 @@ fn image_file(img: &Path, partition: usize, path: &str) -> Option<String> {
     (!err.contains("File not found")).then_some(text)
 }
 
-#[test]
-fn test_pi_gen_build_has_the_hook_during_the_build_and_not_in_the_image() {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path();
+/// A copy of the test pi-gen in `root/pi-gen`.
+fn copy_test_pi_gen(root: &Path) -> PathBuf {
     let pi_gen = root.join("pi-gen");
     crate::support::sh(
         "cp",
@@ -979,6 +988,39 @@ fn test_pi_gen_build_has_the_hook_during_the_build_and_not_in_the_image() {
         ],
         root,
     );
+    pi_gen
+}
+
+/// `run-pi-gen` natively on `root/pi-gen` (the test pi-gen), without a seed.
+fn build_test_pi_gen(root: &Path, extra: &[&str]) -> (i32, String, String) {
+    let mut build = pi_image(root);
+    build
+        .args([
+            "run-pi-gen",
+            "--pi-gen-dir",
+            "pi-gen",
+            "--strategy",
+            "native",
+            "--output-dir",
+            "out",
+            "--min-free-gb",
+            "0",
+            "--no-user-data",
+        ])
+        .args(extra)
+        .env(
+            "TEST_PI_GEN_CACHE",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-pi-gen-cache"),
+        );
+    crate::run_pi_gen::test_pi_gen_env(&mut build);
+    run(&mut build)
+}
+
+#[test]
+fn test_pi_gen_build_has_the_hook_during_the_build_and_not_in_the_image() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let pi_gen = copy_test_pi_gen(root);
     let good = Mirror::start(Behaviour::Healthy);
     let (code, out, err) = run(prepare(root)
         .env("APT_REWRITE_MIRRORS", good.url("raspbian"))
@@ -988,30 +1030,15 @@ fn test_pi_gen_build_has_the_hook_during_the_build_and_not_in_the_image() {
     assert_eq!(o["archives"], "raspbian raspberrypi");
     let hits_after_prepare = good.hits();
 
-    let mut build = pi_image(root);
-    build
-        .args([
-            "run-pi-gen",
-            "--pi-gen-dir",
-            "pi-gen",
+    let (code, out, err) = build_test_pi_gen(
+        root,
+        &[
             "--pi-gen-branch",
             SUITE,
-            "--strategy",
-            "native",
-            "--output-dir",
-            "out",
-            "--min-free-gb",
-            "0",
-            "--no-user-data",
             "--setting",
             "DEPLOY_COMPRESSION=none",
-        ])
-        .env(
-            "TEST_PI_GEN_CACHE",
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-pi-gen-cache"),
-        );
-    crate::run_pi_gen::test_pi_gen_env(&mut build);
-    let (code, out, err) = run(&mut build);
+        ],
+    );
     assert_eq!(code, 0, "{out}{err}");
     let log = format!("{out}{err}");
     for step in [

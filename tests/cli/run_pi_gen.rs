@@ -91,6 +91,7 @@ case "$1" in
       prev=$a
     done
     if [ -n "$deploy" ]; then
+      printf 'env IMG_NAME=%s APT_MIRROR=%s\n' "${{IMG_NAME-}}" "${{APT_MIRROR-}}" >> '{}'
       echo "[10:00:00] Begin /pi-gen"
       for s in stage0 stage1 stage2 export-image; do echo "[10:00:00] Begin /pi-gen/$s"; echo "[10:00:01] End /pi-gen/$s"; done
       echo "[10:00:01] End /pi-gen"
@@ -101,6 +102,7 @@ case "$1" in
 esac
 exit 0
 "#,
+            log.display(),
             log.display()
         );
         fs::write(bin.join("docker"), script).unwrap();
@@ -174,13 +176,18 @@ fn container_strategy_command_lines() {
         log[2].starts_with(&format!(
             "run --rm --privileged --name pi-image-sugarkube --volume {root}/out/deploy:/pi-gen/deploy --volume pi-gen-work-cache:/pi-gen/work \
              --volume pi-gen-apt-cache:/var/cache/apt \
-             --env IMG_NAME=sugarkube --env APT_MIRROR=http://mirror.example/raspbian pi-gen:bookworm-arm64 bash -e -o pipefail -c"
+             --env IMG_NAME --env APT_MIRROR pi-gen:bookworm-arm64 bash -e -o pipefail -c"
         )),
         "{}",
         log[2]
     );
     // pi-gen runs by its shebang in the container too, as build-docker.sh runs it.
     assert!(log[2].ends_with("cd /pi-gen && ./build.sh"), "{}", log[2]);
+    // The values reach the container through docker's environment, not its command line.
+    assert_eq!(
+        log[3],
+        "env IMG_NAME=sugarkube APT_MIRROR=http://mirror.example/raspbian"
+    );
     let out = read_outputs(&ws.root().join("gh-output"));
     assert_eq!(out["strategy"], "container");
     assert_eq!(out["pi-gen-ref"], "bookworm-arm64");
@@ -310,6 +317,57 @@ fn bad_input_is_refused_before_any_work() {
             vec![],
             "contains a newline",
         ),
+        // pi-gen pastes RELEASE into `sed -i "s/RELEASE/${RELEASE}/g"` on the host.
+        (
+            vec!["--pi-gen-branch", "bookworm/;e touch pwned;#"],
+            vec![],
+            "is not a Debian release name",
+        ),
+        (
+            vec!["--setting", "APT_PROXY=http://proxy:3128|;e touch pwned;#"],
+            vec![],
+            "APT_PROXY",
+        ),
+        (
+            vec!["--setting", "ARCHIVE_FILENAME=../../elsewhere"],
+            vec![],
+            "is not part of a safe file name",
+        ),
+        (
+            vec!["--setting", "CLEAN=0"],
+            vec![],
+            "run-pi-gen sets CLEAN itself",
+        ),
+        (
+            vec!["--setting", "FIRST_USER_PASS:hunter2"],
+            vec![],
+            "is not KEY=VALUE",
+        ),
+        (
+            vec!["--pass-env", "GH_TOKEN"],
+            vec![],
+            "credentials and the runner's variables are never passed",
+        ),
+        (
+            vec!["--pass-env", "DB_PASSWORD=hunter2"],
+            vec![],
+            "is not an environment variable name",
+        ),
+        (
+            vec!["--pass-env", "LD_PRELOAD"],
+            vec![],
+            "changes how every program or shell of the build starts",
+        ),
+        (
+            vec!["--pass-env", "WORK_DIR"],
+            vec![],
+            "run-pi-gen sets WORK_DIR itself",
+        ),
+        (
+            vec!["--pi-gen-dir", "pi gen"],
+            vec![],
+            "has a space in its path",
+        ),
     ];
     for (args, env, needle) in cases {
         let mut c = ws.cmd_any_kernel();
@@ -325,6 +383,7 @@ fn bad_input_is_refused_before_any_work() {
             err.contains(needle),
             "{args:?} {env:?}: expected {needle:?} in {err}"
         );
+        assert!(!err.contains("hunter2"), "a secret was printed: {err}");
         assert!(
             !ws.docker_log()
                 .iter()
@@ -398,6 +457,32 @@ fn injection_in_settings_never_executes() {
         "{err}"
     );
     assert!(!pwned.exists());
+}
+
+/// No process whose command line holds `needle` is left (after a moment to be reaped).
+fn assert_none_left_running(needle: &str) {
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        assert!(!cmdline.contains(needle), "left running: {cmdline}");
+    }
+}
+
+/// `collect-artifacts` on the test pi-gen's export (quickly: xz preset 0).
+fn collect(ws: &Ws) {
+    let (code, _, err) = run(pi_image(ws.root()).args([
+        "collect-artifacts",
+        "--output-dir",
+        "out",
+        "--deploy-dir",
+        "out/deploy",
+        "--pi-gen-dir",
+        "pi-gen",
+        "--xz-preset",
+        "0",
+    ]));
+    assert_eq!(code, 0, "{err}");
 }
 
 /// A copy of the test pi-gen (see tests/fixtures/pi-gen/README.md).
@@ -586,18 +671,7 @@ fn native_build_puts_overlay_seed_and_chroot_work_inside_the_image() {
     assert_eq!(out["strategy"], "native");
 
     // The rest of the pipeline picks it up from here.
-    let (code, _, err) = run(pi_image(ws.root()).args([
-        "collect-artifacts",
-        "--output-dir",
-        "out",
-        "--deploy-dir",
-        "out/deploy",
-        "--pi-gen-dir",
-        "pi-gen",
-        "--xz-preset",
-        "0",
-    ]));
-    assert_eq!(code, 0, "{err}");
+    collect(&ws);
     let (code, _, err) = run(pi_image(ws.root())
         .args(["manifest", "--output-dir", "out"])
         .env("BUILD_START", &out["build-start"])
@@ -657,12 +731,7 @@ fn timeout_stops_the_whole_process_tree() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("did not finish within 8s"), "{err}");
     assert!(started.elapsed().as_secs() < 60);
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    for entry in fs::read_dir("/proc").unwrap().flatten() {
-        let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        assert!(!cmdline.contains("sleep 171"), "left running: {cmdline}");
-    }
+    assert_none_left_running("sleep 171");
 }
 
 #[test]
@@ -1085,7 +1154,7 @@ fn the_overlay_keeps_the_images_directories_and_never_reaches_the_host() {
         "a symlink stays a symlink"
     );
     assert!(
-        !rootfs.join("var/tmp/pi-image-overlay").exists(),
+        !rootfs.join(".pi-image-overlay").exists(),
         "the staging copy is removed"
     );
 
@@ -1178,6 +1247,50 @@ fn overlays_are_checked_before_any_work() {
 }
 
 #[test]
+fn user_files_are_read_where_they_were_named_and_never_hang() {
+    let ws = Ws::new();
+    ws.skeleton("");
+    // A directory of the workspace that is a symlink to the host's /etc.
+    std::os::unix::fs::symlink("/etc", ws.root().join("scripts")).unwrap();
+    crate::support::sh("mkfifo", &["cloud-init/fifo.yaml"], ws.root());
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--no-user-data", "--chroot-script", "scripts/hostname"],
+            "leads through a symlink out of",
+        ),
+        (
+            &["--user-data", "scripts/hostname"],
+            "leads through a symlink out of",
+        ),
+        (
+            &["--user-data", "cloud-init/fifo.yaml"],
+            "is not a regular file",
+        ),
+        (&["--user-data", "cloud-init"], "is not a regular file"),
+    ];
+    for (args, needle) in cases {
+        let started = std::time::Instant::now();
+        let (code, _, err) = run(ws
+            .cmd_any_kernel()
+            .args([
+                "--pi-gen-dir",
+                "pi-gen",
+                "--strategy",
+                "native",
+                "--dry-run",
+            ])
+            .args(args));
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(
+            started.elapsed().as_secs() < 10,
+            "{args:?} took {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+#[test]
 fn every_run_leaves_exactly_the_generated_files_it_asked_for() {
     let ws = Ws::new();
     let checkout = test_pi_gen(&ws);
@@ -1255,6 +1368,25 @@ fn settings_pi_gen_pastes_into_chroot_scripts_cannot_run_as_code() {
     assert!(!log.contains(&evil), "the password was printed: {log}");
     assert!(!pwned.exists());
     assert!(!checkout.join("work").exists(), "refused before any work");
+    // pi-gen takes an unset setting from its environment: what --pass-env hands it is
+    // checked the same way, and a password is not handed over at all.
+    let env_evil = format!("pi;touch {}", pwned.display());
+    let (code, out, err) = run(native(&ws)
+        .args([
+            "--no-user-data",
+            "--pass-env",
+            "FIRST_USER_NAME TEST_PI_GEN_CACHE TEST_PI_GEN_EXPORT",
+        ])
+        .env("FIRST_USER_NAME", &env_evil));
+    let log = log_of(&out, &err);
+    assert_eq!(code, 2, "{log}");
+    assert!(log.contains("FIRST_USER_NAME (`pi;touch"), "{log}");
+    assert!(log.contains("would run as code"), "{log}");
+    let (code, out, err) = run(native(&ws)
+        .args(["--no-user-data", "--pass-env", "FIRST_USER_PASS"])
+        .env("FIRST_USER_PASS", &evil));
+    assert_eq!(code, 2, "{}", log_of(&out, &err));
+    assert!(!pwned.exists());
     // A password with the characters people use gets through, intact.
     let (code, out, err) = run(native(&ws)
         .args([
@@ -1304,16 +1436,7 @@ fn a_stalled_build_is_stopped_and_named_but_a_busy_one_is_not() {
     assert_eq!(code, 1, "{log}");
     assert!(log.contains("pi-gen stalled: nothing was printed and no CPU was used for 6s while running stage2/90-pi-image/02-run-chroot.sh"), "{log}");
     assert!(started.elapsed().as_secs() < 90);
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    for entry in fs::read_dir("/proc").unwrap().flatten() {
-        let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        assert!(
-            !String::from_utf8_lossy(&cmdline)
-                .replace('\0', " ")
-                .contains("sleep 173"),
-            "left running"
-        );
-    }
+    assert_none_left_running("sleep 173");
     // Silent but working (like xz or zerofree): not a stall.
     fs::write(
         ws.root().join("chroot.sh"),
@@ -1399,18 +1522,7 @@ fn the_timeline_and_the_metadata_cover_this_run_and_close_the_build() {
         .map(|s| s["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["stage0", "stage1", "stage2", "export-image"]);
-    let (code, _, err) = run(pi_image(ws.root()).args([
-        "collect-artifacts",
-        "--output-dir",
-        "out",
-        "--deploy-dir",
-        "out/deploy",
-        "--pi-gen-dir",
-        "pi-gen",
-        "--xz-preset",
-        "0",
-    ]));
-    assert_eq!(code, 0, "{err}");
+    collect(&ws);
     let log = fs::read_to_string(ws.root().join("out/sugarkube.build.log")).unwrap();
     let base = format!("Begin {}\n", ws.root().join("pi-gen").display());
     assert_eq!(log.matches(&base).count(), 1, "only this run's part: {log}");

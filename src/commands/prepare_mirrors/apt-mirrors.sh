@@ -54,6 +54,12 @@ etc=/etc/apt/ sourcelist=/etc/apt/sources.list parts=/etc/apt/sources.list.d/
 state=/var/lib/apt/ lists=/var/lib/apt/lists/ confparts=/etc/apt/apt.conf.d/
 if [ -n "$root" ]; then
 	[ -d "$root" ] || die "root directory $root does not exist"
+	# With --root this runs on the build host: a symlinked directory in the image would
+	# lead it outside the image.
+	for _d in etc etc/apt etc/apt/sources.list.d etc/apt/apt.conf.d etc/apt/pi-image-mirrors \
+		var var/lib var/lib/apt var/lib/apt/lists usr usr/local usr/local/sbin; do
+		[ ! -L "$root/$_d" ] || die "$root/$_d is a symlink; refusing to follow it out of the image"
+	done
 	etc=$root/etc/apt/ sourcelist=$root/etc/apt/sources.list parts=$root/etc/apt/sources.list.d/
 	state=$root/var/lib/apt/ lists=$root/var/lib/apt/lists/ confparts=$root/etc/apt/apt.conf.d/
 elif command -v apt-config >/dev/null 2>&1; then
@@ -403,8 +409,10 @@ restore_lists() {
 			[ -f "$_l" ] && rm -f "$_l"
 		done
 		for _c in $(conf_get mirror "$_a"); do
-			[ "${_c%/}" = "${_up%/}" ] && continue
 			_prefix=$(uri_to_filename "$_c")
+			# The same name as the upstream's (another scheme, user@): those lists are
+			# the upstream's own, just restored.
+			[ "$_prefix" = "$_to" ] && continue
 			for _l in "$lists$_prefix"_*; do
 				[ -f "$_l" ] && rm -f "$_l"
 			done
@@ -441,7 +449,7 @@ restore | remove)
 	if [ "$mode" = remove ]; then
 		rm -f "${confparts}10pi-image-mirrors" "${confparts}80pi-image-apt" \
 			"${confparts}81pi-image-proxy" "$statefile" "$conf"
-		rm -rf "$listdir"
+		rm -rf "${listdir%/}"
 		rm -f "$root/usr/local/sbin/$me"
 		say "removed the build-time mirror hook; the sources name the upstream archives"
 	fi

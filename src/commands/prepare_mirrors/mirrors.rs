@@ -75,8 +75,25 @@ fn url_char_ok(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '~' | ':' | '/' | '@' | '%' | '+')
 }
 
-/// Validates a mirror URL and returns it without trailing slashes.
+/// `url` for a message: any `user:password@` replaced by `***@`.
+pub fn redact_userinfo(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let end = rest.find('/').unwrap_or(rest.len());
+            match rest[..end].rfind('@') {
+                Some(at) => format!("{scheme}://***{}", &rest[at..]),
+                None => url.to_owned(),
+            }
+        }
+        None if url.contains('@') => "***".to_owned(),
+        None => url.to_owned(),
+    }
+}
+
+/// Validates a mirror URL and returns it without trailing slashes. Messages never show
+/// the credentials a proxy URL may hold.
 pub fn normalize_url(var: &str, raw: &str) -> anyhow::Result<String> {
+    let shown = redact_userinfo(raw.trim());
     let url = raw.trim();
     let lower = url.to_ascii_lowercase();
     let Some(rest) = lower
@@ -85,7 +102,7 @@ pub fn normalize_url(var: &str, raw: &str) -> anyhow::Result<String> {
     else {
         return Err(usage(format!(
             "{var}: `{}` is not an http:// or https:// URL; apt mirrors must be http(s), e.g. https://mirror.example.org/raspbian/raspbian",
-            url.escape_debug()
+            shown.escape_debug()
         )));
     };
     let host = rest.split('/').next().unwrap_or_default();
@@ -94,13 +111,13 @@ pub fn normalize_url(var: &str, raw: &str) -> anyhow::Result<String> {
     if host_only.is_empty() {
         return Err(usage(format!(
             "{var}: `{}` has no host name",
-            url.escape_debug()
+            shown.escape_debug()
         )));
     }
     if let Some(bad) = url.chars().find(|c| !url_char_ok(*c)) {
         return Err(usage(format!(
             "{var}: `{}` contains `{}`, which is not allowed in a mirror URL (letters, digits and . - _ ~ : / @ % + only)",
-            url.escape_debug(),
+            shown.escape_debug(),
             bad.escape_debug()
         )));
     }
@@ -238,8 +255,9 @@ pub struct AptOption {
 }
 
 /// The apt options APT_OPTS may set: how apt downloads (retries, timeouts, proxies,
-/// transport tuning, index validity for snapshot mirrors) and its download debugging.
-/// Nothing that names a program, runs a hook or changes which packages are installed.
+/// transport tuning). Nothing that names a program, runs a hook or changes which packages
+/// are installed; not `Check-Valid-Until` (a mirror could then serve stale, still-signed
+/// indexes) nor `Debug::Acquire` (it prints a proxy's `Proxy-Authorization` header).
 /// `*` stands for one host name (`Acquire::http::Proxy::deb.example.org`).
 pub const ALLOWED_APT_KEYS: &[&str] = &[
     "Acquire::Retries",
@@ -262,12 +280,6 @@ pub const ALLOWED_APT_KEYS: &[&str] = &[
     "Acquire::ForceIPv6",
     "Acquire::PDiffs",
     "Acquire::Languages",
-    "Acquire::Check-Valid-Until",
-    "Acquire::Max-ValidTime",
-    "Debug::Acquire::http",
-    "Debug::Acquire::https",
-    "Debug::pkgAcquire",
-    "Debug::pkgAcquire::Worker",
 ];
 
 /// apt keys are case-insensitive; a `*` part matches one host name.
@@ -563,6 +575,8 @@ mod tests {
             "-o Acquire::http::Proxy-Auto-Detect=/bin/sh",
             "-o Acquire::http::Proxy::a/b=DIRECT",
             "-o Dir::Bin::Methods=/tmp",
+            "-o Acquire::Check-Valid-Until=false",
+            "-o Debug::Acquire::http=true",
             "-o Foo::Bar=x",
         ] {
             let err = parse_apt_opts(bad).unwrap_err().to_string();
@@ -583,6 +597,19 @@ mod tests {
         ] {
             assert!(parse_apt_opts(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn credentials_are_never_in_messages() {
+        assert_eq!(
+            redact_userinfo("http://u:p@proxy:3128/x"),
+            "http://***@proxy:3128/x"
+        );
+        assert_eq!(redact_userinfo("http://proxy/a@b"), "http://proxy/a@b");
+        let err = normalize_url("APT_PROXY", "http://user:s3cret@proxy:3128/\"x").unwrap_err();
+        assert!(!err.to_string().contains("s3cret"), "{err}");
+        let err = normalize_url("APT_PROXY", "ftp://user:s3cret@proxy").unwrap_err();
+        assert!(!err.to_string().contains("s3cret"), "{err}");
     }
 
     #[test]

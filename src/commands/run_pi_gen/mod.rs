@@ -201,8 +201,9 @@ impl Input {
         let output_dir = absolute(&paths.dir)?;
         let mut settings = BTreeMap::new();
         for s in &args.settings {
+            // Not echoed: a mistyped --setting may hold a password.
             let (k, v) = s.split_once('=').ok_or_else(|| {
-                usage(format!("--setting `{}` is not KEY=VALUE", s.escape_debug()))
+                usage("a --setting is not KEY=VALUE (it has no `=`): write it as KEY=VALUE")
             })?;
             config::check(k, v)?;
             if let Some((_, flag)) = OWN_SETTINGS.iter().find(|(n, _)| *n == k) {
@@ -240,6 +241,25 @@ impl Input {
             }
             settings.insert("TARGET_HOSTNAME".to_owned(), h);
         }
+        // Settings with a grammar of their own, checked by it.
+        if let Some(proxy) = settings.get("APT_PROXY") {
+            crate::commands::prepare_mirrors::mirrors::normalize_url("APT_PROXY", proxy)?;
+        }
+        for name in ["IMG_FILENAME", "ARCHIVE_FILENAME", "IMG_SUFFIX", "IMG_DATE"] {
+            // Parts of the image's file names in WORK_DIR and DEPLOY_DIR.
+            if let Some(v) = settings.get(name)
+                && (v.is_empty()
+                    || v.starts_with('.')
+                    || !v
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+            {
+                return Err(usage(format!(
+                    "{name} `{}` is not part of a safe file name (letters, digits, `.`, `_`, `-`, not starting with `.`)",
+                    v.escape_debug()
+                )));
+            }
+        }
         if let Some(user) = settings.get("FIRST_USER_NAME")
             && !(user.starts_with(|c: char| c.is_ascii_lowercase())
                 && user
@@ -262,6 +282,17 @@ impl Input {
             check_pass_env(name)?;
         }
         let pi_gen_dir = absolute(args.pi_gen_dir.as_deref().unwrap_or(Path::new("pi-gen")))?;
+        if pi_gen_dir
+            .to_string_lossy()
+            .chars()
+            .any(char::is_whitespace)
+        {
+            // pi-gen's build.sh refuses it too, but only after the clone.
+            return Err(usage(format!(
+                "the pi-gen directory `{}` has a space in its path, which pi-gen (debootstrap) cannot build in: choose another --pi-gen-dir",
+                pi_gen_dir.display()
+            )));
+        }
         Ok(Self {
             img_name: args.image.img_name,
             output_dir,
@@ -297,24 +328,58 @@ impl Input {
     }
 }
 
-/// `--pass-env` names: shell variable names, and never a credential.
+/// `--pass-env` names: shell variable names; never a credential, never what changes how
+/// a program or shell starts, never a setting run-pi-gen owns (a setting pi-gen reads
+/// from the environment is checked like `--setting` in [`plan`]).
 fn check_pass_env(name: &str) -> anyhow::Result<()> {
     let valid = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= 64;
     if !valid {
-        return Err(usage(format!(
-            "--pass-env `{}` is not an environment variable name",
-            name.escape_debug()
-        )));
+        // The "name" may be a NAME=secret typed by mistake: do not print it.
+        return Err(usage(
+            "a --pass-env (PI_GEN_PASS_ENV) entry is not an environment variable name: give names only (letters, digits, `_`), separated by spaces",
+        ));
     }
     let upper = name.to_ascii_uppercase();
-    if ["TOKEN", "SECRET", "PASSWORD", "CREDENTIAL"]
-        .iter()
-        .any(|w| upper.contains(w))
+    if heredoc::is_secret(&upper)
+        || ["AUTH", "CREDENTIAL", "COOKIE", "SESSION", "PASSPHRASE"]
+            .iter()
+            .any(|w| upper.contains(w))
         || upper.starts_with("ACTIONS_")
+        || upper.starts_with("GITHUB_")
+        || upper.starts_with("RUNNER_")
     {
         return Err(usage(format!(
-            "--pass-env {name}: credentials are never passed to pi-gen (it runs third-party scripts as root); give pi-gen what it needs as a --setting"
+            "--pass-env {name}: credentials and the runner's variables are never passed to pi-gen (it runs third-party scripts as root); give pi-gen what it needs as a --setting"
+        )));
+    }
+    let startup = upper.starts_with("LD_")
+        || upper.starts_with("BASH_FUNC_")
+        || [
+            "BASH_ENV",
+            "ENV",
+            "SHELLOPTS",
+            "BASHOPTS",
+            "PS4",
+            "IFS",
+            "CDPATH",
+            "GLOBIGNORE",
+            "PROMPT_COMMAND",
+            "PYTHONPATH",
+            "PYTHONSTARTUP",
+            "PERL5LIB",
+            "PERL5OPT",
+        ]
+        .contains(&upper.as_str());
+    if startup {
+        return Err(usage(format!(
+            "--pass-env {name}: it changes how every program or shell of the build starts; it is not passed"
+        )));
+    }
+    if let Some((_, flag)) = OWN_SETTINGS.iter().find(|(n, _)| *n == name) {
+        return Err(usage(format!(
+            "--pass-env {name}: run-pi-gen sets {name} itself from {flag}, after checking it"
         )));
     }
     Ok(())
@@ -342,6 +407,8 @@ pub struct Gathered {
     pub container_env: Vec<(String, String)>,
     /// What pi-gen's environment is made from.
     pub pi_gen_env: Vec<(String, String)>,
+    /// The docker client's own settings (`DOCKER_*`, `XDG_*`, the base variables).
+    pub docker_env: Vec<(String, String)>,
 }
 
 /// How `build.sh` can be run.
@@ -398,6 +465,26 @@ pub fn gather(gha: &Gha, input: &Input) -> anyhow::Result<Gathered> {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     stage_dirs.sort();
+    // A ledger that came with the checkout (committed to a fork) is not ours to follow.
+    if dir.join(".git").exists()
+        && dir.join(tree::STATE_DIR).exists()
+        && CmdSpec::new("git", "see whether the checkout tracks pi-image's state")
+            .arg("-c")
+            .arg("safe.directory=*")
+            .arg("-C")
+            .arg(dir)
+            .arg("ls-files")
+            .arg("--")
+            .arg(tree::STATE_DIR)
+            .output()
+            .is_ok_and(|o| !o.is_empty())
+    {
+        return Err(usage(format!(
+            "the pi-gen checkout `{}` ships its own `{}`: that is pi-image's record of what it wrote, never part of a repository; remove it from the repository",
+            dir.display(),
+            tree::STATE_DIR
+        )));
+    }
     let ledger = tree::Ledger::read(dir)?;
     let own_export = input
         .source
@@ -433,14 +520,15 @@ pub fn gather(gha: &Gha, input: &Input) -> anyhow::Result<Gathered> {
         .iter()
         .map(|s| (*s).to_owned())
         .chain(input.pass_env.iter().cloned())
-        .chain(
-            std::env::vars()
-                .map(|(k, _)| k)
-                .filter(|k| k.starts_with("LC_")),
-        )
         .filter_map(|k| std::env::var(&k).ok().map(|v| (k, v)))
         .collect();
+    let docker_env = std::env::vars()
+        .filter(|(k, _)| {
+            BASE_ENV.contains(&k.as_str()) || k.starts_with("DOCKER_") || k.starts_with("XDG_")
+        })
+        .collect();
     Ok(Gathered {
+        docker_env,
         checkout,
         stage_dirs,
         has_pi_gen_cloud_init: dir.join("stage2/04-cloud-init").is_dir(),
@@ -460,34 +548,43 @@ pub fn gather(gha: &Gha, input: &Input) -> anyhow::Result<Gathered> {
 
 /// Opens a user file: a regular file, never a FIFO, device or directory (which would
 /// hang or mislead), read through no symlink that leaves its directory.
+/// The most a user file (user-data, a chroot script) may hold.
+const USER_FILE_MAX: u64 = 16 << 20;
+
 pub fn read_user_file(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
-    let meta = std::fs::symlink_metadata(path)
+    std::fs::symlink_metadata(path)
         .map_err(|e| usage(format!("{what} `{}` cannot be read: {e}", path.display())))?;
-    if meta.file_type().is_symlink() {
-        let target = std::fs::canonicalize(path).map_err(|e| {
-            usage(format!(
-                "{what} `{}` is a broken symlink: {e}",
-                path.display()
-            ))
-        })?;
-        let dir = path
+    // Where the file really is must be where it was named: inside the working directory
+    // for a path given relative to it (`$GITHUB_WORKSPACE`), else inside the directory
+    // named; no symlink on the way (the file itself or a parent) may lead out.
+    let target = std::fs::canonicalize(path).map_err(|e| {
+        usage(format!(
+            "{what} `{}` cannot be resolved: {e}",
+            path.display()
+        ))
+    })?;
+    let base = match std::env::current_dir() {
+        Ok(cwd) if path.starts_with(&cwd) => std::fs::canonicalize(&cwd).unwrap_or(cwd),
+        _ => path
             .parent()
             .and_then(|p| std::fs::canonicalize(p).ok())
-            .unwrap_or_default();
-        if !target.starts_with(&dir) {
-            return Err(usage(format!(
-                "{what} `{}` is a symlink that leaves its directory (to `{}`): give the file itself",
-                path.display(),
-                target.display()
-            )));
-        }
+            .unwrap_or_default(),
+    };
+    if !target.starts_with(&base) {
+        return Err(usage(format!(
+            "{what} `{}` leads through a symlink out of `{}` (to `{}`): give the file itself",
+            path.display(),
+            base.display(),
+            target.display()
+        )));
     }
     use std::os::unix::fs::OpenOptionsExt as _;
-    // O_NONBLOCK: opening a FIFO must not wait for a writer.
+    // O_NONBLOCK: opening a FIFO must not wait for a writer. The resolved path, and no
+    // symlink swapped in since.
     let file = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
-        .open(path)
+        .custom_flags((rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOFOLLOW).bits() as i32)
+        .open(&target)
         .map_err(|e| usage(format!("{what} `{}` cannot be read: {e}", path.display())))?;
     let meta = file.metadata()?;
     if !meta.is_file() {
@@ -496,9 +593,19 @@ pub fn read_user_file(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
             path.display()
         )));
     }
+    if meta.len() > USER_FILE_MAX {
+        return Err(usage(format!(
+            "{what} `{}` is {} bytes; at most {USER_FILE_MAX} are accepted",
+            path.display(),
+            meta.len()
+        )));
+    }
     let mut bytes = Vec::new();
-    std::io::Read::read_to_end(&mut &file, &mut bytes)
-        .with_context(|| format!("cannot read {what} `{}`", path.display()))?;
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(&file, USER_FILE_MAX + 1),
+        &mut bytes,
+    )
+    .with_context(|| format!("cannot read {what} `{}`", path.display()))?;
     Ok(bytes)
 }
 
@@ -574,12 +681,15 @@ fn scan_checkout(dir: &Path) -> (String, Vec<heredoc::Expansion>) {
     {
         let p = entry.path();
         let rel = crate::config::posix_relative(dir, p);
+        let generated = rel
+            .split('/')
+            .nth(1)
+            .is_some_and(|c| c == substage::SUBSTAGE || c == substage::CLOUD_INIT_SUBSTAGE);
         if rel
             .split('/')
             .any(|c| matches!(c, ".git" | "work" | "deploy" | ".pi-image"))
             || !entry.file_type().is_file()
-            || rel.contains(substage::SUBSTAGE)
-            || rel.contains(substage::CLOUD_INIT_SUBSTAGE)
+            || generated
         {
             continue;
         }
@@ -590,6 +700,7 @@ fn scan_checkout(dir: &Path) -> (String, Vec<heredoc::Expansion>) {
         if let Ok(t) = std::fs::read_to_string(p) {
             if name.ends_with(".sh") || rel == "scripts/common" || rel == "build.sh" {
                 expansions.extend(heredoc::scan(&rel, &t));
+                expansions.extend(heredoc::scan_sed(&rel, &t));
             }
             text.push_str(&t);
             text.push('\n');
@@ -651,6 +762,10 @@ pub struct StrategyPlan {
     pub blocker: Option<String>,
     /// The commands, in order (program first).
     pub commands: Vec<Vec<String>>,
+    /// The environment the commands get (pi-gen's, or the docker client's: the values of
+    /// the `--env NAME` the container receives).
+    #[serde(skip)]
+    pub env: Vec<(String, String)>,
 }
 
 /// Everything `run-pi-gen` will write and run. Built by the pure [`plan`].
@@ -753,7 +868,24 @@ pub fn plan(input: &Input, g: &Gathered) -> anyhow::Result<Plan> {
             unsupported.join("\n  ")
         )));
     }
+    for (_, pkg) in &g.host.depends {
+        substage::check_package(pkg).map_err(|_| {
+            usage(format!(
+                "the checkout's `depends` names `{}`, which is not a Debian package name",
+                pkg.escape_debug()
+            ))
+        })?;
+    }
     heredoc::check(&settings, &g.expansions)?;
+    // pi-gen reads a setting the config leaves unset from its environment: what
+    // --pass-env hands it is checked the same way.
+    let passed: BTreeMap<String, String> = g
+        .pi_gen_env
+        .iter()
+        .filter(|(k, _)| input.pass_env.contains(k) && !settings.contains_key(k))
+        .cloned()
+        .collect();
+    heredoc::check(&passed, &g.expansions)?;
     preflight(input, g)?;
     let mut markers = Vec::new();
     for s in &input.source.stages {
@@ -833,8 +965,19 @@ fn strategies(input: &Input, g: &Gathered) -> Vec<StrategyPlan> {
         .into_iter()
         .map(|s| {
             let blocker = match s {
-                Strategy::Native => native_blocker(&g.host),
+                Strategy::Native => native_blocker(&g.host, input.install_deps),
                 _ => g.host.docker.clone(),
+            };
+            let env = if s == Strategy::Native {
+                g.pi_gen_env.clone()
+            } else {
+                // The docker client's own settings, never the job's credentials; and what
+                // the container is given by name.
+                g.docker_env
+                    .iter()
+                    .cloned()
+                    .chain(container_env(input, g))
+                    .collect()
             };
             StrategyPlan {
                 strategy: s,
@@ -844,19 +987,22 @@ fn strategies(input: &Input, g: &Gathered) -> Vec<StrategyPlan> {
                     commands(s, input, g)
                 },
                 blocker,
+                env,
             }
         })
         .collect()
 }
 
-fn native_blocker(h: &HostFacts) -> Option<String> {
+/// Why the native strategy cannot run here (missing `depends` do not count when
+/// `--install-deps` installs them first).
+fn native_blocker(h: &HostFacts, install_deps: bool) -> Option<String> {
     if !h.linux {
         return Some("native builds need Linux; use a container strategy".into());
     }
     if !h.root && !h.sudo {
         return Some("Run as root or install sudo".into());
     }
-    if !h.missing_depends.is_empty() {
+    if !h.missing_depends.is_empty() && !install_deps {
         let tools: Vec<_> = h.missing_depends.iter().map(|(t, _)| t.as_str()).collect();
         let pkgs: Vec<_> = h.missing_depends.iter().map(|(_, p)| p.as_str()).collect();
         return Some(format!(
@@ -871,6 +1017,13 @@ fn native_blocker(h: &HostFacts) -> Option<String> {
         ));
     }
     None
+}
+
+/// What the pi-gen container gets in its environment.
+fn container_env(input: &Input, g: &Gathered) -> Vec<(String, String)> {
+    let mut env = vec![("IMG_NAME".to_owned(), input.img_name.clone())];
+    env.extend(g.container_env.iter().cloned());
+    env
 }
 
 fn commands(s: Strategy, input: &Input, g: &Gathered) -> Vec<Vec<String>> {
@@ -919,8 +1072,7 @@ fn commands(s: Strategy, input: &Input, g: &Gathered) -> Vec<Vec<String>> {
                 (_, true) => "debian:bookworm".into(),
             };
             let deploy = strategy::path_str(&input.output_dir.join("deploy"));
-            let mut env = vec![("IMG_NAME".to_owned(), input.img_name.clone())];
-            env.extend(g.container_env.iter().cloned());
+            let env = container_env(input, g);
             let name = strategy::container_name(&input.img_name);
             let spec = ContainerSpec {
                 image: &image,
@@ -1083,12 +1235,7 @@ fn verify_build(input: &Input, log: &str, started: std::time::SystemTime) -> any
 
 /// Runs one strategy's commands, stopping at the first that fails; returns how the
 /// last one ended, what it was, and the pi-gen log lines it printed.
-fn execute(
-    gha: &Gha,
-    input: &Input,
-    g: &Gathered,
-    sp: &StrategyPlan,
-) -> anyhow::Result<(Ended, String, String)> {
+fn execute(gha: &Gha, input: &Input, sp: &StrategyPlan) -> anyhow::Result<(Ended, String, String)> {
     let timeline = input
         .output_dir
         .join(format!("{}.stages.json", input.img_name));
@@ -1098,16 +1245,11 @@ fn execute(
     for (i, argv) in sp.commands.iter().enumerate() {
         let is_build = i + 1 == n;
         let mut cmd = Command::new(&argv[0]);
-        cmd.args(&argv[1..]);
+        cmd.args(&argv[1..])
+            .env_clear()
+            .envs(sp.env.iter().map(|(k, v)| (k, v)));
         if sp.strategy == Strategy::Native {
-            cmd.current_dir(&input.pi_gen_dir)
-                .env_clear()
-                .envs(g.pi_gen_env.iter().map(|(k, v)| (k, v)));
-        } else {
-            // The docker client: its own settings, never the job's credentials.
-            cmd.env_clear().envs(std::env::vars().filter(|(k, _)| {
-                BASE_ENV.contains(&k.as_str()) || k.starts_with("DOCKER_") || k.starts_with("XDG_")
-            }));
+            cmd.current_dir(&input.pi_gen_dir);
         }
         let what = match (sp.strategy, is_build) {
             (Strategy::Native, _) => "pi-gen (native ./build.sh)".to_owned(),
@@ -1161,11 +1303,11 @@ pub fn run(gha: &Gha, input: &Input) -> anyhow::Result<Outcome> {
             gha.mask(v);
         }
     }
-    if input.install_deps {
-        install_deps(input)?;
-    }
     let gathered = gather(gha, input)?;
     let plan = plan(input, &gathered)?;
+    if input.install_deps && !input.dry_run {
+        install_deps(&gathered.host.depends)?;
+    }
     let applied = tree::apply(&input.pi_gen_dir, &gathered.ledger, &plan)?;
     let resume = resume::decide(input, &applied.fingerprints)?;
     tree::write_resume_markers(&input.pi_gen_dir, &applied, &resume.skip)?;
@@ -1217,7 +1359,7 @@ pub fn run(gha: &Gha, input: &Input) -> anyhow::Result<Outcome> {
         }
         let started = std::time::SystemTime::now();
         outcome.build_start = model::rfc3339(chrono::Utc::now());
-        let result = execute(gha, input, &gathered, sp);
+        let result = execute(gha, input, sp);
         outcome.build_end = model::rfc3339(chrono::Utc::now());
         if sp.strategy != Strategy::Native
             && let Ok((_, _, log)) = &result
@@ -1290,11 +1432,11 @@ pub fn run(gha: &Gha, input: &Input) -> anyhow::Result<Outcome> {
     Err(err)
 }
 
-fn install_deps(input: &Input) -> anyhow::Result<()> {
-    let missing: Vec<String> = crate::host::pi_gen_depends(&input.pi_gen_dir)
-        .into_iter()
+fn install_deps(depends: &[(String, String)]) -> anyhow::Result<()> {
+    let missing: Vec<String> = depends
+        .iter()
         .filter(|(t, _)| crate::process::find_program(t).is_none())
-        .map(|(_, p)| p)
+        .map(|(_, p)| p.clone())
         .collect();
     if missing.is_empty() {
         return Ok(());

@@ -85,8 +85,10 @@ fn common_run(spec: &ContainerSpec<'_>) -> Vec<String> {
     a.extend(["--volume".into(), format!("{}:/pi-gen/deploy", spec.deploy)]);
     a.extend(["--volume".into(), "pi-gen-work-cache:/pi-gen/work".into()]);
     a.extend(["--volume".into(), "pi-gen-apt-cache:/var/cache/apt".into()]);
-    for (k, v) in spec.env {
-        a.extend(["--env".into(), format!("{k}={v}")]);
+    // By name: docker takes the value from its own environment, so values (a proxy's
+    // credentials) never appear on a command line, in `ps` or in the log.
+    for (k, _) in spec.env {
+        a.extend(["--env".into(), k.clone()]);
     }
     a
 }
@@ -197,7 +199,7 @@ mod tests {
         assert_eq!(
             a[..13].join(" "),
             "run --rm --privileged --name pi-image-sk --volume /w/out/deploy:/pi-gen/deploy --volume pi-gen-work-cache:/pi-gen/work \
-             --volume pi-gen-apt-cache:/var/cache/apt --env IMG_NAME=sk"
+             --volume pi-gen-apt-cache:/var/cache/apt --env IMG_NAME"
         );
         assert!(a.contains(&"pi-gen:bookworm-arm64".to_owned()));
         let d = debian_run(&spec, &["quilt".into(), "parted".into()]);

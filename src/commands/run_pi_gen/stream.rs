@@ -69,7 +69,11 @@ pub fn stream(gha: &Gha, mut cmd: Command, watch: &Watch<'_>) -> anyhow::Result<
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    tracing::info!("running {}: {:?}", watch.what, cmd);
+    tracing::info!(
+        "running {}: {}",
+        watch.what,
+        crate::process::display_command(&cmd)
+    );
     let mut child = cmd
         .spawn()
         .with_context(|| format!("failed to start {}", watch.what))?;

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read as _;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -34,39 +34,93 @@ const DIR: &str = "dir";
 /// A file about to be written (atomically: it is either absent or complete).
 const PENDING: &str = "pending";
 
+/// One path an earlier run wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The SHA-256 of the file written, `dir` for a generated directory, `pending` while
+    /// the file is being written.
+    pub written: String,
+    /// A file that was there before and was replaced: its content, base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<String>,
+}
+
 /// What an earlier run wrote into the checkout.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ledger {
-    /// Paths created: the SHA-256 of the file written, or `dir` for a generated directory.
-    pub created: BTreeMap<PathBuf, String>,
-    /// Files replaced: their content before, base64.
-    pub replaced: BTreeMap<PathBuf, String>,
+    pub entries: BTreeMap<PathBuf, Entry>,
+}
+
+/// Whether a ledger may name `rel`: only what run-pi-gen writes (the config, the user-data
+/// it replaces, a stage's markers and generated sub-stages), as plain relative paths.
+fn ledger_may_name(rel: &Path, entry: &Entry) -> bool {
+    let plain = rel
+        .components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)));
+    let parts: Vec<&str> = rel.iter().filter_map(|c| c.to_str()).collect();
+    let replaceable = REPLACEABLE.iter().any(|r| Path::new(r) == rel);
+    let generated = parts.len() == 2
+        && !parts[0].starts_with('.')
+        && [
+            "EXPORT_IMAGE",
+            "SKIP_IMAGES",
+            "SKIP",
+            substage::SUBSTAGE,
+            substage::CLOUD_INIT_SUBSTAGE,
+        ]
+        .contains(&parts[1]);
+    plain && (replaceable || (generated && entry.before.is_none()))
+}
+
+/// `rel` reached from `dir` without a symlink on the way (a symlink in the checkout
+/// must not lead a removal or a restore out of it).
+fn no_symlink_on_the_way(dir: &Path, rel: &Path) -> bool {
+    let mut p = dir.to_path_buf();
+    let parts: Vec<_> = rel.iter().collect();
+    parts[..parts.len().saturating_sub(1)].iter().all(|c| {
+        p.push(c);
+        std::fs::symlink_metadata(&p).is_ok_and(|m| !m.file_type().is_symlink())
+    })
 }
 
 impl Ledger {
     pub fn read(dir: &Path) -> anyhow::Result<Self> {
+        let damaged = || {
+            format!(
+                "`{}` is damaged: restore the checkout (git checkout . && git clean -fd) and remove it",
+                dir.join(LEDGER).display()
+            )
+        };
         match std::fs::read_to_string(dir.join(LEDGER)) {
-            Ok(t) => serde_json::from_str(&t).with_context(|| {
-                format!(
-                    "`{}` is damaged: restore the checkout (git checkout . && git clean -fd) and remove it",
-                    dir.join(LEDGER).display()
-                )
-            }),
+            Ok(t) => {
+                let ledger: Self = serde_json::from_str(&t).with_context(damaged)?;
+                // The next run removes and rewrites these paths: only what run-pi-gen
+                // writes, inside the checkout.
+                if let Some((bad, _)) = ledger.entries.iter().find(|(p, e)| !ledger_may_name(p, e))
+                {
+                    anyhow::bail!("{}: it names `{}`", damaged(), bad.display());
+                }
+                Ok(ledger)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(e) => Err(e).with_context(|| format!("cannot read `{}`", dir.join(LEDGER).display())),
+            Err(e) => {
+                Err(e).with_context(|| format!("cannot read `{}`", dir.join(LEDGER).display()))
+            }
         }
     }
 
+    /// A path the ledger says run-pi-gen created (not one it replaced).
     pub fn created(&self, rel: &Path) -> bool {
-        self.created.contains_key(rel)
+        self.entries.get(rel).is_some_and(|e| e.before.is_none())
     }
 
     fn write(&self, dir: &Path) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir.join(STATE_DIR))?;
-        crate::atomic::write(
-            &dir.join(LEDGER),
-            crate::model::to_canonical_json(self)?.as_bytes(),
-        )
+        // It may hold an earlier config, with its passwords: for root only.
+        let path = dir.join(LEDGER);
+        crate::atomic::write(&path, crate::model::to_canonical_json(self)?.as_bytes())?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        Ok(())
     }
 }
 
@@ -106,8 +160,14 @@ pub fn apply(dir: &Path, old: &Ledger, plan: &Plan) -> anyhow::Result<Applied> {
     // Refuse before touching anything.
     for (rel, is_dir) in &tops {
         let full = dir.join(rel);
+        if !no_symlink_on_the_way(dir, rel) {
+            return Err(usage(format!(
+                "`{}` is reached through a symlink in the checkout: refusing to write there",
+                full.display()
+            )));
+        }
         let exists = std::fs::symlink_metadata(&full).is_ok();
-        let ours = old.created(rel) || legacy_generated(&full);
+        let ours = old.entries.contains_key(rel) || legacy_generated(&full);
         let replaceable = !is_dir && REPLACEABLE.iter().any(|r| Path::new(r) == rel);
         if exists && !ours && !replaceable {
             return Err(usage(format!(
@@ -120,17 +180,17 @@ pub fn apply(dir: &Path, old: &Ledger, plan: &Plan) -> anyhow::Result<Applied> {
     let mut ledger = Ledger::default();
     for (rel, is_dir) in &tops {
         let full = dir.join(rel);
-        if !is_dir && full.is_file() {
-            let before = std::fs::read(&full)
+        let before = if !is_dir && full.is_file() {
+            let bytes = std::fs::read(&full)
                 .with_context(|| format!("cannot read `{}`", full.display()))?;
-            ledger.replaced.insert(
-                rel.clone(),
-                base64::engine::general_purpose::STANDARD.encode(before),
-            );
+            Some(base64::engine::general_purpose::STANDARD.encode(bytes))
         } else {
-            let mark = if *is_dir { DIR } else { PENDING };
-            ledger.created.insert(rel.clone(), mark.to_owned());
-        }
+            None
+        };
+        let written = if *is_dir { DIR } else { PENDING }.to_owned();
+        ledger
+            .entries
+            .insert(rel.clone(), Entry { written, before });
     }
     // Recorded before writing, so an interrupted run is still undone by the next one.
     ledger.write(dir)?;
@@ -150,7 +210,9 @@ pub fn apply(dir: &Path, old: &Ledger, plan: &Plan) -> anyhow::Result<Applied> {
     for (rel, files) in by_dir {
         write_dir(dir, &rel, &files)?;
     }
+    // It holds the settings, passwords among them: for root only.
     crate::atomic::write(&dir.join("config"), plan.config.as_bytes())?;
+    std::fs::set_permissions(dir.join("config"), std::fs::Permissions::from_mode(0o600))?;
     record_file(&mut ledger, dir, Path::new("config"));
     for (rel, text) in &plan.markers {
         crate::atomic::write(&dir.join(rel), text.as_bytes())?;
@@ -163,18 +225,17 @@ pub fn apply(dir: &Path, old: &Ledger, plan: &Plan) -> anyhow::Result<Applied> {
     })
 }
 
-/// A file run-pi-gen created gets its digest, so a later change by someone else is
-/// noticed (and left alone) when the run is undone.
+/// The digest of what a run wrote, so a later change by someone else is noticed (and
+/// left alone) when the run is undone.
 fn record_file(ledger: &mut Ledger, dir: &Path, rel: &Path) {
-    if ledger.replaced.contains_key(rel) {
-        return;
-    }
     if let Ok(bytes) = std::fs::read(dir.join(rel)) {
-        ledger.created.insert(rel.to_path_buf(), sha256_hex(&bytes));
+        let e = ledger.entries.entry(rel.to_path_buf()).or_default();
+        e.written = sha256_hex(&bytes);
     }
 }
 
-/// A generated sub-stage from before the ledger existed (its scripts say whose it is).
+/// A generated sub-stage (its README, or, from before the ledger, its scripts, say whose
+/// it is).
 fn legacy_generated(path: &Path) -> bool {
     path.join(substage::GENERATED_README).is_file()
         || ["01-run.sh", "00-run.sh"].iter().any(|s| {
@@ -183,47 +244,61 @@ fn legacy_generated(path: &Path) -> bool {
         })
 }
 
-/// Removes what the last run created and restores what it replaced.
+/// Removes what the last run created and restores what it replaced, where it is still
+/// what the run wrote; what someone changed since is left as it is.
 fn undo(dir: &Path, old: &Ledger) -> anyhow::Result<()> {
-    for (rel, digest) in &old.created {
+    for (rel, entry) in &old.entries {
         let full = dir.join(rel);
+        if !no_symlink_on_the_way(dir, rel) {
+            tracing::warn!(
+                "{} is reached through a symlink in the checkout: left as it is",
+                full.display()
+            );
+            continue;
+        }
         let Ok(meta) = std::fs::symlink_metadata(&full) else {
             continue;
         };
-        if digest == DIR {
-            if meta.is_dir() && legacy_generated(&full) {
-                std::fs::remove_dir_all(&full)
-                    .with_context(|| format!("cannot remove `{}`", full.display()))?;
-            } else {
-                tracing::warn!(
-                    "{} was generated by an earlier run but has changed since: left as it is",
-                    full.display()
-                );
-            }
-        } else if meta.is_file()
-            && (digest == PENDING || std::fs::read(&full).is_ok_and(|b| sha256_hex(&b) == *digest))
-        {
-            std::fs::remove_file(&full)
-                .with_context(|| format!("cannot remove `{}`", full.display()))?;
+        let unchanged = if entry.written == DIR {
+            meta.is_dir() && legacy_generated(&full)
         } else {
+            meta.is_file()
+                && (entry.written == PENDING
+                    || std::fs::read(&full).is_ok_and(|b| sha256_hex(&b) == entry.written))
+        };
+        if !unchanged {
             tracing::warn!(
                 "{} was written by an earlier run but has changed since: left as it is",
                 full.display()
             );
+            continue;
         }
-    }
-    for (rel, before) in &old.replaced {
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(before)
-            .with_context(|| format!("the ledger's copy of `{}` is damaged", rel.display()))?;
-        crate::atomic::write(&dir.join(rel), &bytes)?;
+        match &entry.before {
+            Some(before) => {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(before)
+                    .with_context(|| {
+                        format!("the ledger's copy of `{}` is damaged", rel.display())
+                    })?;
+                crate::atomic::write(&full, &bytes)?;
+            }
+            None if meta.is_dir() => std::fs::remove_dir_all(&full)
+                .with_context(|| format!("cannot remove `{}`", full.display()))?,
+            None => std::fs::remove_file(&full)
+                .with_context(|| format!("cannot remove `{}`", full.display()))?,
+        }
     }
     // pi-image before the ledger: sub-stages it generated, and its --continue SKIP files.
     if let Ok(stages) = std::fs::read_dir(dir) {
         for stage in stages.flatten().filter(|e| e.path().is_dir()) {
             for sub in [substage::SUBSTAGE, substage::CLOUD_INIT_SUBSTAGE] {
                 let p = stage.path().join(sub);
-                if p.is_dir() && legacy_generated(&p) {
+                if p.is_dir()
+                    && legacy_generated(&p)
+                    && !old
+                        .entries
+                        .contains_key(&PathBuf::from(stage.file_name()).join(sub))
+                {
                     std::fs::remove_dir_all(&p)
                         .with_context(|| format!("cannot remove `{}`", p.display()))?;
                 }
@@ -292,8 +367,10 @@ fn write_one(dest: &Path, f: &GeneratedFile) -> anyhow::Result<()> {
         }
         Contents::Text(t) => crate::atomic::write(dest, t.as_bytes())?,
         Contents::Bytes(b) => crate::atomic::write(dest, b)?,
-        Contents::CopyFile(src) => {
-            // Never through a symlink, never a FIFO or device swapped in since the walk.
+        Contents::CopyFile(src, id) => {
+            // The very file the walk saw: not a symlink, FIFO or device put in its place
+            // since, nor another file reached through a parent directory swapped for a
+            // symlink (its device and inode would differ).
             let mut from = std::fs::OpenOptions::new()
                 .read(true)
                 .custom_flags(
@@ -301,9 +378,10 @@ fn write_one(dest: &Path, f: &GeneratedFile) -> anyhow::Result<()> {
                 )
                 .open(src)
                 .with_context(|| format!("cannot open overlay file `{}`", src.display()))?;
-            if !from.metadata()?.is_file() {
+            let meta = from.metadata()?;
+            if !meta.is_file() || (meta.dev(), meta.ino()) != *id {
                 return Err(usage(format!(
-                    "overlay entry `{}` is no longer a regular file",
+                    "overlay entry `{}` changed while the overlay was being copied: leave the overlay alone during the build",
                     src.display()
                 )));
             }
@@ -412,6 +490,10 @@ fn fingerprints(
 /// symlinks (kept as links, resolved later inside the image). Anything else, a name that
 /// is not printable UTF-8, or a path under a host mount is refused.
 pub fn walk_overlay(root: &Path) -> anyhow::Result<Vec<OverlayEntry>> {
+    // `overlay/` would resolve a symlink named `overlay`: judge the name itself.
+    let trimmed = root.to_string_lossy();
+    let trimmed = trimmed.trim_end_matches('/');
+    let root = Path::new(if trimmed.is_empty() { "/" } else { trimmed });
     let meta = std::fs::symlink_metadata(root).map_err(|e| {
         usage(format!(
             "overlay directory `{}` cannot be read: {e}",
@@ -473,6 +555,7 @@ pub fn walk_overlay(root: &Path) -> anyhow::Result<Vec<OverlayEntry>> {
             OverlayKind::File {
                 mode,
                 source: e.path().to_path_buf(),
+                id: (meta.dev(), meta.ino()),
             }
         } else {
             return Err(usage(format!(
@@ -482,4 +565,88 @@ pub fn walk_overlay(root: &Path) -> anyhow::Result<Vec<OverlayEntry>> {
         out.push(OverlayEntry { rel, kind });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_overlay_file_swapped_after_the_walk_is_not_copied() {
+        let dir = tempfile::tempdir().unwrap();
+        let ov = dir.path().join("ov");
+        std::fs::create_dir_all(ov.join("etc")).unwrap();
+        std::fs::write(ov.join("etc/app.conf"), "mine\n").unwrap();
+        let entries = walk_overlay(&ov).unwrap();
+        let OverlayKind::File { source, id, mode } = &entries[1].kind else {
+            panic!("{entries:?}")
+        };
+        // Another file now sits where the walked one was (a new inode), as when a parent
+        // directory is swapped for a symlink to the host's /etc.
+        // (The walked file is kept, elsewhere, so its inode is not reused.)
+        std::fs::rename(source, dir.path().join("kept")).unwrap();
+        std::fs::write(source, "root:*:host shadow\n").unwrap();
+        let f = GeneratedFile {
+            path: "x".into(),
+            contents: Contents::CopyFile(source.clone(), *id),
+            mode: *mode,
+        };
+        let err = write_one(&dir.path().join("copy"), &f)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("changed while the overlay was being copied"),
+            "{err}"
+        );
+        assert!(!dir.path().join("copy").exists());
+    }
+
+    #[test]
+    fn undo_never_follows_a_symlink_out_of_the_checkout() {
+        let dir = tempfile::tempdir().unwrap();
+        let checkout = dir.path().join("pi-gen");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(&checkout).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("EXPORT_IMAGE"), "precious\n").unwrap();
+        std::os::unix::fs::symlink(&outside, checkout.join("stage9")).unwrap();
+        let mut old = Ledger::default();
+        old.entries.insert(
+            "stage9/EXPORT_IMAGE".into(),
+            Entry {
+                written: PENDING.into(),
+                before: None,
+            },
+        );
+        undo(&checkout, &old).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(outside.join("EXPORT_IMAGE")).unwrap(),
+            "precious\n"
+        );
+    }
+
+    #[test]
+    fn a_ledger_naming_paths_outside_the_checkout_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join(STATE_DIR)).unwrap();
+        for bad in [
+            "../../etc/passwd",
+            "/etc/passwd",
+            ".git/config",
+            "stage2/../../x",
+            "",
+        ] {
+            let text = serde_json::json!({ "entries": { bad: { "written": "pending" } } });
+            std::fs::write(dir.path().join(LEDGER), text.to_string()).unwrap();
+            let err = Ledger::read(dir.path()).unwrap_err().to_string();
+            assert!(err.contains("is damaged"), "{bad}: {err}");
+        }
+        let text = serde_json::json!({ "entries": { "stage2/90-pi-image": { "written": "dir" }, "config": { "written": "pending", "before": "" } } });
+        std::fs::write(dir.path().join(LEDGER), text.to_string()).unwrap();
+        assert!(
+            Ledger::read(dir.path())
+                .unwrap()
+                .created(Path::new("stage2/90-pi-image"))
+        );
+    }
 }
