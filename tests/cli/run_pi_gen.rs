@@ -1663,3 +1663,67 @@ fn the_seed_on_the_boot_partition_is_read_at_first_boot() {
     let serial = fs::read_to_string(ws.root().join("smoke-unseeded/serial.log")).unwrap();
     assert!(!serial.contains("pi-image-seed-was-read"), "{serial}");
 }
+
+/// The files run-pi-gen writes into a checkout (bookworm: no stage2/04-cloud-init), with
+/// the text of every generated one: what pi-gen will run, pinned.
+#[test]
+fn the_generated_tree_is_pinned() {
+    let ws = Ws::new();
+    let checkout = ws.skeleton("");
+    fs::remove_dir_all(checkout.join("stage2/04-cloud-init")).unwrap();
+    fs::create_dir_all(ws.root().join("overlay/etc/app")).unwrap();
+    fs::write(ws.root().join("overlay/etc/app/it's.conf"), "x\n").unwrap();
+    std::os::unix::fs::symlink("/run/app", ws.root().join("overlay/etc/app/run")).unwrap();
+    fs::write(ws.root().join("chroot.sh"), "echo in the chroot\n").unwrap();
+    let (code, _, err) = run(ws.cmd_any_kernel().args([
+        "--pi-gen-dir",
+        "pi-gen",
+        "--strategy",
+        "native",
+        "--dry-run",
+        "--overlay",
+        "overlay",
+        "--overlay-owner",
+        "etc/app=1000:1000",
+        "--packages",
+        "jq tree",
+        "--chroot-script",
+        "chroot.sh",
+        "--hostname",
+        "pinned",
+    ]));
+    assert_eq!(code, 0, "{err}");
+    let mut listing = String::new();
+    for e in walkdir::WalkDir::new(&checkout)
+        .sort_by_file_name()
+        .into_iter()
+        .flatten()
+    {
+        let rel = e.path().strip_prefix(&checkout).unwrap();
+        let rel_s = rel.display().to_string();
+        let generated = rel_s == "config"
+            || rel_s.contains(pi_image::commands::run_pi_gen::substage::SUBSTAGE)
+            || rel_s.contains(pi_image::commands::run_pi_gen::substage::CLOUD_INIT_SUBSTAGE);
+        if !generated {
+            continue;
+        }
+        let meta = fs::symlink_metadata(e.path()).unwrap();
+        let mode = meta.permissions().mode() & 0o7777;
+        if meta.file_type().is_symlink() {
+            listing.push_str(&format!(
+                "{rel_s} -> {}\n",
+                fs::read_link(e.path()).unwrap().display()
+            ));
+        } else if meta.is_dir() {
+            listing.push_str(&format!("{rel_s}/ {mode:04o}\n"));
+        } else {
+            listing.push_str(&format!("{rel_s} {mode:04o}\n"));
+            let text = fs::read_to_string(e.path()).unwrap();
+            if !rel_s.contains("/files/etc/") {
+                listing.push_str(&format!("----\n{text}----\n"));
+            }
+        }
+    }
+    let root = ws.root().display().to_string();
+    insta::assert_snapshot!("run-pi-gen-tree", listing.replace(&root, "[ws]"));
+}
