@@ -418,17 +418,20 @@ fn injection_in_settings_never_executes() {
     let bin = ws.docker_shim(0, 0);
     let pwned = ws.root().join("pwned");
     let evil = format!("$(touch {0})`touch {0}`;touch {0}", pwned.display());
-    let mut c = ws.cmd_any_kernel();
-    c.args([
-        "--pi-gen-dir",
-        "pi-gen",
-        "--strategy",
-        "container",
-        "--setting",
-    ])
-    .arg(format!("PI_GEN_RELEASE={evil}"));
-    ws.with_path(&mut c, &bin);
-    assert_eq!(run(&mut c).0, 0);
+    let with_setting = |setting: String| {
+        let mut c = ws.cmd_any_kernel();
+        c.args([
+            "--pi-gen-dir",
+            "pi-gen",
+            "--strategy",
+            "container",
+            "--setting",
+        ])
+        .arg(setting);
+        ws.with_path(&mut c, &bin);
+        run(&mut c)
+    };
+    assert_eq!(with_setting(format!("PI_GEN_RELEASE={evil}")).0, 0);
     // Source the config exactly as pi-gen does.
     let out = Command::new("bash")
         .arg("-c")
@@ -440,17 +443,7 @@ fn injection_in_settings_never_executes() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), evil);
     assert!(!pwned.exists());
     // A user name is checked against pi-gen's own rule before any work.
-    let mut c = ws.cmd_any_kernel();
-    c.args([
-        "--pi-gen-dir",
-        "pi-gen",
-        "--strategy",
-        "container",
-        "--setting",
-    ])
-    .arg(format!("FIRST_USER_NAME={evil}"));
-    ws.with_path(&mut c, &bin);
-    let (code, _, err) = run(&mut c);
+    let (code, _, err) = with_setting(format!("FIRST_USER_NAME={evil}"));
     assert_eq!(code, 2, "{err}");
     assert!(
         err.contains("FIRST_USER_NAME") && err.contains("^[a-z][-a-z0-9_]*$"),

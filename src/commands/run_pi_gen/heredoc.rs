@@ -199,21 +199,13 @@ fn scan_line(line: &str, ctx: &mut Context, mut found: impl FnMut(String, Contex
                 };
                 i += 1;
             }
-            b'$' => {
-                let rest = &line[i + 1..];
-                let name: String = rest
-                    .strip_prefix('{')
-                    .unwrap_or(rest)
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect();
-                if name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
-                    i += 1 + name.len() + usize::from(rest.starts_with('{'));
+            b'$' => match parameter(&line[i + 1..]) {
+                Some((name, len)) => {
+                    i += 1 + len;
                     found(name, *ctx);
-                } else {
-                    i += 1;
                 }
-            }
+                None => i += 1,
+            },
             _ => i += 1,
         }
     }
@@ -247,14 +239,7 @@ pub fn scan_sed(file: &str, text: &str) -> Vec<Expansion> {
                 let Some(&(_, delim)) = commands.iter().rev().find(|(start, _)| *start < at) else {
                     continue;
                 };
-                let rest = &arg[at + 1..];
-                let name: String = rest
-                    .strip_prefix('{')
-                    .unwrap_or(rest)
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect();
-                if name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
+                if let Some((name, _)) = parameter(&arg[at + 1..]) {
                     out.push(Expansion {
                         var: name,
                         file: file.to_owned(),
@@ -266,6 +251,22 @@ pub fn scan_sed(file: &str, text: &str) -> Vec<Expansion> {
         }
     }
     out
+}
+
+/// The parameter named right after a `$` (`NAME` or `{NAME…`), and how many bytes its
+/// name takes; `None` for `$(`, `$1`, `$$` and the like.
+fn parameter(rest: &str) -> Option<(String, usize)> {
+    let name: String = rest
+        .strip_prefix('{')
+        .unwrap_or(rest)
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        .then(|| {
+            let len = name.len() + usize::from(rest.starts_with('{'));
+            (name, len)
+        })
 }
 
 /// The characters a value may not hold in `ctx` (a description for messages), or `None`
