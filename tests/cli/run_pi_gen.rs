@@ -452,6 +452,21 @@ fn injection_in_settings_never_executes() {
     assert!(!pwned.exists());
 }
 
+/// `run-pi-gen --dry-run` on the checkout in `ws/pi-gen`, natively, the kernel judged on a
+/// configuration that has what the export needs: everything is checked and written,
+/// pi-gen does not run.
+fn dry_run(ws: &Ws) -> Command {
+    let mut c = ws.cmd_any_kernel();
+    c.args([
+        "--pi-gen-dir",
+        "pi-gen",
+        "--strategy",
+        "native",
+        "--dry-run",
+    ]);
+    c
+}
+
 /// No process whose command line holds `needle` is left (after a moment to be reaped).
 fn assert_none_left_running(needle: &str) {
     std::thread::sleep(std::time::Duration::from_millis(500));
@@ -946,13 +961,7 @@ fn build_sh_must_run_by_its_shebang() {
     let ws = Ws::new();
     let checkout = ws.skeleton("");
     fs::set_permissions(checkout.join("build.sh"), fs::Permissions::from_mode(0o644)).unwrap();
-    let (code, _, err) = run(ws.cmd_any_kernel().args([
-        "--pi-gen-dir",
-        "pi-gen",
-        "--strategy",
-        "native",
-        "--dry-run",
-    ]));
+    let (code, _, err) = run(dry_run(&ws));
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("build.sh` is not executable"), "{err}");
     assert!(err.contains("chmod +x build.sh"), "{err}");
@@ -1210,30 +1219,12 @@ fn overlays_are_checked_before_any_work() {
         let ov = ws.root().join(format!("ov-{name}"));
         fs::create_dir_all(&ov).unwrap();
         make(&ov);
-        let (code, _, err) = run(ws
-            .cmd_any_kernel()
-            .args([
-                "--pi-gen-dir",
-                "pi-gen",
-                "--strategy",
-                "native",
-                "--dry-run",
-                "--overlay",
-            ])
-            .arg(&ov));
+        let (code, _, err) = run(dry_run(&ws).args(["--overlay"]).arg(&ov));
         assert_eq!(code, 2, "{name}: {err}");
         assert!(err.contains(needle), "{name}: {err}");
     }
     std::os::unix::fs::symlink(ws.root().join("ov-proc"), ws.root().join("ov-link")).unwrap();
-    let (code, _, err) = run(ws.cmd_any_kernel().args([
-        "--pi-gen-dir",
-        "pi-gen",
-        "--strategy",
-        "native",
-        "--dry-run",
-        "--overlay",
-        "ov-link",
-    ]));
+    let (code, _, err) = run(dry_run(&ws).args(["--overlay", "ov-link"]));
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("is a symlink"), "{err}");
     assert!(!checkout.join("config").exists());
@@ -1263,16 +1254,7 @@ fn user_files_are_read_where_they_were_named_and_never_hang() {
     ];
     for (args, needle) in cases {
         let started = std::time::Instant::now();
-        let (code, _, err) = run(ws
-            .cmd_any_kernel()
-            .args([
-                "--pi-gen-dir",
-                "pi-gen",
-                "--strategy",
-                "native",
-                "--dry-run",
-            ])
-            .args(args));
+        let (code, _, err) = run(dry_run(&ws).args(args));
         assert_eq!(code, 2, "{args:?}: {err}");
         assert!(err.contains(needle), "{args:?}: {err}");
         assert!(
@@ -1466,28 +1448,13 @@ fn an_existing_checkout_is_reported_as_what_it_is() {
     ] {
         crate::support::sh("git", &args, &checkout);
     }
-    let (code, _, err) = run(ws.cmd_any_kernel().args([
-        "--pi-gen-dir",
-        "pi-gen",
-        "--strategy",
-        "native",
-        "--dry-run",
-        "--no-user-data",
-    ]));
+    let (code, _, err) = run(dry_run(&ws).args(["--no-user-data"]));
     assert_eq!(code, 0, "{err}");
     let out = read_outputs(&ws.root().join("gh-output"));
     assert_eq!(out["pi-gen-ref"], "feature-x");
     assert!(err.contains("not the default `bookworm-arm64`"), "{err}");
-    let (code, _, err) = run(ws
-        .cmd_any_kernel()
-        .args([
-            "--pi-gen-dir",
-            "pi-gen",
-            "--strategy",
-            "native",
-            "--dry-run",
-            "--no-user-data",
-        ])
+    let (code, _, err) = run(dry_run(&ws)
+        .args(["--no-user-data"])
         .env("PI_GEN_REF", "bookworm-arm64"));
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("is at `feature-x`"), "{err}");
@@ -1607,15 +1574,7 @@ fn the_seed_on_the_boot_partition_is_read_at_first_boot() {
     )
     .unwrap();
     // The sub-stage exactly as run-pi-gen writes it for bookworm (no stage2/04-cloud-init).
-    let (code, _, err) = run(ws.cmd_any_kernel().args([
-        "--pi-gen-dir",
-        "pi-gen",
-        "--strategy",
-        "native",
-        "--dry-run",
-        "--user-data",
-        "cloud-init/seed.yaml",
-    ]));
+    let (code, _, err) = run(dry_run(&ws).args(["--user-data", "cloud-init/seed.yaml"]));
     assert_eq!(code, 0, "{err}");
     let sub = checkout.join("stage2/91-pi-image-cloud-init");
     let boot = |image: &Path, marker: &str, dir: &str| {
@@ -1668,12 +1627,7 @@ fn the_generated_tree_is_pinned() {
     fs::write(ws.root().join("overlay/etc/app/it's.conf"), "x\n").unwrap();
     std::os::unix::fs::symlink("/run/app", ws.root().join("overlay/etc/app/run")).unwrap();
     fs::write(ws.root().join("chroot.sh"), "echo in the chroot\n").unwrap();
-    let (code, _, err) = run(ws.cmd_any_kernel().args([
-        "--pi-gen-dir",
-        "pi-gen",
-        "--strategy",
-        "native",
-        "--dry-run",
+    let (code, _, err) = run(dry_run(&ws).args([
         "--overlay",
         "overlay",
         "--overlay-owner",
