@@ -133,31 +133,18 @@ pub fn checks(min_free_gb: u64) -> Vec<Check> {
         tool("smoke", "e2fsck", "e2fsprogs", Some("e2fsprogs")),
         tool("run-pi-gen", "git", "git", Some("git")),
     ];
-    let docker = find_program("docker");
-    let daemon = docker.as_ref().is_some_and(|d| {
-        Command::new(d)
-            .arg("info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    });
+    let docker = crate::host::docker_blocker();
     c.push(Check {
         needed_by: "run-pi-gen (container strategies)",
         what: "Docker daemon".into(),
-        ok: daemon,
-        detail: match (&docker, daemon) {
-            (None, _) => "no `docker` client".into(),
-            (Some(_), false) => "Docker daemon is not running or not accessible".into(),
-            (Some(_), true) => "`docker info` answers".into(),
-        },
+        ok: docker.is_none(),
+        detail: docker.unwrap_or_else(|| "`docker info` answers".into()),
         apt: Some("docker.io"),
         brew: Some("--cask docker"),
     });
     if cfg!(target_os = "linux") {
-        let host_is_arm = matches!(std::env::consts::ARCH, "aarch64" | "arm");
-        for entry in ["qemu-aarch64", "qemu-arm"] {
-            let present = host_is_arm || Path::new("/proc/sys/fs/binfmt_misc").join(entry).exists();
+        for (arm64, entry) in [(true, "qemu-aarch64"), (false, "qemu-arm")] {
+            let present = crate::host::missing_binfmt(arm64).is_none();
             c.push(Check {
                 needed_by: "run-pi-gen (native)",
                 what: format!("binfmt_misc `{entry}`"),
@@ -211,9 +198,7 @@ pub fn checks(min_free_gb: u64) -> Vec<Check> {
             });
         }
     }
-    let free = rustix::fs::statvfs(".")
-        .ok()
-        .map(|s| s.f_bavail as f64 * s.f_frsize as f64 / 1e9);
+    let free = crate::host::free_gb(Path::new("."));
     c.push(Check {
         needed_by: "run-pi-gen",
         what: format!("{min_free_gb} GB free here"),

@@ -617,29 +617,28 @@ fn read_user_data(path: &Path, skip_schema: bool) -> anyhow::Result<Vec<u8>> {
             e
         }
     })?;
-    let text = String::from_utf8(bytes.clone()).map_err(|_| {
+    let text = std::str::from_utf8(&bytes).map_err(|_| {
         usage(format!(
             "Cloud-init file {} is not UTF-8 text",
             path.display()
         ))
     })?;
-    substage::check_user_data(path, &text)?;
+    substage::check_user_data(path, text)?;
     if !skip_schema {
         if crate::process::find_program("cloud-init").is_none() {
             tracing::info!(
                 "`cloud-init` is not installed: user-data checked for header and YAML only"
             );
         } else {
-            let tmp = tempfile::NamedTempFile::new()?;
-            std::fs::write(tmp.path(), &bytes)?;
-            CmdSpec::new(
-                "cloud-init",
-                "validate the user-data with `cloud-init schema`",
+            check_what_was_read(
+                &bytes,
+                CmdSpec::new(
+                    "cloud-init",
+                    "validate the user-data with `cloud-init schema`",
+                )
+                .arg("schema")
+                .arg("--config-file"),
             )
-            .arg("schema")
-            .arg("--config-file")
-            .arg(tmp.path())
-            .output()
             .map_err(|e| {
                 usage(format!(
                     "Cloud-init file {} fails `cloud-init schema`: {e:#}",
@@ -653,19 +652,25 @@ fn read_user_data(path: &Path, skip_schema: bool) -> anyhow::Result<Vec<u8>> {
 
 fn read_chroot_script(path: &Path) -> anyhow::Result<Vec<u8>> {
     let bytes = read_user_file(path, "chroot script")?;
-    let tmp = tempfile::NamedTempFile::new()?;
-    std::fs::write(tmp.path(), &bytes)?;
-    CmdSpec::new("bash", "check the chroot script with `bash -n`")
-        .arg("-n")
-        .arg(tmp.path())
-        .output()
-        .map_err(|e| {
-            usage(format!(
-                "chroot script `{}` is not valid bash: {e:#}",
-                path.display()
-            ))
-        })?;
+    check_what_was_read(
+        &bytes,
+        CmdSpec::new("bash", "check the chroot script with `bash -n`").arg("-n"),
+    )
+    .map_err(|e| {
+        usage(format!(
+            "chroot script `{}` is not valid bash: {e:#}",
+            path.display()
+        ))
+    })?;
     Ok(bytes)
+}
+
+/// Runs a checker on the bytes that were read (and will be built in), not on the user's
+/// file, which may have changed since: `checker` gets a private copy as its last argument.
+fn check_what_was_read(bytes: &[u8], checker: CmdSpec) -> anyhow::Result<()> {
+    let tmp = tempfile::NamedTempFile::new()?;
+    std::fs::write(tmp.path(), bytes)?;
+    checker.arg(tmp.path()).output().map(drop)
 }
 
 /// The text of every script of the checkout (to see which settings it reads), and the
@@ -1295,9 +1300,6 @@ fn unmount_leftovers(input: &Input) {
 }
 
 pub fn run(gha: &Gha, input: &Input) -> anyhow::Result<Outcome> {
-    if let Some(pass) = input.settings.get("FIRST_USER_PASS") {
-        gha.mask(pass);
-    }
     for (k, v) in &input.settings {
         if heredoc::is_secret(k) {
             gha.mask(v);

@@ -118,6 +118,7 @@ pub fn stream(gha: &Gha, mut cmd: Command, watch: &Watch<'_>) -> anyhow::Result<
     let started = Instant::now();
     let mut last_output = Instant::now();
     let mut cpu_at_last_output = tree.cpu_ticks();
+    let mut cpu_stale = false;
     let mut group = None;
     let mut log = String::new();
     let mut open_streams = 2;
@@ -155,11 +156,20 @@ pub fn stream(gha: &Gha, mut cmd: Command, watch: &Watch<'_>) -> anyhow::Result<
                 open_streams -= 1;
                 continue;
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                // The CPU baseline of a silence is taken once, when it starts: reading
+                // /proc for every line of apt's output would cost more than the build's
+                // own logging.
+                if cpu_stale && watch.stall.is_some() {
+                    cpu_at_last_output = tree.cpu_ticks();
+                    cpu_stale = false;
+                }
+                continue;
+            }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         };
         last_output = Instant::now();
-        cpu_at_last_output = tree.cpu_ticks();
+        cpu_stale = true;
         if LOG_LINE.is_match(&line) {
             log.push_str(&line);
             log.push('\n');

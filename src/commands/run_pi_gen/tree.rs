@@ -167,7 +167,7 @@ pub fn apply(dir: &Path, old: &Ledger, plan: &Plan) -> anyhow::Result<Applied> {
             )));
         }
         let exists = std::fs::symlink_metadata(&full).is_ok();
-        let ours = old.entries.contains_key(rel) || legacy_generated(&full);
+        let ours = old.entries.contains_key(rel) || generated_dir(&full);
         let replaceable = !is_dir && REPLACEABLE.iter().any(|r| Path::new(r) == rel);
         if exists && !ours && !replaceable {
             return Err(usage(format!(
@@ -236,7 +236,7 @@ fn record_file(ledger: &mut Ledger, dir: &Path, rel: &Path) {
 
 /// A generated sub-stage (its README, or, from before the ledger, its scripts, say whose
 /// it is).
-fn legacy_generated(path: &Path) -> bool {
+fn generated_dir(path: &Path) -> bool {
     path.join(substage::GENERATED_README).is_file()
         || ["01-run.sh", "00-run.sh"].iter().any(|s| {
             std::fs::read_to_string(path.join(s))
@@ -260,7 +260,7 @@ fn undo(dir: &Path, old: &Ledger) -> anyhow::Result<()> {
             continue;
         };
         let unchanged = if entry.written == DIR {
-            meta.is_dir() && legacy_generated(&full)
+            meta.is_dir() && generated_dir(&full)
         } else {
             meta.is_file()
                 && (entry.written == PENDING
@@ -294,7 +294,7 @@ fn undo(dir: &Path, old: &Ledger) -> anyhow::Result<()> {
             for sub in [substage::SUBSTAGE, substage::CLOUD_INIT_SUBSTAGE] {
                 let p = stage.path().join(sub);
                 if p.is_dir()
-                    && legacy_generated(&p)
+                    && generated_dir(&p)
                     && !old
                         .entries
                         .contains_key(&PathBuf::from(stage.file_name()).join(sub))

@@ -272,23 +272,17 @@ pub fn build_image(work: &Path, path: &Path, root_mib: u64) {
     .unwrap();
     let root = work.join("root.ext4");
     let _ = fs::remove_file(&root);
-    sh(
-        "mkfs.ext4",
-        &[
-            "-q",
-            "-F",
-            "-L",
-            "rootfs",
-            "-O",
-            "^huge_file",
-            "-d",
-            tree.to_str().unwrap(),
-            root.to_str().unwrap(),
-            &format!("{root_mib}M"),
-        ],
-        work,
-    );
+    mkfs_ext4(work, &tree, &root, root_mib, &["-O", "^huge_file"]);
     assemble_disk(path, &boot, &root);
+}
+
+/// An ext4 file system of `mib` MiB labelled `rootfs`, filled from `tree` (no mounting).
+fn mkfs_ext4(work: &Path, tree: &Path, dest: &Path, mib: u64, extra: &[&str]) {
+    let size = format!("{mib}M");
+    let mut args = vec!["-q", "-F", "-L", "rootfs"];
+    args.extend_from_slice(extra);
+    args.extend(["-d", tree.to_str().unwrap(), dest.to_str().unwrap(), &size]);
+    sh("mkfs.ext4", &args, work);
 }
 
 /// An MBR disk (disk id 5eed1234, partitions 4 MiB aligned like Pi OS) from a FAT boot
@@ -367,21 +361,7 @@ pub fn disk_from_trees(work: &Path, path: &Path, boot_files: &Path, rootfs: &Pat
             work,
         );
     }
-    let root_mib = used_mib(rootfs) * 13 / 10 + 64;
-    sh(
-        "mkfs.ext4",
-        &[
-            "-q",
-            "-F",
-            "-L",
-            "rootfs",
-            "-d",
-            rootfs.to_str().unwrap(),
-            root.to_str().unwrap(),
-            &format!("{root_mib}M"),
-        ],
-        work,
-    );
+    mkfs_ext4(work, rootfs, &root, used_mib(rootfs) * 13 / 10 + 64, &[]);
     assemble_disk(path, &boot, &root);
     let _ = fs::remove_file(&boot);
     let _ = fs::remove_file(&root);
