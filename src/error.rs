@@ -20,6 +20,28 @@ pub fn usage(msg: impl Into<String>) -> anyhow::Error {
 #[error("interrupted by {0}; partial outputs were removed and inputs are untouched")]
 pub struct Interrupted(pub &'static str);
 
+/// `err` with every mention of `scratch` (a private working copy) replaced by `user`
+/// (the input the user named), so a message points at what the user can look at.
+/// Whether it is a usage error (exit 2) is kept.
+pub fn naming_input(err: anyhow::Error, scratch: &str, user: &str) -> anyhow::Error {
+    if scratch.is_empty() || !err.chain().any(|c| c.to_string().contains(scratch)) {
+        return err;
+    }
+    let text = err
+        .chain()
+        .map(|c| c.to_string().replace(scratch, user))
+        .collect::<Vec<_>>()
+        .join(": ");
+    if err
+        .chain()
+        .any(|c| c.downcast_ref::<UsageError>().is_some())
+    {
+        usage(text)
+    } else {
+        anyhow::anyhow!(text)
+    }
+}
+
 /// Exit code for an error: 2 when any cause is a [`UsageError`], else 1.
 pub fn exit_code(err: &anyhow::Error) -> ExitCode {
     if err
@@ -41,6 +63,8 @@ pub fn report(gha: &Gha, err: &anyhow::Error) {
     if gha.in_actions() {
         gha.annotate(Level::Error, &text, None, None);
     } else {
-        gha.line(&text);
+        for line in text.lines() {
+            gha.line(line);
+        }
     }
 }

@@ -28,14 +28,20 @@ where
         let mut message = String::new();
         ctx.field_format()
             .format_fields(Writer::new(&mut message), event)?;
-        let line = match (level, self.actions) {
-            (Level::WARN, true) => crate::gha::escape::command("warning", &[], &message),
-            (Level::WARN, false) => format!("warning: {message}"),
-            (Level::ERROR, _) => format!("error: {message}"),
-            (Level::DEBUG | Level::TRACE, _) => format!("debug: {message}"),
+        // Messages carry values from anywhere (paths, mirror answers, guest output):
+        // in Actions a warning is an escaped annotation, every other line plain text
+        // that cannot read as a workflow command.
+        if self.actions && level == Level::WARN {
+            crate::gha::emit_command(&crate::gha::escape::command("warning", &[], &message));
+            return Ok(());
+        }
+        let line = match level {
+            Level::WARN => format!("warning: {message}"),
+            Level::ERROR => format!("error: {message}"),
+            Level::DEBUG | Level::TRACE => format!("debug: {message}"),
             _ => message,
         };
-        writeln!(writer, "{line}")
+        writeln!(writer, "{}", crate::gha::escape::plain_line(&line))
     }
 }
 

@@ -3,10 +3,34 @@ use std::process::ExitCode;
 use pi_image::{cli, commands, error, gha::Gha, logging};
 
 fn main() -> ExitCode {
+    // Credentials in URLs are masked before anything, clap's errors included, is printed.
+    let gha = Gha::from_env();
+    gha.mask_url_credentials();
     let cli = match cli::parse() {
         Ok(cli) => cli,
         Err(err) => {
-            let _ = err.print();
+            // clap's message quotes the offending value: its URL credentials are hidden
+            // and (Actions reads stderr for workflow commands too) no line of it can
+            // read as a command.
+            let help = matches!(
+                err.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+            );
+            if !help {
+                use pi_image::gha::escape::{plain_line, plain_lines, redact_credentials};
+                let mut text = err.render().to_string();
+                // The values clap quotes are shown escaped, so none starts a line.
+                for (_, v) in err.context() {
+                    if let clap::error::ContextValue::String(v) = v
+                        && v.contains(['\n', '\r'])
+                    {
+                        text = text.replace(v.as_str(), &plain_line(v));
+                    }
+                }
+                eprintln!("{}", plain_lines(&redact_credentials(text.trim_end())));
+            } else {
+                let _ = err.print();
+            }
             return match err.kind() {
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
                     ExitCode::SUCCESS
@@ -15,7 +39,7 @@ fn main() -> ExitCode {
             };
         }
     };
-    let gha = Gha::from_env().quiet(cli.quiet);
+    let gha = gha.quiet(cli.quiet);
     logging::init(gha.in_actions(), cli.verbosity());
     match commands::dispatch(&gha, cli.command) {
         Ok(()) => ExitCode::SUCCESS,

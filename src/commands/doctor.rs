@@ -4,9 +4,7 @@
 //! `sugarkube-setup` wizard and `just mac-setup`.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-
-use anyhow::Context as _;
+use std::process::Stdio;
 
 use crate::gha::{Gha, StepReport, md_cell};
 use crate::process::find_program;
@@ -35,7 +33,7 @@ pub struct Check {
 }
 
 fn output(program: &Path, args: &[&str]) -> Option<String> {
-    let out = Command::new(program)
+    let out = crate::process::command(program)
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -305,18 +303,18 @@ pub fn main(gha: &Gha, args: Args) -> anyhow::Result<()> {
         }
         if !pkgs.is_empty() {
             let mut cmd = if rustix::process::geteuid().is_root() {
-                Command::new("apt-get")
+                crate::process::command("apt-get")
             } else {
-                let mut c = Command::new("sudo");
+                let mut c = crate::process::command("sudo");
                 c.arg("apt-get");
                 c
             };
             cmd.env("DEBIAN_FRONTEND", "noninteractive")
                 .args(["install", "-y", "--no-install-recommends"])
                 .args(&pkgs);
-            let status = cmd
-                .status()
-                .context("failed to run apt-get to install the missing packages")?;
+            // apt prints what the mirror says (package names, descriptions): fenced.
+            let status =
+                crate::process::run_fenced(gha, cmd, "install the missing packages with apt-get")?;
             anyhow::ensure!(
                 status.success(),
                 "apt-get install {} failed ({status})",

@@ -67,6 +67,26 @@ impl Gha {
         }
     }
 
+    /// Masks every credential found in a URL among this process's arguments and
+    /// environment before anything is printed (`::add-mask::`), so no later line, the
+    /// summary included, can show it.
+    pub fn mask_url_credentials(&self) {
+        if !self.actions {
+            return;
+        }
+        let values = std::env::args_os()
+            .chain(std::env::vars_os().map(|(_, v)| v))
+            .map(|v| v.to_string_lossy().into_owned());
+        let mut seen = std::collections::BTreeSet::new();
+        for v in values {
+            for secret in escape::url_credentials(&v) {
+                if seen.insert(secret.clone()) {
+                    self.mask(&secret);
+                }
+            }
+        }
+    }
+
     /// Outside Actions, `--quiet` drops the informational lines (groups, outputs).
     pub fn quiet(mut self, quiet: bool) -> Self {
         self.quiet = quiet;
@@ -84,17 +104,59 @@ impl Gha {
         self.actions
     }
 
-    /// Writes one line to the step log.
+    /// Writes one line of the tool's own text to the step log. Values inside may hold
+    /// anything: line breaks and invisible characters are shown escaped and nothing in
+    /// it can read as a workflow command ([`escape::plain_line`]).
     pub fn line(&self, text: &str) {
-        console_line(self.actions, text);
+        console_line(
+            self.actions,
+            &escape::plain_line(&escape::redact_credentials(text)),
+        );
+    }
+
+    /// Writes text the tool does not control (a build log's tail, a guest's console)
+    /// verbatim, fenced so the runner executes nothing in it.
+    pub fn block(&self, text: &str) {
+        let fence = self.fence();
+        for l in text.lines() {
+            fence.line(l);
+        }
+    }
+
+    /// Starts fencing: until the guard is dropped, the runner ignores workflow commands
+    /// (`::stop-commands::<random token>`), so output streamed from a child can be shown
+    /// as it is. The tool's own commands still work: each one briefly lifts the fence.
+    pub fn fence(&self) -> Fence<'_> {
+        let mut owner = false;
+        if self.actions {
+            let mut state = lock_fence();
+            // A fence inside a fence (a log tail printed while streaming) is the outer one.
+            if state.is_none() {
+                let token = escape::stop_token();
+                emit(&format!("::stop-commands::{token}"));
+                *state = Some(token);
+                owner = true;
+            }
+        }
+        Fence { gha: self, owner }
     }
 
     fn command(&self, name: &str, props: &[(&str, &str)], message: &str) {
-        self.line(&escape::command(name, props, message));
+        if self.actions {
+            emit_command(&escape::command(name, props, message));
+        } else {
+            self.line(&escape::command(name, props, message));
+        }
     }
 
     /// Publishes step outputs: the `GITHUB_OUTPUT` file when set, readable lines always.
     pub fn set_outputs(&self, outputs: &[(&str, String)]) -> anyhow::Result<()> {
+        // No output carries a URL's credentials (a proxy's, a mirror's).
+        let outputs: Vec<(&str, String)> = outputs
+            .iter()
+            .map(|(k, v)| (*k, escape::redact_credentials(v)))
+            .collect();
+        let outputs = outputs.as_slice();
         if let Some(path) = &self.output_file {
             let text = format_outputs(outputs)?;
             let mut file = std::fs::OpenOptions::new()
@@ -124,6 +186,7 @@ impl Gha {
         let Some(path) = &self.summary_file else {
             return;
         };
+        let markdown = escape::redact_credentials(markdown);
         let result = std::fs::OpenOptions::new()
             .append(true)
             .create(true)
@@ -191,6 +254,60 @@ impl Gha {
             .unwrap_or(file);
         rel.display().to_string()
     }
+}
+
+/// Output fenced from the runner's command processing; see [`Gha::fence`].
+pub struct Fence<'a> {
+    gha: &'a Gha,
+    owner: bool,
+}
+
+impl Fence<'_> {
+    /// One line of foreign output, verbatim: inside the fence only the (secret) token
+    /// means anything to the runner.
+    pub fn line(&self, text: &str) {
+        console_line(self.gha.actions, text);
+    }
+}
+
+impl Drop for Fence<'_> {
+    fn drop(&mut self) {
+        if self.owner
+            && let Some(token) = lock_fence().take()
+        {
+            emit(&format!("::{token}::"));
+        }
+    }
+}
+
+/// The token of the fence in force, if any.
+static FENCE: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+fn lock_fence() -> std::sync::MutexGuard<'static, Option<String>> {
+    FENCE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Writes a workflow command the tool means (Actions only). While a fence is up, it is
+/// lifted for this one line and raised again under a fresh token: a fenced child that
+/// saw the old token in the log still cannot end the fence.
+pub fn emit_command(line: &str) {
+    let mut state = lock_fence();
+    match state.as_mut() {
+        None => emit(line),
+        Some(token) => {
+            let fresh = escape::stop_token();
+            emit(&format!("::{token}::\n{line}\n::stop-commands::{fresh}"));
+            *token = fresh;
+        }
+    }
+}
+
+fn emit(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}");
+    let _ = out.flush();
 }
 
 /// RAII guard for `::group::`; groups are never nested.

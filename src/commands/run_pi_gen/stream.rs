@@ -119,6 +119,9 @@ pub fn stream(gha: &Gha, mut cmd: Command, watch: &Watch<'_>) -> anyhow::Result<
     let mut last_output = Instant::now();
     let mut cpu_at_last_output = tree.cpu_ticks();
     let mut cpu_stale = false;
+    // pi-gen's output is the build's, not ours (package names, mirror answers, scripts
+    // from the checkout): the runner executes nothing in it while it streams.
+    let fence = gha.fence();
     let mut group = None;
     let mut log = String::new();
     let mut open_streams = 2;
@@ -175,24 +178,24 @@ pub fn stream(gha: &Gha, mut cmd: Command, watch: &Watch<'_>) -> anyhow::Result<
             log.push('\n');
         }
         let Some(c) = STAGE_LINE.captures(&line) else {
-            gha.line(&line);
+            fence.line(&line);
             continue;
         };
         let path = c[2].trim_end_matches('/');
         let is_stage = Path::new(path).parent().map(|p| p.display().to_string())
             == Some(watch.base.to_owned());
         if !is_stage {
-            gha.line(&line);
+            fence.line(&line);
             continue;
         }
         let name = path.rsplit('/').next().unwrap_or(path).to_owned();
         if &c[1] == "Begin" {
             drop(group.take());
-            gha.line(&line);
+            fence.line(&line);
             group = Some(gha.group(&format!("pi-gen {name}")));
             continue;
         }
-        gha.line(&line);
+        fence.line(&line);
         drop(group.take());
         write_timeline(watch.timeline, &log);
         let t = crate::buildlog::parse(&log);
@@ -204,6 +207,7 @@ pub fn stream(gha: &Gha, mut cmd: Command, watch: &Watch<'_>) -> anyhow::Result<
         }
     }
     drop(group);
+    drop(fence);
     let ended = match stopped {
         Some(why) => {
             tree.stop(&mut child);

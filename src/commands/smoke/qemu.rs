@@ -5,7 +5,7 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -212,7 +212,7 @@ pub fn boot(
     seen: &mut Vec<Seen>,
 ) -> anyhow::Result<Ending> {
     tracing::info!("starting {program} {}", shell_words(args));
-    let mut child = Command::new(program)
+    let mut child = crate::process::command(program)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -249,6 +249,9 @@ pub fn boot(
         s
     });
 
+    // The console is the guest's to write: fenced, so the runner executes nothing a
+    // (possibly malicious) image prints.
+    let fence = gha.fence();
     let mut line = Vec::new();
     let mut passed_at: Option<Instant> = None;
     let mut rebooting = false;
@@ -294,7 +297,7 @@ pub fn boot(
             if b == b'\n' {
                 let text = clean(&line);
                 line.clear();
-                gha.line(&format!("[guest] {text}"));
+                fence.line(&format!("[guest] {text}"));
                 if let Some(v) = judge(&text, watch, seen, &mut passed_at, &mut rebooting) {
                     verdict = Some(v);
                     break;
@@ -318,8 +321,9 @@ pub fn boot(
     let _ = serial.flush();
     reaper.stop();
     if !line.is_empty() {
-        gha.line(&format!("[guest] {}", clean(&line)));
+        fence.line(&format!("[guest] {}", clean(&line)));
     }
+    drop(fence);
     Ok(ending)
 }
 
@@ -389,15 +393,7 @@ fn clean(bytes: &[u8]) -> String {
 /// The command as a copy-pasteable line for logs.
 pub fn shell_words(args: &[String]) -> String {
     args.iter()
-        .map(|a| {
-            if a.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_./=,:@".contains(c))
-            {
-                a.clone()
-            } else {
-                format!("'{}'", a.replace('\'', "'\\''"))
-            }
-        })
+        .map(|a| crate::shell::quote(a))
         .collect::<Vec<_>>()
         .join(" ")
 }
