@@ -16,15 +16,28 @@
 # and adds the binary's directory to GITHUB_PATH.
 set -euo pipefail
 
+# Messages carry values (an input, paths): an annotation's message is escaped as
+# actions/toolkit does, so no value can end it or start a line of its own.
+esc() {
+  local s=${1//'%'/%25}
+  s=${s//$'\r'/%0D}
+  s=${s//$'\n'/%0A}
+  printf '%s' "${s//'##['/##%5B}"
+}
 bail() {
-  printf '::error::pi-image install: %s\n' "$*"
+  printf '::error::pi-image install: %s\n' "$(esc "$*")"
   exit 1
+}
+# A bad input is a usage error: exit 2, as the binary's.
+bad_input() {
+  printf '::error::pi-image install: %s\n' "$(esc "$*")"
+  exit 2
 }
 info() { printf 'pi-image install: %s\n' "$*"; }
 
 action_dir=${GITHUB_ACTION_PATH:?GITHUB_ACTION_PATH is not set: run this from action.yml}
 mode=${INPUT_INSTALL:-auto}
-case $mode in auto | source) ;; *) bail "input \`install\` must be auto or source, not \`$mode\`" ;; esac
+case $mode in auto | source) ;; *) bad_input "input \`install\` must be auto or source, not \`$(printf %q "$mode")\`" ;; esac
 repo=${ACTION_REPOSITORY-}
 version=$(sed -n 's/^version *= *"\([^"]*\)".*/\1/p' "$action_dir/Cargo.toml" | head -n 1)
 [[ -n $version ]] || bail "cannot read the version from $action_dir/Cargo.toml"

@@ -10,11 +10,51 @@
 # check it against action.yml.
 set -euo pipefail
 
+# Every value this script prints comes from a workflow's inputs: hostile. An annotation's
+# message is escaped as actions/toolkit does (no value can end it or start a line), plain
+# lines quote values with %q (no line breaks) and defuse the legacy `##[` syntax, and
+# credentials in URLs are masked before anything is printed.
+esc() {
+  local s=${1//'%'/%25}
+  s=${s//$'\r'/%0D}
+  s=${s//$'\n'/%0A}
+  printf '%s' "${s//'##['/##%5B}"
+}
 bail() {
-  printf '::error::pi-image action: %s\n' "$*"
+  printf '::error::pi-image action: %s\n' "$(esc "$(redact "$*")")"
   exit 2
 }
-warn() { printf '::warning::pi-image action: %s\n' "$*"; }
+warn() { printf '::warning::pi-image action: %s\n' "$(esc "$(redact "$*")")"; }
+# `scheme://user:password@` anywhere in a value.
+cred_re='([A-Za-z][A-Za-z0-9+.-]*://)([^/?#@[:space:]]+)@'
+redact() {
+  local s=$1 out=''
+  while [[ $s =~ $cred_re ]]; do
+    out+=${s%%"${BASH_REMATCH[0]}"*}${BASH_REMATCH[1]}'***@'
+    s=${s#*"${BASH_REMATCH[0]}"}
+  done
+  printf '%s' "$out$s"
+}
+mask_credentials() {
+  local s=$1 userinfo
+  while [[ $s =~ $cred_re ]]; do
+    userinfo=${BASH_REMATCH[2]}
+    printf '::add-mask::%s\n' "$(esc "$userinfo")"
+    [[ $userinfo == *:?* ]] && printf '::add-mask::%s\n' "$(esc "${userinfo#*:}")"
+    s=${s#*"${BASH_REMATCH[0]}"}
+  done
+}
+# One line for the log: words with only plain characters as they are, any other %q-quoted
+# (so no line break survives), `##[` defused, credentials hidden.
+show() {
+  local line='' w
+  for w in "$@"; do
+    if [[ -n $w && $w =~ ^[][A-Za-z0-9_./:=@%+,*^~-]+$ ]]; then line+=" $w"; else line+=" $(printf %q "$w")"; fi
+  done
+  line=$(redact "${line# }")
+  printf '%s\n' "${line//'##['/##%5B}"
+}
+for v in "${!INPUT_@}"; do mask_credentials "${!v}"; done
 
 COMMANDS="prepare-mirrors run-pi-gen collect-artifacts manifest smoke sign verify release pipeline doctor"
 
@@ -135,7 +175,7 @@ fi
 
 command=${INPUT_COMMAND-}
 [[ -n $command ]] || bail "the \`command\` input is required (one of: $COMMANDS)"
-[[ " $COMMANDS " == *" $command "* ]] || bail "unknown command \`$command\` (one of: $COMMANDS)"
+[[ " $COMMANDS " == *" $command "* ]] || bail "unknown command \`$(printf %q "$command")\` (one of: $COMMANDS)"
 bin=${PI_IMAGE_BIN:-pi-image}
 
 argv=()
@@ -172,7 +212,7 @@ while IFS='|' read -r name kind target commands; do
       case ${value,,} in
         true) argv+=("$target") ;;
         false) ;;
-        *) bail "input \`$name\` must be true or false, not \`$value\`" ;;
+        *) bail "input \`$name\` must be true or false, not \`$(printf %q "$value")\`" ;;
       esac
       ;;
     lines | pos)
@@ -196,7 +236,7 @@ if [[ $command == run-pi-gen || $command == pipeline ]] && [[ -z ${USER_DATA-} &
   [[ " ${argv[*]-} ${INPUT_ARGS-} " != *" --no-user-data "* && -n ${GITHUB_ACTION_PATH-} ]]; then
   export USER_DATA=$GITHUB_ACTION_PATH/cloud-init/user-data.yaml
   shown_env+=("USER_DATA=$USER_DATA")
-  printf 'pi-image action: no cloud-init/user-data.yaml in %s: using the default seed of the action\n' "$PWD"
+  show pi-image action: no cloud-init/user-data.yaml in "$PWD": using the default seed of the action
 fi
 
 # `args`: extra arguments, one per line, appended last (a later flag wins).
@@ -207,6 +247,9 @@ done <<<"${INPUT_ARGS-}"
 
 ((${#positional[@]})) && argv+=(-- "${positional[@]}")
 
-printf 'pi-image action: %s\n' "$command${argv[*]:+ ${argv[*]}}"
-((${#shown_env[@]})) && printf 'pi-image action: with %s\n' "${shown_env[*]}"
+show pi-image action: "$command" "${argv[@]}"
+((${#shown_env[@]})) && show pi-image action: with "${shown_env[@]}"
+# The inputs have become flags and variables: the binary and everything it starts get
+# no INPUT_* copy (github-token's among them).
+unset "${!INPUT_@}"
 exec "$bin" "$command" "${argv[@]}"

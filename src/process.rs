@@ -7,6 +7,83 @@ use std::process::Command;
 
 use anyhow::{Context as _, bail};
 
+/// Credentials a runner or a user may have in the environment. No child process gets
+/// them (pi-gen and its scripts run as root; apt, git, QEMU and debugfs never need
+/// them); the one step that does (`release` run by `pipeline`) is handed its own.
+pub const SECRET_ENV: &[&str] = &[
+    "GITHUB_TOKEN",
+    "GH_TOKEN",
+    "GH_ENTERPRISE_TOKEN",
+    "GITHUB_ENTERPRISE_TOKEN",
+    "INPUT_GITHUB_TOKEN",
+    "INPUT_GITHUB-TOKEN",
+    "INPUT_IDENTITY_TOKEN",
+    "INPUT_IDENTITY-TOKEN",
+    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+    "ACTIONS_ID_TOKEN_REQUEST_URL",
+    "ACTIONS_RUNTIME_TOKEN",
+    "ACTIONS_RUNTIME_URL",
+    "ACTIONS_RESULTS_URL",
+    "ACTIONS_CACHE_URL",
+    "SIGSTORE_ID_TOKEN",
+    "COSIGN_PASSWORD",
+    "COSIGN_PRIVATE_KEY",
+];
+
+/// A [`Command`] for `program` whose environment holds none of [`SECRET_ENV`]. Every
+/// child process of this tool starts here.
+pub fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new(program);
+    for name in SECRET_ENV {
+        cmd.env_remove(name);
+    }
+    cmd
+}
+
+/// Hands `names` from this process's environment to `cmd` (after [`command`] removed
+/// them): only for a child that is itself this tool and needs the credential.
+pub fn pass_secrets(cmd: &mut Command, names: &[&str]) {
+    for name in names {
+        if let Some(value) = std::env::var_os(name) {
+            cmd.env(name, value);
+        }
+    }
+}
+
+/// Runs `cmd` with its stdout and stderr merged into one pipe and shown line by line,
+/// fenced ([`crate::gha::Gha::fence`]): for tools whose output carries third-party text
+/// (apt's package lists). Returns the exit status.
+pub fn run_fenced(
+    gha: &crate::gha::Gha,
+    mut cmd: Command,
+    summary: &str,
+) -> anyhow::Result<std::process::ExitStatus> {
+    use std::io::BufRead as _;
+    let (reader, writer) = std::io::pipe().context("cannot create a pipe")?;
+    let writer2 = writer.try_clone().context("cannot duplicate a pipe")?;
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(writer)
+        .stderr(writer2);
+    tracing::debug!("running `{}` to {summary}", display_command(&cmd));
+    let mut child = cmd.spawn().with_context(|| {
+        format!(
+            "failed to {summary}: cannot run `{}`",
+            display_command(&cmd)
+        )
+    })?;
+    // The parent's copies of the write end must go, or the reader never sees EOF.
+    drop(cmd);
+    let fence = gha.fence();
+    for line in std::io::BufReader::new(reader).split(b'\n') {
+        let Ok(line) = line else { break };
+        fence.line(&String::from_utf8_lossy(&line));
+    }
+    drop(fence);
+    child
+        .wait()
+        .with_context(|| format!("failed to {summary}: cannot wait for it"))
+}
+
 /// Where `tool` is on PATH, or in /usr/sbin or /sbin (which a non-root PATH often lacks,
 /// and where mkfs, debugfs and friends live).
 pub fn find_program(tool: &str) -> Option<PathBuf> {
@@ -22,17 +99,7 @@ pub fn find_program(tool: &str) -> Option<PathBuf> {
 pub fn display_command(cmd: &Command) -> String {
     std::iter::once(cmd.get_program())
         .chain(cmd.get_args())
-        .map(|a| {
-            let a = a.to_string_lossy();
-            if !a.is_empty()
-                && a.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
-            {
-                a.into_owned()
-            } else {
-                crate::commands::run_pi_gen::config::shell_quote(&a)
-            }
-        })
+        .map(|a| crate::shell::quote(&a.to_string_lossy()))
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -85,7 +152,7 @@ impl CmdSpec {
     /// Runs the command and returns its trimmed stdout; the exact exit code is reported.
     pub fn output(&self) -> anyhow::Result<String> {
         tracing::debug!("running `{}` to {}", self.display(), self.summary);
-        let mut cmd = Command::new(&self.program);
+        let mut cmd = command(&self.program);
         cmd.args(&self.args);
         if let Some(dir) = &self.cwd {
             cmd.current_dir(dir);

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
 use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
@@ -180,11 +179,27 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
         let step_output = tempfile::NamedTempFile::new().context("cannot create a scratch file")?;
         let argv = step_args(step, &state.outputs, args.publish, &smoke_dir);
         tracing::info!("pipeline: running {}", argv.join(" "));
-        let status = Command::new(&exe)
-            .args(&argv)
+        let mut cmd = crate::process::command(&exe);
+        cmd.args(&argv)
             .env("GITHUB_OUTPUT", step_output.path())
             .env("IMG_NAME", &paths.img_name)
-            .env("OUTPUT_DIR", &paths.dir)
+            .env("OUTPUT_DIR", &paths.dir);
+        // Each step gets only the credentials it uses: the token reaches `release`
+        // alone, the signing identity `sign` alone.
+        match step {
+            "release" => crate::process::pass_secrets(&mut cmd, &["GITHUB_TOKEN"]),
+            "sign" => crate::process::pass_secrets(
+                &mut cmd,
+                &[
+                    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+                    "ACTIONS_ID_TOKEN_REQUEST_URL",
+                    "SIGSTORE_ID_TOKEN",
+                    "COSIGN_PASSWORD",
+                ],
+            ),
+            _ => {}
+        }
+        let status = cmd
             .status()
             .with_context(|| format!("failed to start the {step} step"))?;
         let text = std::fs::read_to_string(step_output.path()).unwrap_or_default();

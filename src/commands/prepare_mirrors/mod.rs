@@ -149,6 +149,18 @@ impl Input {
         } else {
             std::env::current_dir()?.join(&args.pi_gen_dir)
         };
+        if args.keep_mirrors_in_image {
+            let with_credentials = candidates
+                .values()
+                .flatten()
+                .chain(&proxy)
+                .any(|u| crate::gha::escape::redact_credentials(u) != *u);
+            if with_credentials {
+                return Err(usage(
+                    "KEEP_MIRRORS_IN_IMAGE would ship a mirror or proxy URL with its credentials inside the image: drop the credentials from the URL (use an authenticating proxy reachable only from the build) or do not keep the mirrors",
+                ));
+            }
+        }
         Ok(Self {
             pi_gen_dir,
             source,

@@ -8,7 +8,7 @@ use crate::error::usage;
 
 /// Quotes a value for bash: `'…'`, with embedded `'` as `'\''`.
 pub fn shell_quote(value: &str) -> String {
-    format!("'{}'", value.replace('\'', r"'\''"))
+    crate::shell::single_quote(value)
 }
 
 /// Checks a variable name and value for the sourced config.
@@ -99,7 +99,7 @@ mod tests {
         for i in 0..evil.len() {
             script.push_str(&format!("printf '%s\\n' \"$V{i}\"\n"));
         }
-        let out = std::process::Command::new("bash")
+        let out = crate::process::command("bash")
             .arg("-c")
             .arg(&script)
             .output()

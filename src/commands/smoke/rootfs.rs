@@ -32,18 +32,9 @@ pub fn parse_injection(spec: &str) -> anyhow::Result<Injection> {
     };
     check_guest_path(guest).map_err(|e| usage(format!("--inject `{spec}`: {e}")))?;
     let host = PathBuf::from(host);
-    let meta = std::fs::metadata(&host).map_err(|e| {
-        usage(format!(
-            "--inject `{spec}`: cannot read host file `{}`: {e}",
-            host.display()
-        ))
-    })?;
-    if !meta.is_file() {
-        return Err(usage(format!(
-            "--inject `{spec}`: `{}` is not a regular file",
-            host.display()
-        )));
-    }
+    // What --inject may read: a regular file, through no symlink out of the directory it
+    // was named in (the workspace for a relative path), as every input is read.
+    let (_, meta) = crate::input::open("--inject", &host, None)?;
     let mode = match mode {
         Some(m) => u32::from_str_radix(m, 8)
             .ok()
@@ -101,7 +92,7 @@ fn debugfs(
     request: &str,
     summary: &str,
 ) -> anyhow::Result<(String, String)> {
-    let mut cmd = std::process::Command::new("debugfs");
+    let mut cmd = crate::process::command("debugfs");
     if write {
         cmd.arg("-w");
     }
@@ -175,7 +166,7 @@ pub fn inject(
     std::fs::File::create(&cmds)
         .and_then(|mut c| c.write_all(script.as_bytes()))
         .with_context(|| format!("cannot write `{}`", cmds.display()))?;
-    let out = std::process::Command::new("debugfs")
+    let out = crate::process::command("debugfs")
         .arg("-w")
         .arg("-f")
         .arg(&cmds)
@@ -225,7 +216,7 @@ pub fn inject(
 /// Replays the ext4 journal of the copy (a guest stopped right after `sync` can leave
 /// `needs_recovery` set, and debugfs reads the filesystem without replaying it).
 pub fn recover(image: &Path, offset: u64) {
-    let out = std::process::Command::new("e2fsck")
+    let out = crate::process::command("e2fsck")
         .arg("-fy")
         .arg(target(image, offset))
         .output();
