@@ -58,7 +58,7 @@ pub fn checkout_pi_gen(
 
 /// PI_GEN_URL: a repository git can clone, never something git would read as an option
 /// or a remote helper (`ext::`, `fd::`).
-fn check_url(url: &str) -> anyhow::Result<()> {
+pub fn check_url(url: &str) -> anyhow::Result<()> {
     let scheme_ok = ["https://", "http://", "git://", "ssh://", "file://", "/"]
         .iter()
         .any(|p| url.starts_with(p))

@@ -87,6 +87,9 @@ impl PiGenArgs {
         if let Some(r) = &named {
             check_git_ref(r)?;
         }
+        // Checked here, not only before a clone: the URL is also recorded in the
+        // manifest and linked from the release notes.
+        crate::checkout::check_url(&self.pi_gen_url)?;
         Ok(PiGenSource {
             url: self.pi_gen_url.clone(),
             branch: self.pi_gen_branch.clone(),
@@ -130,27 +133,7 @@ pub fn parse_stages(v: &str) -> anyhow::Result<Vec<String>> {
 /// A branch, tag or commit as git allows it in a ref name (`git check-ref-format`), and
 /// never an option: it is passed to git and shown in release notes.
 pub fn check_git_ref(r: &str) -> anyhow::Result<()> {
-    let bad = r.is_empty()
-        || r.len() > 200
-        || r.starts_with(['-', '/', '.'])
-        || r.ends_with(['/', '.'])
-        || r.ends_with(".lock")
-        || r.contains("..")
-        || r.contains("@{")
-        || r.contains("//")
-        || r.split('/').any(|c| c.starts_with('.'))
-        || r.chars().any(|c| {
-            !c.is_ascii_graphic() || matches!(c, '~' | '^' | ':' | '?' | '*' | '[' | '\\')
-        })
-        // Names for "wherever the checkout is": they would vouch for any checkout.
-        || ["@", "HEAD", "FETCH_HEAD", "ORIG_HEAD", "MERGE_HEAD"].contains(&r);
-    if bad {
-        return Err(usage(format!(
-            "PI_GEN_REF `{}` is not a git branch, tag or commit name",
-            r.escape_debug()
-        )));
-    }
-    Ok(())
+    crate::validate::git_ref("PI_GEN_REF", r)
 }
 
 /// pi-gen's branch for a release and architecture (see docs/pi-gen.md c.1).

@@ -23,6 +23,7 @@ use crate::model::manifest::{
 use crate::model::metadata::{BuildInfo, ImageInfo, Metadata, PiGenInfo, RepoInfo, RunnerInfo};
 use crate::model::{self, SCHEMA_VERSION, to_canonical_json};
 use crate::process::CmdSpec;
+use crate::validate;
 use crate::{atomic, xz};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -156,11 +157,37 @@ impl Input {
             let (k, v) = parse_option(spec)?;
             options.insert(k, v);
         }
-        if let Some(repo) = &args.repository
-            && !repo.is_empty()
-            && repo.split('/').filter(|p| !p.is_empty()).count() != 2
-        {
-            return Err(usage(format!("repository `{repo}` is not OWNER/REPO")));
+        // Every value below ends up in the notes' commands, links and the manifest:
+        // each is checked against its grammar, naming the input it came from.
+        let given = |v: &Option<String>| v.as_deref().filter(|v| !v.is_empty()).map(str::to_owned);
+        if let Some(repo) = given(&args.repository) {
+            validate::repository("--repository (GITHUB_REPOSITORY)", &repo)?;
+        }
+        if let Some(c) = given(&args.commit) {
+            validate::commit("--commit (GITHUB_SHA)", &c)?;
+        }
+        // run-pi-gen reports a checkout without git history as `unknown`.
+        let pi_gen_commit = given(&args.pi_gen_commit).filter(|c| c != "unknown");
+        if let Some(c) = &pi_gen_commit {
+            validate::commit("--pi-gen-commit (PI_GEN_COMMIT)", c)?;
+        }
+        if let Some(r) = given(&args.git_ref) {
+            validate::git_ref("--ref (GITHUB_REF)", &r)?;
+        }
+        for (what, v) in [
+            ("--run-id (GITHUB_RUN_ID)", &args.run_id),
+            ("--run-attempt (GITHUB_RUN_ATTEMPT)", &args.run_attempt),
+        ] {
+            if let Some(v) = given(v) {
+                validate::digits(what, &v)?;
+            }
+        }
+        validate::server_url("--server-url (GITHUB_SERVER_URL)", &args.server_url)?;
+        if let Some(w) = given(&args.workflow) {
+            validate::one_line("--workflow (GITHUB_WORKFLOW)", &w)?;
+        }
+        if let Some(t) = given(&args.title) {
+            validate::one_line("--title (RELEASE_TITLE)", &t)?;
         }
         let title = args
             .title
@@ -181,7 +208,7 @@ impl Input {
                 url: pi_gen.url,
                 branch: pi_gen.branch,
                 git_ref: Some(pi_gen.git_ref),
-                commit: non_empty(args.pi_gen_commit),
+                commit: pi_gen_commit,
                 stages: pi_gen.stages,
             },
             pi_gen_dir: args.pi_gen_dir,

@@ -217,16 +217,26 @@ fn verify_section(o: &mut String, m: &Manifest) {
         .clone()
         .unwrap_or_else(|| "OWNER/REPO".into());
     let server = &m.source.server_url;
+    // People paste these: every value is one shell word, however it was spelled.
+    let q = crate::shell::quote;
+    let identity = format!(
+        "^{}/{}/\\.github/workflows/",
+        regex::escape(server),
+        regex::escape(&repo)
+    );
     let _ = write!(
         o,
         "\n## Verify\n\nDownload the image and its checksum into one directory, then:\n\n```sh\nsha256sum -c {checksum}\n```\n\n\
          Check the signature (keyless Sigstore, signed by this repository's workflow):\n\n```sh\n\
-         pi-image verify {image} --bundle {image}.sigstore.json --repository {repo}\n\
-         cosign verify-blob {image} --bundle {image}.sigstore.json \\\n  \
-         --certificate-identity-regexp '^{}/{}/\\.github/workflows/' \\\n  \
+         pi-image verify {image} --bundle {bundle} --repository {repo}\n\
+         cosign verify-blob {image} --bundle {bundle} \\\n  \
+         --certificate-identity-regexp {identity} \\\n  \
          --certificate-oidc-issuer https://token.actions.githubusercontent.com\n```\n",
-        regex::escape(server),
-        regex::escape(&repo),
+        checksum = q(&checksum),
+        image = q(&image),
+        bundle = q(&format!("{image}.sigstore.json")),
+        repo = q(&repo),
+        identity = q(&identity),
     );
 }
 

@@ -170,11 +170,32 @@ fn checked_token(token: Option<String>, mode: Mode, gha: &Gha) -> anyhow::Result
 }
 
 fn checked_repository(repository: Option<String>) -> anyhow::Result<String> {
-    repository
-        .filter(|r| r.split('/').filter(|p| !p.is_empty()).count() == 2)
-        .ok_or_else(|| {
-            usage("no repository: set GITHUB_REPOSITORY or pass --repository OWNER/REPO")
-        })
+    let repo = repository.filter(|r| !r.is_empty()).ok_or_else(|| {
+        usage("no repository: set GITHUB_REPOSITORY or pass --repository OWNER/REPO")
+    })?;
+    crate::validate::repository(
+        "the release's repository (--repository, GITHUB_REPOSITORY or the manifest's)",
+        &repo,
+    )?;
+    Ok(repo)
+}
+
+/// What a manifest (a file, so hostile) says that becomes part of a request or a path:
+/// checked before anything is read from disk or sent.
+fn check_manifest(m: &Manifest, path: &Path) -> anyhow::Result<()> {
+    let shown = path.display();
+    for a in &m.artifacts {
+        crate::validate::file_name(&format!("artifact name in `{shown}`"), &a.name)?;
+        if let Some(b) = &a.bundle {
+            crate::validate::file_name(&format!("bundle name in `{shown}`"), &b.name)?;
+        }
+    }
+    crate::validate::git_ref(&format!("release tag in `{shown}`"), &m.release.tag)?;
+    crate::validate::one_line(&format!("release name in `{shown}`"), &m.release.name)?;
+    if let Some(c) = &m.source.commit {
+        crate::validate::commit(&format!("source commit in `{shown}`"), c)?;
+    }
+    Ok(())
 }
 
 impl Input {
@@ -196,6 +217,10 @@ impl Input {
                 manifest_path.display()
             ))
         })?;
+        check_manifest(&manifest, &manifest_path)?;
+        if let Some(t) = &args.tag {
+            crate::validate::git_ref("--tag", t)?;
+        }
         let dir = manifest_path
             .parent()
             .map(Path::to_path_buf)
@@ -274,6 +299,7 @@ impl Input {
     /// `--no-manifest`: a release of plain files (`--assets`), named after its tag.
     fn without_manifest(args: Args, gha: &Gha) -> anyhow::Result<Self> {
         let tag = args.tag.clone().unwrap_or_default();
+        crate::validate::git_ref("--tag", &tag)?;
         let notes = read_notes(
             &args
                 .notes
@@ -366,6 +392,8 @@ fn local(dir: &Path, name: &str, expected: Option<(&str, u64)>) -> anyhow::Resul
             path.display()
         )));
     }
+    // Read from the manifest's directory itself: no symlink out of it, no FIFO.
+    crate::input::open(&format!("asset `{name}`"), &path, Some(dir))?;
     if let Some((_, size)) = expected
         && size != meta.len()
     {

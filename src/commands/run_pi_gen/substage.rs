@@ -112,7 +112,7 @@ pub fn check_package(name: &str) -> anyhow::Result<()> {
         Ok(())
     } else {
         Err(usage(format!(
-            "`{}` is not a Debian package name",
+            "--packages (EXTRA_PACKAGES): `{}` is not a Debian package name",
             name.escape_debug()
         )))
     }
@@ -538,14 +538,14 @@ mod tests {
             apply,
         ];
         for (i, script) in scripts.iter().enumerate() {
-            let out = std::process::Command::new("bash")
+            let out = crate::process::command("bash")
                 .args(["-n", "-c", script])
                 .output()
                 .unwrap();
             assert!(out.status.success(), "{script}");
             let path = dir.path().join(format!("{i:02}-run.sh"));
             std::fs::write(&path, script).unwrap();
-            let out = std::process::Command::new("shellcheck")
+            let out = crate::process::command("shellcheck")
                 .arg(&path)
                 .output()
                 .expect("shellcheck is installed by the README's test command (apt-get install shellcheck)");

@@ -257,28 +257,17 @@ pub struct Outcome {
 }
 
 /// Quotes an argument for a POSIX shell when it needs it.
-fn sh_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_./:@=+-,".contains(c))
-    {
-        s.to_owned()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
-    }
-}
-
 impl Outcome {
     fn signer_flags(&self) -> String {
         match (&self.key, &self.identity, &self.issuer) {
             (Some(k), _, _) => format!(
                 "--key {}",
-                sh_quote(&public_key_path(k).display().to_string())
+                crate::shell::quote(&public_key_path(k).display().to_string())
             ),
             (None, Some(id), Some(iss)) => format!(
                 "--certificate-identity {} --certificate-oidc-issuer {}",
-                sh_quote(id),
-                sh_quote(iss)
+                crate::shell::quote(id),
+                crate::shell::quote(iss)
             ),
             _ => String::new(),
         }
@@ -287,13 +276,16 @@ impl Outcome {
     /// `pi-image verify …`: the manifest when it records the bundles, else each file.
     pub fn pi_image_command(&self) -> String {
         let trust = match &self.trust_flag {
-            Some((flag, path)) => format!(" {flag} {}", sh_quote(&path.display().to_string())),
+            Some((flag, path)) => format!(
+                " {flag} {}",
+                crate::shell::quote(&path.display().to_string())
+            ),
             None => String::new(),
         };
         match &self.manifest_updated {
             Some(m) => format!(
                 "pi-image verify --manifest {} {}{trust}",
-                sh_quote(&file_name(m)),
+                crate::shell::quote(&file_name(m)),
                 self.signer_flags()
             ),
             None => self
@@ -302,8 +294,8 @@ impl Outcome {
                 .map(|s| {
                     format!(
                         "pi-image verify {} --bundle {} {}{trust}",
-                        sh_quote(&file_name(&s.file)),
-                        sh_quote(&file_name(&s.bundle)),
+                        crate::shell::quote(&file_name(&s.file)),
+                        crate::shell::quote(&file_name(&s.bundle)),
                         self.signer_flags()
                     )
                 })
@@ -316,7 +308,10 @@ impl Outcome {
     pub fn cosign_commands(&self) -> String {
         let trust = match &self.trust_flag {
             Some((flag, path)) if flag == "--trusted-root" => {
-                format!(" --trusted-root {}", sh_quote(&path.display().to_string()))
+                format!(
+                    " --trusted-root {}",
+                    crate::shell::quote(&path.display().to_string())
+                )
             }
             Some(_) => " --trusted-root trusted_root.json".to_owned(),
             None => String::new(),
@@ -327,8 +322,8 @@ impl Outcome {
             .map(|s| {
                 format!(
                     "cosign verify-blob {} --bundle {} {}{trust}",
-                    sh_quote(&file_name(&s.file)),
-                    sh_quote(&file_name(&s.bundle)),
+                    crate::shell::quote(&file_name(&s.file)),
+                    crate::shell::quote(&file_name(&s.bundle)),
                     self.signer_flags()
                 )
             })
@@ -615,8 +610,23 @@ pub fn main(gha: &Gha, args: Args) -> anyhow::Result<()> {
     crate::atomic::install_signal_handlers()?;
     let input = Input::from_args(args, gha)?;
     let items = plan(&input);
+    // One writer per directory at a time (collect-artifacts, sign), so no run removes
+    // another live run's partial files.
+    let mut locks = Vec::new();
+    let mut locked = std::collections::BTreeSet::new();
     for i in &items {
-        crate::atomic::remove_stale_partials(&i.bundle);
+        let dir = i
+            .bundle
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        if locked.insert(dir.clone()) {
+            locks.push(crate::atomic::DirLock::acquire(&dir)?);
+        }
+        if let Some(lock) = locks.last() {
+            crate::atomic::remove_stale_partials(&i.bundle, lock);
+        }
     }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -633,12 +643,12 @@ mod tests {
 
     #[test]
     fn quoting() {
-        assert_eq!(sh_quote("a.img.xz"), "a.img.xz");
+        assert_eq!(crate::shell::quote("a.img.xz"), "a.img.xz");
         assert_eq!(
-            sh_quote("https://github.com/o/r/.github/workflows/x.yml@refs/tags/v1"),
+            crate::shell::quote("https://github.com/o/r/.github/workflows/x.yml@refs/tags/v1"),
             "https://github.com/o/r/.github/workflows/x.yml@refs/tags/v1"
         );
-        assert_eq!(sh_quote("a b'c"), "'a b'\\''c'");
+        assert_eq!(crate::shell::quote("a b'c"), "'a b'\\''c'");
     }
 
     #[test]
