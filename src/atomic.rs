@@ -56,6 +56,17 @@ impl AtomicFile {
     /// Flushes to disk, sets mode 0644 and renames over `dest` (replacing a read-only
     /// file is fine: only the directory must be writable).
     pub fn commit(self) -> anyhow::Result<()> {
+        self.finish()?;
+        let dest = self.dest;
+        self.tmp
+            .persist(&dest)
+            .map_err(|e| e.error)
+            .with_context(|| format!("cannot rename the finished file to `{}`", dest.display()))?;
+        Ok(())
+    }
+
+    /// Mode 0644 and flushed to disk: ready to be renamed into place.
+    fn finish(&self) -> anyhow::Result<()> {
         let file = self.tmp.as_file();
         file.set_permissions(std::fs::Permissions::from_mode(0o644))
             .with_context(|| {
@@ -63,12 +74,168 @@ impl AtomicFile {
             })?;
         file.sync_all()
             .with_context(|| format!("cannot flush `{}` to disk", self.tmp.path().display()))?;
-        let dest = self.dest;
-        self.tmp
-            .persist(&dest)
-            .map_err(|e| e.error)
-            .with_context(|| format!("cannot rename the finished file to `{}`", dest.display()))?;
         Ok(())
+    }
+}
+
+/// Files that are replaced together or not at all (an image, its checksum and its
+/// metadata): when one rename fails, the ones already made are undone, so the
+/// previous set stays whole and its checksum still matches.
+#[derive(Debug, Default)]
+pub struct FileSet {
+    items: Vec<(Source, PathBuf)>,
+}
+
+#[derive(Debug)]
+enum Source {
+    Written(AtomicFile),
+    Moved(PathBuf),
+}
+
+/// What one rename replaced, to undo it.
+struct Done {
+    dest: PathBuf,
+    backup: Option<PathBuf>,
+    moved_from: Option<PathBuf>,
+}
+
+impl FileSet {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A finished file written under a temporary name.
+    pub fn add(&mut self, file: AtomicFile) {
+        let dest = file.dest.clone();
+        self.items.push((Source::Written(file), dest));
+    }
+
+    /// A file renamed from `from` (the same file system) to `dest`.
+    pub fn add_move(&mut self, from: &Path, dest: &Path) {
+        self.items
+            .push((Source::Moved(from.to_path_buf()), dest.to_path_buf()));
+    }
+
+    /// Puts every file in place, or none: the previous files are kept under hidden
+    /// hard links until all renames have succeeded.
+    pub fn commit(self) -> anyhow::Result<()> {
+        for (source, dest) in &self.items {
+            if let Ok(meta) = std::fs::symlink_metadata(dest)
+                && meta.is_dir()
+            {
+                anyhow::bail!(
+                    "cannot replace `{}`: it is a directory; remove it and run again",
+                    dest.display()
+                );
+            }
+            if let Source::Written(f) = source {
+                f.finish()?;
+            }
+        }
+        let mut done: Vec<Done> = Vec::new();
+        let mut backups = Vec::new();
+        let result = (|| -> anyhow::Result<()> {
+            for (source, dest) in self.items {
+                let backup = backup_of(dest.as_path())?;
+                if let Some(b) = &backup {
+                    backups.push(b.clone());
+                }
+                let moved_from = match source {
+                    Source::Written(f) => {
+                        f.tmp.persist(&dest).map_err(|e| e.error).with_context(|| {
+                            format!("cannot rename the finished file to `{}`", dest.display())
+                        })?;
+                        None
+                    }
+                    Source::Moved(from) => {
+                        std::fs::rename(&from, &dest).with_context(|| {
+                            format!("cannot move `{}` to `{}`", from.display(), dest.display())
+                        })?;
+                        Some(from)
+                    }
+                };
+                done.push(Done {
+                    dest,
+                    backup,
+                    moved_from,
+                });
+            }
+            Ok(())
+        })();
+        if result.is_err() {
+            for d in done.iter().rev() {
+                if let Some(from) = &d.moved_from {
+                    let _ = std::fs::rename(&d.dest, from);
+                }
+                match &d.backup {
+                    Some(b) => {
+                        let _ = std::fs::rename(b, &d.dest);
+                    }
+                    None if d.moved_from.is_none() => {
+                        let _ = std::fs::remove_file(&d.dest);
+                    }
+                    None => {}
+                }
+            }
+        }
+        for b in backups {
+            let _ = std::fs::remove_file(b);
+        }
+        result
+    }
+}
+
+/// A hidden hard link to `dest` as it is now (none when there is no file).
+fn backup_of(dest: &Path) -> anyhow::Result<Option<PathBuf>> {
+    if std::fs::symlink_metadata(dest).is_err() {
+        return Ok(None);
+    }
+    let name = format!(
+        ".{}.{}{PREVIOUS_SUFFIX}",
+        crate::config::file_name(dest),
+        &crate::gha::escape::stop_token()[..8]
+    );
+    let backup = parent_dir(dest).join(name);
+    std::fs::hard_link(dest, &backup).with_context(|| {
+        format!(
+            "cannot keep the previous `{}` while it is replaced",
+            dest.display()
+        )
+    })?;
+    Ok(Some(backup))
+}
+
+const PREVIOUS_SUFFIX: &str = ".previous";
+
+/// Holds `dir` for one writer: a second run into the same output directory waits
+/// until the first has finished, so neither sees or removes the other's files.
+#[derive(Debug)]
+pub struct DirLock {
+    _file: File,
+}
+
+impl DirLock {
+    pub fn acquire(dir: &Path) -> anyhow::Result<Self> {
+        use rustix::fs::FlockOperation;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let path = dir.join(".pi-image.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o644)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(&path)
+            .with_context(|| format!("cannot open the lock file `{}`", path.display()))?;
+        if rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive).is_err() {
+            tracing::info!(
+                "another pi-image run is writing to `{}`: waiting for it to finish",
+                dir.display()
+            );
+            rustix::fs::flock(&file, FlockOperation::LockExclusive)
+                .with_context(|| format!("cannot lock `{}`", path.display()))?;
+        }
+        Ok(Self { _file: file })
     }
 }
 
@@ -88,8 +255,10 @@ fn parent_dir(path: &Path) -> &Path {
     }
 }
 
-/// Removes temporary files a killed earlier run left next to `dest`.
-pub fn remove_stale_partials(dest: &Path) {
+/// Removes temporary files a killed earlier run left next to `dest`: only `dest`'s own
+/// (`.<name>.<random>.partial` or `.previous`, never another file's whose name starts
+/// the same), and only under the directory's [`DirLock`], so none is a live run's.
+pub fn remove_stale_partials(dest: &Path, _held: &DirLock) {
     let prefix = format!(".{}.", crate::config::file_name(dest));
     let Ok(entries) = std::fs::read_dir(parent_dir(dest)) else {
         return;
@@ -97,7 +266,11 @@ pub fn remove_stale_partials(dest: &Path) {
     for entry in entries.flatten() {
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if name.starts_with(&prefix) && name.ends_with(PARTIAL_SUFFIX) {
+        let random = name.strip_prefix(&prefix).and_then(|r| {
+            r.strip_suffix(PARTIAL_SUFFIX)
+                .or_else(|| r.strip_suffix(PREVIOUS_SUFFIX))
+        });
+        if random.is_some_and(|r| !r.is_empty() && r.chars().all(|c| c.is_ascii_alphanumeric())) {
             tracing::info!(
                 "removing `{}` left by an interrupted run",
                 entry.path().display()
@@ -167,13 +340,76 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("x.img.xz");
         std::fs::write(dir.path().join(".x.img.xz.abc123.partial"), "junk").unwrap();
+        std::fs::write(dir.path().join(".x.img.xz.Zy09ab.previous"), "junk").unwrap();
         std::fs::write(dir.path().join("keep.partial"), "other").unwrap();
-        remove_stale_partials(&dest);
-        let left: Vec<_> = std::fs::read_dir(dir.path())
+        // Another file's partial whose name starts like ours (a live `sign` run's).
+        std::fs::write(dir.path().join(".x.img.xz.sha256.abc123.partial"), "live").unwrap();
+        let lock = DirLock::acquire(dir.path()).unwrap();
+        remove_stale_partials(&dest, &lock);
+        let mut left: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .flatten()
-            .map(|e| e.file_name())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(left, vec![std::ffi::OsString::from("keep.partial")]);
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                ".pi-image.lock",
+                ".x.img.xz.sha256.abc123.partial",
+                "keep.partial"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_set_is_replaced_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, c) = (
+            dir.path().join("a"),
+            dir.path().join("b"),
+            dir.path().join("c"),
+        );
+        std::fs::write(&a, "old a").unwrap();
+        std::fs::write(&b, "old b").unwrap();
+        // `c` cannot be replaced: a non-empty directory is in its place... after the check
+        // for directories ran, so the failure comes from the rename itself.
+        let mut set = FileSet::new();
+        for (dest, text) in [(&a, "new a"), (&b, "new b")] {
+            let mut f = AtomicFile::create(dest).unwrap();
+            f.file().write_all(text.as_bytes()).unwrap();
+            set.add(f);
+        }
+        let mut f = AtomicFile::create(&c).unwrap();
+        f.file().write_all(b"new c").unwrap();
+        set.add(f);
+        std::fs::create_dir(&c).unwrap();
+        std::fs::write(c.join("x"), "").unwrap();
+        let err = set.commit().unwrap_err();
+        assert!(format!("{err:#}").contains("is a directory"), "{err:#}");
+        assert_eq!(std::fs::read_to_string(&a).unwrap(), "old a");
+        assert_eq!(std::fs::read_to_string(&b).unwrap(), "old b");
+
+        // A rename that fails half-way (the directory appears after the check) is undone.
+        std::fs::remove_dir_all(&c).unwrap();
+        let mut set = FileSet::new();
+        for (dest, text) in [(&a, "new a"), (&b, "new b")] {
+            let mut f = AtomicFile::create(dest).unwrap();
+            f.file().write_all(text.as_bytes()).unwrap();
+            set.add(f);
+        }
+        let gone = dir.path().join("missing-source");
+        set.add_move(&gone, &c);
+        assert!(set.commit().is_err());
+        assert_eq!(std::fs::read_to_string(&a).unwrap(), "old a");
+        assert_eq!(std::fs::read_to_string(&b).unwrap(), "old b");
+        assert!(!c.exists());
+        let mut left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["a", "b"], "no partial or backup is left");
     }
 }

@@ -92,10 +92,23 @@ impl Candidate {
     }
 }
 
+/// What a scan of the deploy directory saw.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// Files whose name is an image format.
+    pub candidates: Vec<Candidate>,
+    /// Every regular file seen (relative paths).
+    pub all_files: Vec<String>,
+    /// Entries with an image's name that were not taken, each `rel: why`.
+    pub skipped: Vec<String>,
+}
+
 /// Every file under `deploy_dir` (at most `max_depth` levels down) whose name is an
-/// image format, plus how many files were seen in all. Symlinks are not followed and
-/// hidden files (our own partial outputs among them) are skipped.
-pub fn scan(deploy_dir: &Path, max_depth: usize) -> anyhow::Result<(Vec<Candidate>, Vec<String>)> {
+/// image format. Symlinks are not followed (an image is read from the deploy
+/// directory itself, never through a link that may lead anywhere), special files
+/// are not read, and hidden files (our own partial outputs among them) are skipped;
+/// those with an image's name are reported with the reason.
+pub fn scan(deploy_dir: &Path, max_depth: usize) -> anyhow::Result<Scan> {
     let meta = std::fs::metadata(deploy_dir).with_context(|| {
         format!(
             "deploy directory `{}` does not exist or cannot be read: run pi-gen first, or pass \
@@ -109,24 +122,39 @@ pub fn scan(deploy_dir: &Path, max_depth: usize) -> anyhow::Result<(Vec<Candidat
             deploy_dir.display()
         );
     }
-    let mut found = Vec::new();
-    let mut all = Vec::new();
+    let mut scan = Scan::default();
     for entry in walkdir::WalkDir::new(deploy_dir)
         .max_depth(max_depth)
         .sort_by_file_name()
     {
         let entry = entry.with_context(|| format!("cannot scan `{}`", deploy_dir.display()))?;
-        if !entry.file_type().is_file() || entry.file_name().to_string_lossy().starts_with('.') {
+        let name = entry.file_name().to_string_lossy();
+        if name.starts_with('.') {
+            continue;
+        }
+        let kind = entry.file_type();
+        if kind.is_dir() {
             continue;
         }
         let rel = crate::config::posix_relative(deploy_dir, entry.path());
-        all.push(rel.clone());
+        if !kind.is_file() {
+            if Format::from_file_name(&name).is_some() {
+                let why = if kind.is_symlink() {
+                    "a symlink, not followed: put the image itself in the deploy directory"
+                } else {
+                    "not a regular file (a FIFO, socket or device)"
+                };
+                scan.skipped.push(format!("{rel}: {why}"));
+            }
+            continue;
+        }
+        scan.all_files.push(rel.clone());
         let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
         if let Some(c) = Candidate::new(entry.path().to_path_buf(), rel, entry.depth(), size) {
-            found.push(c);
+            scan.candidates.push(c);
         }
     }
-    Ok((found, all))
+    Ok(scan)
 }
 
 #[cfg(test)]

@@ -45,8 +45,9 @@ pub struct Args {
     /// xz preset: 0-9, optionally followed by `e` (e.g. 9e)
     #[arg(long, env = "XZ_PRESET", default_value = "6")]
     pub xz_preset: Preset,
-    /// Compression threads (0 = one per core)
-    #[arg(long, env = "XZ_THREADS", default_value_t = 0)]
+    /// Compression threads, 0-256 (0 = one per core). Each holds blocks of tens of MiB,
+    /// so the bound keeps a typo from exhausting memory.
+    #[arg(long, env = "XZ_THREADS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=256))]
     pub threads: u32,
     /// Move an existing .img.xz instead of copying it (it is verified first)
     #[arg(long = "move")]
@@ -137,6 +138,8 @@ fn default_owner(is_root: bool, env: impl Fn(&str) -> Option<String>) -> Option<
 pub struct Facts {
     pub candidates: Vec<Candidate>,
     pub all_files: Vec<String>,
+    /// Entries with an image's name that were not taken, each `rel: why`.
+    pub skipped: Vec<String>,
     /// Candidate paths that are the output image itself (a re-run in place).
     pub output_is: Option<PathBuf>,
     pub build_log: Option<PathBuf>,
@@ -161,6 +164,8 @@ pub struct Plan {
     pub action: Action,
     /// Older exports of the same image that were passed over.
     pub ignored: Vec<Candidate>,
+    /// Entries with an image's name that were not taken, each `rel: why`.
+    pub skipped: Vec<String>,
     pub build_log: Option<PathBuf>,
 }
 
@@ -188,6 +193,9 @@ pub fn plan(input: &Input, facts: &Facts) -> anyhow::Result<Plan> {
                 .map(|f| format!("  {f}"))
                 .collect();
             msg.push_str(&format!("; files there:\n{}", shown.join("\n")));
+        }
+        if !facts.skipped.is_empty() {
+            msg.push_str(&format!("\nskipped:\n  {}", facts.skipped.join("\n  ")));
         }
         bail!(msg);
     }
@@ -218,7 +226,7 @@ pub fn plan(input: &Input, facts: &Facts) -> anyhow::Result<Plan> {
     }
     if groups.len() > 1 {
         return Err(usage(format!(
-            "several images found under `{}`; choose one with --image (a name, or a suffix such as -lite):\n{}",
+            "several images found under `{}`; choose one with --image (a path as listed, a name, or a suffix such as -lite):\n{}",
             input.deploy_dir.display(),
             list(&cands)
         )));
@@ -255,6 +263,7 @@ pub fn plan(input: &Input, facts: &Facts) -> anyhow::Result<Plan> {
         source,
         action,
         ignored,
+        skipped: facts.skipped.clone(),
         build_log: facts.build_log.clone(),
     })
 }
@@ -269,7 +278,11 @@ fn list(cands: &[&Candidate]) -> String {
 
 /// Looks at the disk: candidates, whether the output is among them, the build log.
 pub fn gather(input: &Input) -> anyhow::Result<Facts> {
-    let (candidates, all_files) = discover::scan(&input.deploy_dir, input.max_depth)?;
+    let discover::Scan {
+        candidates,
+        all_files,
+        skipped,
+    } = discover::scan(&input.deploy_dir, input.max_depth)?;
     let output = std::fs::canonicalize(&input.paths.image).ok();
     let output_is = output.and_then(|out| {
         candidates
@@ -280,6 +293,7 @@ pub fn gather(input: &Input) -> anyhow::Result<Facts> {
     Ok(Facts {
         candidates,
         all_files,
+        skipped,
         output_is,
         build_log: find_build_log(input),
     })
@@ -300,7 +314,11 @@ fn find_build_log(input: &Input) -> Option<PathBuf> {
     }
     places.push(input.deploy_dir.join("build.log"));
     places.push(input.deploy_dir.join("..").join(&work));
-    places.into_iter().find(|p| p.is_file())
+    // Whatever is there is taken, and opened as every input is: a FIFO or a link out of
+    // its directory is refused by name rather than passed over in silence.
+    places
+        .into_iter()
+        .find(|p| std::fs::symlink_metadata(p).is_ok())
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -356,7 +374,20 @@ pub fn run(gha: &Gha, input: &Input, plan: &Plan) -> anyhow::Result<Outcome> {
     let started = Instant::now();
     let paths = &input.paths;
     let created_dirs = create_dir_all_tracked(&paths.dir)?;
-    atomic::remove_stale_partials(&paths.image);
+    // One run per output directory at a time; under the lock, partial files are a dead
+    // run's and safe to remove.
+    let lock = atomic::DirLock::acquire(&paths.dir)?;
+    for dest in [
+        &paths.image,
+        &paths.checksum,
+        &paths.metadata,
+        &paths.build_log,
+    ] {
+        atomic::remove_stale_partials(dest, &lock);
+    }
+    for skipped in &plan.skipped {
+        tracing::warn!("skipped `{skipped}`");
+    }
     for old in &plan.ignored {
         tracing::warn!("ignoring `{}`: an older export of the same image", old.rel);
     }
@@ -372,13 +403,15 @@ pub fn run(gha: &Gha, input: &Input, plan: &Plan) -> anyhow::Result<Outcome> {
         source.format.as_str()
     );
 
+    // Everything is written under temporary names first, then the image, its checksum,
+    // its metadata and the build log replace the previous ones as one set.
+    let mut set = atomic::FileSet::new();
+    let mut remove_after = None;
     let (streamed, entry) = match plan.action {
         Action::Compress => {
             let mut dest = AtomicFile::create(&paths.image)?;
             let (streamed, entry) = compress_source(gha, input, source, &mut dest)?;
-            let checksum = prepare_checksum(paths, &streamed.out.sha256)?;
-            dest.commit()?;
-            checksum.commit()?;
+            set.add(dest);
             (streamed, entry)
         }
         Action::CopyXz => {
@@ -388,9 +421,20 @@ pub fn run(gha: &Gha, input: &Input, plan: &Plan) -> anyhow::Result<Outcome> {
                 Progress::new(gha.in_actions(), "verifying and copying", Some(source.size));
             let streamed =
                 pipeline::verify_xz(file, &origin_of(source), dest.file(), &mut progress)?;
-            let checksum = prepare_checksum(paths, &streamed.out.sha256)?;
-            dest.commit()?;
-            checksum.commit()?;
+            set.add(dest);
+            (streamed, None)
+        }
+        Action::MoveXz if !same_fs(&source.path, &paths.dir) => {
+            // Another file system: copied (verified on the way), the source removed once
+            // the new set is in place.
+            let mut dest = AtomicFile::create(&paths.image)?;
+            let file = open(&source.path)?;
+            let mut progress =
+                Progress::new(gha.in_actions(), "verifying and copying", Some(source.size));
+            let streamed =
+                pipeline::verify_xz(file, &origin_of(source), dest.file(), &mut progress)?;
+            set.add(dest);
+            remove_after = Some(source.path.clone());
             (streamed, None)
         }
         Action::MoveXz | Action::InPlace => {
@@ -398,19 +442,23 @@ pub fn run(gha: &Gha, input: &Input, plan: &Plan) -> anyhow::Result<Outcome> {
             let mut progress = Progress::new(gha.in_actions(), "verifying", Some(source.size));
             let streamed =
                 pipeline::verify_xz(file, &origin_of(source), std::io::sink(), &mut progress)?;
-            let checksum = prepare_checksum(paths, &streamed.out.sha256)?;
             if plan.action == Action::MoveXz {
-                move_into_place(&source.path, &paths.image)?;
+                set.add_move(&source.path, &paths.image);
             } else {
                 tracing::info!("source already at {}, skipping copy", paths.image.display());
             }
-            checksum.commit()?;
             (streamed, None)
         }
     };
+    set.add(prepare_checksum(paths, &streamed.out.sha256)?);
 
     let build_log = match &plan.build_log {
-        Some(log) => Some(copy_build_log(log, &paths.build_log)?),
+        Some(log) => {
+            if let Some(copy) = copy_build_log(log, &paths.build_log)? {
+                set.add(copy);
+            }
+            Some(paths.build_log.clone())
+        }
         None => {
             tracing::warn!(
                 "no pi-gen build.log found (looked in --pi-gen-dir/work/{0}/build.log, {1}/build.log, {1}/../work/{0}/build.log); stage timings will be missing",
@@ -446,7 +494,17 @@ pub fn run(gha: &Gha, input: &Input, plan: &Plan) -> anyhow::Result<Outcome> {
         verifier: serde_json::json!({ "status": "not_run" }),
         ..Metadata::default()
     };
-    atomic::write(&paths.metadata, to_canonical_json(&metadata)?.as_bytes())?;
+    let mut meta_file = AtomicFile::create(&paths.metadata)?;
+    std::io::Write::write_all(meta_file.file(), to_canonical_json(&metadata)?.as_bytes())
+        .with_context(|| format!("cannot write `{}`", meta_file.temp_path().display()))?;
+    set.add(meta_file);
+    atomic::check_interrupted()?;
+    set.commit()?;
+    if let Some(moved) = remove_after {
+        std::fs::remove_file(&moved)
+            .with_context(|| format!("cannot remove `{}` after moving it", moved.display()))?;
+    }
+    drop(lock);
 
     if let Some((uid, gid)) = input.chown {
         let mut targets: Vec<&Path> = vec![&paths.image, &paths.checksum, &paths.metadata];
@@ -490,8 +548,10 @@ fn origin_of(c: &Candidate) -> Origin<'_> {
     Origin { what: &c.rel }
 }
 
+/// Opens a file of the deploy directory (a source image) or the build log, as every
+/// input is opened ([`crate::input::open`]): no FIFO, device or escaping symlink.
 fn open(path: &Path) -> anyhow::Result<File> {
-    File::open(path).with_context(|| format!("cannot open `{}`", path.display()))
+    crate::input::open("collect-artifacts input", path, None).map(|(f, _)| f)
 }
 
 /// Streams the source (zip entry, gzip or raw image) into the xz encoder.
@@ -634,41 +694,33 @@ fn prepare_checksum(paths: &ArtifactPaths, sha256: &str) -> anyhow::Result<Atomi
     Ok(file)
 }
 
-fn move_into_place(from: &Path, to: &Path) -> anyhow::Result<()> {
-    match std::fs::rename(from, to) {
-        Ok(()) => Ok(()),
-        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::XDEV.raw_os_error()) => {
-            let mut dest = AtomicFile::create(to)?;
-            std::io::copy(&mut open(from)?, dest.file()).with_context(|| {
-                format!("cannot copy `{}` to `{}`", from.display(), to.display())
-            })?;
-            dest.commit()?;
-            std::fs::remove_file(from)
-                .with_context(|| format!("cannot remove `{}` after moving it", from.display()))
-        }
-        Err(e) => Err(e)
-            .with_context(|| format!("cannot move `{}` to `{}`", from.display(), to.display())),
-    }
+/// Whether `a` and the directory `dir` are on one file system (a rename works).
+fn same_fs(a: &Path, dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    matches!((std::fs::metadata(a), std::fs::metadata(dir)), (Ok(x), Ok(y)) if x.dev() == y.dev())
 }
 
-fn copy_build_log(log: &Path, dest: &Path) -> anyhow::Result<PathBuf> {
+/// The last run of the build log, written under a temporary name next to `dest` (none
+/// when the log already is `dest`).
+fn copy_build_log(log: &Path, dest: &Path) -> anyhow::Result<Option<AtomicFile>> {
     let same = matches!(
         (std::fs::canonicalize(log), std::fs::canonicalize(dest)),
         (Ok(a), Ok(b)) if a == b
     );
-    if !same {
-        // pi-gen appends to its build.log across runs: the image's log is the last run's.
-        let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut open(log)?, &mut bytes)
-            .with_context(|| format!("cannot read build log `{}`", log.display()))?;
-        let text = String::from_utf8_lossy(&bytes);
-        let mut out = AtomicFile::create(dest)?;
-        std::io::Write::write_all(out.file(), crate::buildlog::current_run(&text).as_bytes())
-            .with_context(|| format!("cannot copy build log `{}`", log.display()))?;
-        out.commit()?;
-    }
     tracing::info!("build log: {} → {}", log.display(), dest.display());
-    Ok(dest.to_path_buf())
+    if same {
+        return Ok(None);
+    }
+    // pi-gen appends to its build.log across runs: the image's log is the last run's.
+    let (file, _) = crate::input::open("--build-log (BUILD_LOG)", log, None)?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut &file, &mut bytes)
+        .with_context(|| format!("cannot read build log `{}`", log.display()))?;
+    let text = String::from_utf8_lossy(&bytes);
+    let mut out = AtomicFile::create(dest)?;
+    std::io::Write::write_all(out.file(), crate::buildlog::current_run(&text).as_bytes())
+        .with_context(|| format!("cannot copy build log `{}`", log.display()))?;
+    Ok(Some(out))
 }
 
 /// `mkdir -p` that reports which directories it created (for --chown).

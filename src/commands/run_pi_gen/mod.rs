@@ -17,7 +17,6 @@ pub mod tree;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
@@ -546,67 +545,11 @@ pub fn gather(gha: &Gha, input: &Input) -> anyhow::Result<Gathered> {
     })
 }
 
-/// Opens a user file: a regular file, never a FIFO, device or directory (which would
-/// hang or mislead), read through no symlink that leaves its directory.
 /// The most a user file (user-data, a chroot script) may hold.
 const USER_FILE_MAX: u64 = 16 << 20;
 
-pub fn read_user_file(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
-    std::fs::symlink_metadata(path)
-        .map_err(|e| usage(format!("{what} `{}` cannot be read: {e}", path.display())))?;
-    // Where the file really is must be where it was named: inside the working directory
-    // for a path given relative to it (`$GITHUB_WORKSPACE`), else inside the directory
-    // named; no symlink on the way (the file itself or a parent) may lead out.
-    let target = std::fs::canonicalize(path).map_err(|e| {
-        usage(format!(
-            "{what} `{}` cannot be resolved: {e}",
-            path.display()
-        ))
-    })?;
-    let base = match std::env::current_dir() {
-        Ok(cwd) if path.starts_with(&cwd) => std::fs::canonicalize(&cwd).unwrap_or(cwd),
-        _ => path
-            .parent()
-            .and_then(|p| std::fs::canonicalize(p).ok())
-            .unwrap_or_default(),
-    };
-    if !target.starts_with(&base) {
-        return Err(usage(format!(
-            "{what} `{}` leads through a symlink out of `{}` (to `{}`): give the file itself",
-            path.display(),
-            base.display(),
-            target.display()
-        )));
-    }
-    use std::os::unix::fs::OpenOptionsExt as _;
-    // O_NONBLOCK: opening a FIFO must not wait for a writer. The resolved path, and no
-    // symlink swapped in since.
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags((rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOFOLLOW).bits() as i32)
-        .open(&target)
-        .map_err(|e| usage(format!("{what} `{}` cannot be read: {e}", path.display())))?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(usage(format!(
-            "{what} `{}` is not a regular file (a directory, FIFO or device): give a file",
-            path.display()
-        )));
-    }
-    if meta.len() > USER_FILE_MAX {
-        return Err(usage(format!(
-            "{what} `{}` is {} bytes; at most {USER_FILE_MAX} are accepted",
-            path.display(),
-            meta.len()
-        )));
-    }
-    let mut bytes = Vec::new();
-    std::io::Read::read_to_end(
-        &mut std::io::Read::take(&file, USER_FILE_MAX + 1),
-        &mut bytes,
-    )
-    .with_context(|| format!("cannot read {what} `{}`", path.display()))?;
-    Ok(bytes)
+fn read_user_file(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
+    crate::input::read(what, path, USER_FILE_MAX)
 }
 
 fn read_user_data(path: &Path, skip_schema: bool) -> anyhow::Result<Vec<u8>> {
@@ -1249,7 +1192,7 @@ fn execute(gha: &Gha, input: &Input, sp: &StrategyPlan) -> anyhow::Result<(Ended
     let n = sp.commands.len();
     for (i, argv) in sp.commands.iter().enumerate() {
         let is_build = i + 1 == n;
-        let mut cmd = Command::new(&argv[0]);
+        let mut cmd = crate::process::command(&argv[0]);
         cmd.args(&argv[1..])
             .env_clear()
             .envs(sp.env.iter().map(|(k, v)| (k, v)));
@@ -1422,10 +1365,8 @@ pub fn run(gha: &Gha, input: &Input) -> anyhow::Result<Outcome> {
     });
     let log_tail = crate::buildlog::tail_lines(&outcome.build_log, 30);
     if !log_tail.is_empty() {
-        gha.line(&format!(
-            "last lines of {}:\n{log_tail}",
-            outcome.build_log.display()
-        ));
+        gha.line(&format!("last lines of {}:", outcome.build_log.display()));
+        gha.block(&log_tail);
     }
     if let Some(dir) = &input.outage_dir {
         let path = write_outage(dir, input, &err)?;

@@ -512,6 +512,7 @@ pub fn walk_overlay(root: &Path) -> anyhow::Result<Vec<OverlayEntry>> {
             root.display()
         )));
     }
+    crate::input::check_dir("overlay directory", root)?;
     let mut out = Vec::new();
     for e in walkdir::WalkDir::new(root)
         .min_depth(1)

@@ -17,8 +17,7 @@ const HOLE: usize = 64 << 10;
 /// file: runs of zeros become holes, so a mostly empty multi-GB image costs little
 /// disk. Returns the digest of the input file as read, to prove it was not changed.
 pub fn sparse_copy(input: &Path, dest: &Path) -> anyhow::Result<Digest> {
-    let file =
-        File::open(input).with_context(|| format!("cannot open image `{}`", input.display()))?;
+    let (file, _) = crate::input::open("--image", input, None)?;
     let mut hashed = Hashing::new(io::BufReader::with_capacity(CHUNK, file));
     let xz = input
         .extension()

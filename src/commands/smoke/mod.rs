@@ -7,6 +7,7 @@
 //! once on first boot (root filesystem resize); that reboot is followed, not fatal.
 
 pub mod bootfs;
+mod collect;
 pub mod disk;
 pub mod qemu;
 pub mod rootfs;
@@ -141,12 +142,15 @@ impl Input {
             Some(p) => p,
             None => args.image.artifact_paths()?.image,
         };
-        if !image.is_file() {
+        if std::fs::symlink_metadata(&image).is_err() {
             return Err(usage(format!(
                 "image `{}` does not exist (pass --image IMG.img.xz or run collect-artifacts first)",
                 image.display()
             )));
         }
+        // A regular file, through no symlink out of its directory: never a FIFO that
+        // would hang the step.
+        crate::input::open("--image", &image, None)?;
         if args.timeout == 0 {
             return Err(usage("--timeout must be at least 1 second"));
         }
@@ -553,6 +557,8 @@ struct Record {
     qemu_args: Vec<String>,
     input_sha256: Option<String>,
     collected: Vec<String>,
+    /// Entries of collected guest paths not copied (symlinks, special files), with why.
+    skipped: Vec<String>,
     missing: Vec<String>,
 }
 
@@ -578,6 +584,7 @@ pub fn run(gha: &Gha, input: &Input) -> anyhow::Result<Outcome> {
         input_sha256: None,
         collected: Vec::new(),
         missing: Vec::new(),
+        skipped: Vec::new(),
     };
     let result = boot_and_collect(gha, input, &mut record);
     let boot_seconds = record.seen.first().map(|s| s.seconds);
@@ -601,6 +608,7 @@ pub fn run(gha: &Gha, input: &Input) -> anyhow::Result<Outcome> {
         "boot_seconds": boot_seconds,
         "elapsed_seconds": (started.elapsed().as_millis() as f64) / 1000.0,
         "collected": record.collected,
+        "skipped": record.skipped,
         "missing": record.missing,
         "error": error,
     });
@@ -646,6 +654,21 @@ fn boot_and_collect(gha: &Gha, input: &Input, record: &mut Record) -> anyhow::Re
             )
         })?;
     let copy = scratch.path().join("disk.img");
+    boot_copy(gha, input, record, scratch.path(), &copy).map_err(|e| {
+        // The copy is private; the user knows the image by the name they gave.
+        let user = format!("{} (smoke's working copy of it)", input.image.display());
+        crate::error::naming_input(e, &copy.display().to_string(), &user)
+    })
+}
+
+fn boot_copy(
+    gha: &Gha,
+    input: &Input,
+    record: &mut Record,
+    scratch: &Path,
+    copy: &Path,
+) -> anyhow::Result<()> {
+    let copy = copy.to_path_buf();
     {
         let _g = gha.group(&format!(
             "smoke: preparing a private copy of {}",
@@ -654,7 +677,7 @@ fn boot_and_collect(gha: &Gha, input: &Input, record: &mut Record) -> anyhow::Re
         let digest = disk::sparse_copy(&input.image, &copy)?;
         record.input_sha256 = Some(digest.sha256);
     }
-    let facts = gather(input, &copy, scratch.path())?;
+    let facts = gather(input, &copy, scratch)?;
     let plan = plan(input, &facts)?;
     tracing::info!("machine {}: {}", plan.machine.name(), plan.reason);
     tracing::info!("kernel command line: {}", plan.cmdline);
@@ -671,19 +694,24 @@ fn boot_and_collect(gha: &Gha, input: &Input, record: &mut Record) -> anyhow::Re
     }
     let mut staged = Vec::new();
     for (i, inj) in input.inject.iter().enumerate() {
-        // A fixed scratch name keeps host paths out of debugfs' command syntax.
-        let safe = scratch.path().join(format!("inject-{i}"));
-        std::fs::copy(&inj.host, &safe)
-            .with_context(|| format!("cannot read `{}`", inj.host.display()))?;
+        // A fixed scratch name keeps host paths out of debugfs' command syntax. What
+        // --inject may read: a regular file, through no symlink that leaves the
+        // directory it was named in (the workspace for a relative path).
+        let safe = scratch.join(format!("inject-{i}"));
+        let (mut from, _) = crate::input::open("--inject", &inj.host, None)?;
+        let mut to = std::fs::File::create(&safe)
+            .with_context(|| format!("cannot create `{}`", safe.display()))?;
+        std::io::copy(&mut from, &mut to)
+            .with_context(|| format!("cannot read --inject `{}`", inj.host.display()))?;
         staged.push(Injection {
             host: safe,
             ..inj.clone()
         });
     }
-    rootfs::inject(&copy, facts.root.start, &staged, scratch.path())?;
+    rootfs::inject(&copy, facts.root.start, &staged, scratch)?;
 
     let take = |name: &str| -> anyhow::Result<PathBuf> {
-        let dest = scratch.path().join(name.replace('/', "_"));
+        let dest = scratch.join(name.replace('/', "_"));
         bootfs::extract(&copy, facts.boot.start, &format!("/{name}"), &dest)?;
         Ok(dest)
     };
@@ -772,6 +800,9 @@ fn boot_and_collect(gha: &Gha, input: &Input, record: &mut Record) -> anyhow::Re
     }
 
     let collected_dir = input.artifacts_dir.join("collected");
+    if !input.collect.is_empty() {
+        collect::fresh_dir(&collected_dir)?;
+    }
     if input
         .collect
         .iter()
@@ -779,18 +810,32 @@ fn boot_and_collect(gha: &Gha, input: &Input, record: &mut Record) -> anyhow::Re
     {
         rootfs::recover(&copy, facts.root.start);
     }
-    for guest in &input.collect {
-        if let Some(rel) = guest.strip_prefix("/boot/firmware/") {
-            let dest = collected_dir.join(guest.trim_start_matches('/'));
-            std::fs::create_dir_all(dest.parent().unwrap_or(&collected_dir))?;
+    for (i, guest) in input.collect.iter().enumerate() {
+        // Each guest path is dumped into a fresh private directory, then copied out by
+        // code that never follows or makes a symlink (collect.rs).
+        let private = scratch.join(format!("collect-{i}"));
+        std::fs::create_dir(&private)
+            .with_context(|| format!("cannot create `{}`", private.display()))?;
+        let found = if let Some(rel) = guest.strip_prefix("/boot/firmware/") {
+            let dest = private.join(guest.trim_start_matches('/'));
+            std::fs::create_dir_all(dest.parent().unwrap_or(&private))?;
             match bootfs::find(&bootfs::list(&copy, facts.boot.start)?, rel) {
                 Some(found) => {
                     bootfs::extract(&copy, facts.boot.start, found, &dest)?;
-                    record.collected.push(guest.clone());
+                    true
                 }
-                None => record.missing.push(guest.clone()),
+                None => false,
             }
-        } else if rootfs::collect(&copy, facts.root.start, guest, &collected_dir)? {
+        } else {
+            rootfs::collect(&copy, facts.root.start, guest, &private)?
+        };
+        if found {
+            let dumped = private.join(guest.trim_start_matches('/'));
+            let skipped = collect::copy_out(&dumped, &collected_dir, guest)?;
+            for s in &skipped {
+                tracing::warn!("--collect: skipped {s}");
+            }
+            record.skipped.extend(skipped);
             record.collected.push(guest.clone());
         } else {
             record.missing.push(guest.clone());
