@@ -9,6 +9,7 @@ mod action;
 mod collect_artifacts;
 mod doctor;
 mod gha_io;
+mod hostile;
 mod manifest;
 mod prepare_mirrors;
 mod release;

@@ -295,7 +295,11 @@ fn bad_inputs() {
         ("PI_GEN_STAGES", "", "PI_GEN_STAGES is empty"),
         ("ARM64", "2", "ARM64 must be 0 or 1 (got: 2)"),
         ("SOURCE_DATE_EPOCH", "soon", "SOURCE_DATE_EPOCH"),
-        ("GITHUB_REPOSITORY", "nope", "not OWNER/REPO"),
+        (
+            "GITHUB_REPOSITORY",
+            "nope",
+            "`nope` is not a GitHub repository",
+        ),
     ] {
         let (code, _, err) = run(manifest_cmd(&ws).env(var, val));
         assert_eq!(code, 2, "{var}={val}: {err}");

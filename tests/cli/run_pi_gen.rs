@@ -32,42 +32,7 @@ impl Ws {
 
     /// A pi-gen-shaped checkout that is enough for planning and container argv tests.
     fn skeleton(&self, depends: &str) -> PathBuf {
-        let dir = self.root().join("pi-gen");
-        for s in [
-            "stage0",
-            "stage1",
-            "stage2/04-cloud-init/files",
-            "export-image",
-        ] {
-            fs::create_dir_all(dir.join(s)).unwrap();
-        }
-        fs::write(dir.join("stage2/EXPORT_IMAGE"), "IMG_SUFFIX=\"-lite\"\n").unwrap();
-        fs::write(dir.join("build.sh"), "#!/bin/bash\n# reads IMG_NAME RELEASE DEPLOY_DIR ENABLE_SSH TARGET_HOSTNAME ENABLE_CLOUD_INIT FIRST_USER_NAME STAGE_LIST PI_GEN_RELEASE\nexit 0\n").unwrap();
-        fs::set_permissions(dir.join("build.sh"), fs::Permissions::from_mode(0o755)).unwrap();
-        fs::write(dir.join("depends"), depends).unwrap();
-        fs::write(
-            dir.join("Dockerfile"),
-            "FROM debian:bookworm\nCOPY . /pi-gen/\n",
-        )
-        .unwrap();
-        // A git checkout on pi-gen's branch, as a clone leaves it.
-        for args in [
-            vec!["init", "-q", "-b", "bookworm-arm64"],
-            vec!["add", "-A"],
-            vec![
-                "-c",
-                "user.name=t",
-                "-c",
-                "user.email=t@e",
-                "commit",
-                "-q",
-                "-m",
-                "pi-gen",
-            ],
-        ] {
-            crate::support::sh("git", &args, &dir);
-        }
-        dir
+        skeleton_in(self.root(), depends)
     }
 
     /// `docker` on PATH (no Docker daemon exists here): records argv; `docker info` and
@@ -152,6 +117,47 @@ exit 0
             format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
         );
     }
+}
+
+/// A pi-gen-shaped git checkout at `root/pi-gen`: enough for planning, dry runs and
+/// container argv tests.
+pub(crate) fn skeleton_in(root: &Path, depends: &str) -> PathBuf {
+    let dir = root.join("pi-gen");
+    for s in [
+        "stage0",
+        "stage1",
+        "stage2/04-cloud-init/files",
+        "export-image",
+    ] {
+        fs::create_dir_all(dir.join(s)).unwrap();
+    }
+    fs::write(dir.join("stage2/EXPORT_IMAGE"), "IMG_SUFFIX=\"-lite\"\n").unwrap();
+    fs::write(dir.join("build.sh"), "#!/bin/bash\n# reads IMG_NAME RELEASE DEPLOY_DIR ENABLE_SSH TARGET_HOSTNAME ENABLE_CLOUD_INIT FIRST_USER_NAME STAGE_LIST PI_GEN_RELEASE\nexit 0\n").unwrap();
+    fs::set_permissions(dir.join("build.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(dir.join("depends"), depends).unwrap();
+    fs::write(
+        dir.join("Dockerfile"),
+        "FROM debian:bookworm\nCOPY . /pi-gen/\n",
+    )
+    .unwrap();
+    // A git checkout on pi-gen's branch, as a clone leaves it.
+    for args in [
+        vec!["init", "-q", "-b", "bookworm-arm64"],
+        vec!["add", "-A"],
+        vec![
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@e",
+            "commit",
+            "-q",
+            "-m",
+            "pi-gen",
+        ],
+    ] {
+        crate::support::sh("git", &args, &dir);
+    }
+    dir
 }
 
 #[test]

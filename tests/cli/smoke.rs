@@ -322,6 +322,76 @@ fn inject_and_collect_round_trip_with_default_markers() {
     s.assert_no_qemu_left();
 }
 
+/// A guest that may be malicious plants links where `--collect` looks: to an absolute
+/// host path, to a directory, and a host link is already where the collected files go.
+/// Nothing is written through any of them, no link is made on the host, and each
+/// skipped link is named.
+#[test]
+fn a_malicious_guests_symlinks_never_reach_the_host() {
+    let s = Smoke::new();
+    let victim = s.dir().join("victim");
+    fs::write(&victim, "host file\n").unwrap();
+    let host_dir = s.dir().join("host-dir");
+    fs::create_dir_all(&host_dir).unwrap();
+    fs::create_dir_all(s.artifacts()).unwrap();
+    std::os::unix::fs::symlink(&host_dir, s.artifacts().join("collected")).unwrap();
+    let hook = s.dir().join("hook.sh");
+    fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\nmkdir -p /var/log/evil\necho fine > /var/log/evil/ok.txt\n\
+             ln -s {v} /var/log/evil/link\nln -s /etc /var/log/evil/etc-link\n\
+             ln -s {v} /var/log/file-link\nsync\n\
+             echo '[first-boot] summary.json written to /boot/first-boot-report/summary.json'\nsync\npoweroff -f\n",
+            v = victim.display()
+        ),
+    )
+    .unwrap();
+    let _one = one_boot_at_a_time();
+    let (code, _, err) = run(s
+        .cmd(&images().join("hook.img"))
+        .args(["--timeout", "120", "--inject"])
+        .arg(format!("{}:/opt/smoketest/hook.sh:0755", hook.display()))
+        .args([
+            "--collect",
+            "/var/log/evil",
+            "--collect",
+            "/var/log/file-link",
+        ]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "host file\n");
+    assert_eq!(
+        fs::read_dir(&host_dir).unwrap().count(),
+        0,
+        "written through a host link"
+    );
+    let collected = s.artifacts().join("collected");
+    assert!(fs::symlink_metadata(&collected).unwrap().is_dir());
+    assert_eq!(
+        fs::read_to_string(collected.join("var/log/evil/ok.txt")).unwrap(),
+        "fine\n"
+    );
+    for e in walkdir::WalkDir::new(&collected) {
+        let e = e.unwrap();
+        assert!(
+            !e.path_is_symlink(),
+            "a link was made on the host: {}",
+            e.path().display()
+        );
+    }
+    let skipped = s.summary()["skipped"].to_string();
+    assert!(
+        skipped.contains("/var/log/evil/link: a symlink in the guest"),
+        "{skipped}"
+    );
+    assert!(
+        skipped.contains("/var/log/evil/etc-link: a symlink in the guest"),
+        "{skipped}"
+    );
+    assert!(err.contains("--collect: skipped"), "{err}");
+    s.assert_no_qemu_left();
+}
+
 #[test]
 fn bad_images_are_clear_errors() {
     let s = Smoke::new();
