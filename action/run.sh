@@ -26,7 +26,7 @@ bail() {
 }
 warn() { printf '::warning::pi-image action: %s\n' "$(esc "$(redact "$*")")"; }
 # `scheme://user:password@` anywhere in a value.
-cred_re='([A-Za-z][A-Za-z0-9+.-]*://)([^/?#@[:space:]]+)@'
+cred_re='([A-Za-z][A-Za-z0-9+.-]*://)([^/?#[:space:]]+)@'
 redact() {
   local s=$1 out=''
   while [[ $s =~ $cred_re ]]; do

@@ -90,6 +90,8 @@ pub struct FileSet {
 enum Source {
     Written(AtomicFile),
     Moved(PathBuf),
+    /// The set has no such file any more (a build without a log): an old one goes.
+    Removed,
 }
 
 /// What one rename replaced, to undo it.
@@ -114,6 +116,11 @@ impl FileSet {
     pub fn add_move(&mut self, from: &Path, dest: &Path) {
         self.items
             .push((Source::Moved(from.to_path_buf()), dest.to_path_buf()));
+    }
+
+    /// A file of the previous set that the new set does not have.
+    pub fn add_removal(&mut self, dest: &Path) {
+        self.items.push((Source::Removed, dest.to_path_buf()));
     }
 
     /// Puts every file in place, or none: the previous files are kept under hidden
@@ -152,6 +159,14 @@ impl FileSet {
                             format!("cannot move `{}` to `{}`", from.display(), dest.display())
                         })?;
                         Some(from)
+                    }
+                    Source::Removed => {
+                        if backup.is_some() {
+                            std::fs::remove_file(&dest).with_context(|| {
+                                format!("cannot remove the previous `{}`", dest.display())
+                            })?;
+                        }
+                        None
                     }
                 };
                 done.push(Done {

@@ -63,7 +63,12 @@ pub fn check_url(url: &str) -> anyhow::Result<()> {
         .iter()
         .any(|p| url.starts_with(p))
         || (url.starts_with("git@") && !url.contains("::"));
-    if !scheme_ok || url.chars().any(|c| !c.is_ascii_graphic()) {
+    // No characters that would break the Markdown link the notes make of it.
+    if !scheme_ok
+        || url.chars().any(|c| {
+            !c.is_ascii_graphic() || matches!(c, '`' | '(' | ')' | '<' | '>' | '"' | '\'' | '\\')
+        })
+    {
         return Err(usage(format!(
             "PI_GEN_URL `{}` is not a repository URL (https://, http://, git://, ssh://, file://, git@host:path or an absolute path)",
             url.escape_debug()

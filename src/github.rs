@@ -461,7 +461,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn links() {
+    fn the_next_page_comes_from_the_link_header() {
         let h = r#"<https://api.github.com/x?page=2>; rel="next", <https://api.github.com/x?page=5>; rel="last""#;
         assert_eq!(
             next_link(h).as_deref(),

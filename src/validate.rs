@@ -79,12 +79,12 @@ pub fn file_name(what: &str, value: &str) -> anyhow::Result<()> {
         && value != ".."
         && !value.starts_with('-')
         && !value.contains(['/', '\\'])
-        && !value.chars().any(char::is_control);
+        && !value.chars().any(crate::gha::escape::is_invisible);
     if ok {
         Ok(())
     } else {
         Err(usage(format!(
-            "{what} `{}` is not a plain file name: no `/`, `..`, leading `-` or control characters",
+            "{what} `{}` is not a plain file name: no `/`, `..`, leading `-`, control or invisible characters (U+200B, U+202E, …)",
             value.escape_debug()
         )))
     }
@@ -172,7 +172,19 @@ mod tests {
     #[test]
     fn file_names_are_plain() {
         assert!(file_name("a", "pi.img.xz").is_ok());
-        for bad in ["", ".", "..", "../x", "a/b", "-rf", "a\nb", "a\\b"] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../x",
+            "a/b",
+            "-rf",
+            "a\nb",
+            "a\\b",
+            "a\u{202e}gpj.exe",
+            "a\u{200b}",
+            "a\u{2028}b",
+        ] {
             assert!(file_name("a", bad).is_err(), "{bad:?}");
         }
     }

@@ -26,12 +26,15 @@ pub fn escape_property(s: &str) -> String {
     escape_data(s).replace(':', "%3A").replace(',', "%2C")
 }
 
-/// Formats one workflow command line (without the trailing newline).
+/// Formats one workflow command line (without the trailing newline). URL credentials
+/// in the message or a property are shown as `***@` (masks hide them too; this does
+/// not depend on the runner).
 pub fn command(name: &str, props: &[(&str, &str)], message: &str) -> String {
+    let message = &redact_credentials(message);
     let props: Vec<String> = props
         .iter()
         .filter(|(_, v)| !v.is_empty())
-        .map(|(k, v)| format!("{k}={}", escape_property(v)))
+        .map(|(k, v)| format!("{k}={}", escape_property(&redact_credentials(v))))
         .collect();
     if props.is_empty() {
         format!("::{name}::{}", escape_data(message))
@@ -43,7 +46,7 @@ pub fn command(name: &str, props: &[(&str, &str)], message: &str) -> String {
 /// Characters a reader of the log cannot see, or that a culture-aware comparison may
 /// skip: C0/C1 controls, line and paragraph separators, and Unicode's default-ignorable
 /// and other format characters (DerivedCoreProperties 16.0 and category Cf).
-fn is_invisible(c: char) -> bool {
+pub fn is_invisible(c: char) -> bool {
     c.is_control()
         || matches!(
             c as u32,
@@ -75,11 +78,12 @@ fn is_invisible(c: char) -> bool {
         )
 }
 
-/// One line of the tool's own text, safe for a log the runner reads: line breaks and
-/// invisible characters are shown escaped (`\n`, `\u{200b}`), so no value inside can
+/// One line of the tool's own text, safe for a log the runner reads: URL credentials
+/// are shown as `***@`, line breaks and invisible characters are shown escaped (`\n`, `\u{200b}`), so no value inside can
 /// start a line, and what would still read as a command is defused (a leading `::`
 /// becomes `%3A:`, `##[` becomes `##%5B`).
 pub fn plain_line(text: &str) -> String {
+    let text = &redact_credentials(text);
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -113,8 +117,10 @@ pub fn plain_lines(text: &str) -> String {
         .join("\n")
 }
 
+// Greedy up to the authority's last `@`, as URL parsers read it: a password holding a
+// raw `@` is still hidden whole.
 static CREDENTIALS: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-    regex::Regex::new(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/?#@\s]+)@")
+    regex::Regex::new(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/?#\s]+)@")
         .unwrap_or_else(|e| unreachable!("a literal pattern: {e}"))
 });
 
@@ -227,6 +233,18 @@ mod tests {
             plain_lines("usage:\r\n::set-output name=a::b\nok"),
             "usage:\n%3A:set-output name=a::b\nok"
         );
+    }
+
+    #[test]
+    fn a_raw_at_in_a_password_is_hidden_whole() {
+        let url = "http://mu:p@ssSECRET@mirror.example/raspbian";
+        assert_eq!(
+            redact_credentials(url),
+            "http://***@mirror.example/raspbian"
+        );
+        assert_eq!(url_credentials(url), ["mu:p@ssSECRET", "p@ssSECRET"]);
+        assert!(!command("error", &[], url).contains("SECRET"));
+        assert!(!plain_line(url).contains("SECRET"));
     }
 
     #[test]

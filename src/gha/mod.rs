@@ -463,16 +463,35 @@ mod tests {
     }
 
     #[test]
-    fn summary_write_failure_is_not_fatal() {
+    fn a_summary_that_cannot_be_written_does_not_fail_the_step() {
+        // The summary "file" is a directory: appending fails, the outputs still go out.
+        let dir = tempfile::tempdir().unwrap();
         let gha = Gha {
-            summary_file: Some("/nonexistent/dir/summary".into()),
+            summary_file: Some(dir.path().to_path_buf()),
+            output_file: Some(dir.path().join("out")),
             ..Gha::default()
         };
-        gha.summary("x");
+        let report = Fixed;
+        gha.publish(&report).unwrap();
+        assert!(dir.path().is_dir(), "left as it was");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("out")).unwrap(),
+            "k=v\n"
+        );
+    }
+
+    struct Fixed;
+    impl StepReport for Fixed {
+        fn outputs(&self) -> Vec<(&'static str, String)> {
+            vec![("k", "v".into())]
+        }
+        fn summary(&self) -> String {
+            "# x\n".into()
+        }
     }
 
     #[test]
-    fn sizes() {
+    fn sizes_read_in_binary_units() {
         assert_eq!(human_size(83), "83 B");
         assert_eq!(human_size(2150), "2.1 KiB");
         assert_eq!(human_size(118_325_364), "112.8 MiB");

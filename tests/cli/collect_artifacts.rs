@@ -235,8 +235,9 @@ fn empty_and_missing_deploy_dirs() {
         err.contains("no image found under `deploy`") && err.contains("no files at all"),
         "{err}"
     );
+    // A deploy directory that is not there is a wrong input: exit 2.
     let (code, _, err) = run(ws.collect().args(["--deploy-dir", "nope"]));
-    assert_eq!(code, 1);
+    assert_eq!(code, 2);
     assert!(
         err.contains("deploy directory `nope` does not exist"),
         "{err}"

@@ -315,6 +315,17 @@ impl Hostile {
             );
         }
         assert_eq!(tree(&self.input("")), before, "{case}: an input changed");
+        for e in walkdir::WalkDir::new(self.root().join("out")).follow_links(false) {
+            let Ok(e) = e else { continue };
+            if e.file_type().is_file() {
+                let bytes = fs::read(e.path()).unwrap_or_default();
+                assert!(
+                    !String::from_utf8_lossy(&bytes).contains(SECRET),
+                    "{case}: the secret is in the output `{}`",
+                    e.path().display()
+                );
+            }
+        }
         for n in names {
             assert!(
                 all.contains(n),
@@ -1161,6 +1172,12 @@ fn release_refuses_a_hostile_manifest_before_any_request() {
             vec!["artifact name"],
         ),
         (
+            "an artifact name with a right-to-left override",
+            |m| m["artifacts"][0]["name"] = "sk\u{202e}zx.gmi".into(),
+            vec![],
+            vec!["artifact name", "invisible characters"],
+        ),
+        (
             "a bundle name with a path",
             |m| {
                 m["artifacts"][0]["bundle"] =
@@ -1277,6 +1294,176 @@ fn credentials_in_urls_are_masked_first_and_never_shown() {
 }
 
 #[test]
+fn published_files_hold_no_credential() {
+    let h = Hostile::new();
+    let mut c = manifest_cmd(&h);
+    c.args([
+        "--pi-gen-url",
+        &format!("https://bob:p@ss{SECRET}@github.com/x/pi-gen"),
+        "--option",
+        &format!("MIRROR=http://al:{SECRET}@mirror/x"),
+    ]);
+    // The manifest, in-toto statement, metadata and notes under out/ are checked too.
+    h.check(
+        "manifest: credentials in the pi-gen URL and an option",
+        c,
+        0,
+        &[],
+    );
+    let manifest = fs::read_to_string(h.root().join("out/sk.img.xz.manifest.json")).unwrap();
+    assert!(
+        manifest.contains("https://***@github.com/x/pi-gen"),
+        "{manifest}"
+    );
+}
+
+#[test]
+fn more_inputs_are_plain_files_read_where_they_were_named() {
+    let rows: Vec<SetupRow> = vec![
+        (
+            "release --manifest FIFO",
+            |h| {
+                h.fifo("m.json");
+                s(&[
+                    "release",
+                    "--dry-run",
+                    "--manifest",
+                    "in/m.json",
+                    "--repository",
+                    "o/r",
+                ])
+            },
+            2,
+            vec!["in/m.json", "not a regular file"],
+        ),
+        (
+            "release --notes FIFO",
+            |h| {
+                release_dir(h, |_| {});
+                h.fifo("notes.md");
+                s(&[
+                    "release",
+                    "--dry-run",
+                    "--img-name",
+                    "sk",
+                    "--manifest",
+                    "in/rel/sk.img.xz.manifest.json",
+                    "--notes",
+                    "in/notes.md",
+                ])
+            },
+            2,
+            vec!["in/notes.md", "not a regular file"],
+        ),
+        (
+            "release --notes symlink out",
+            |h| {
+                h.write("a.bin", "x");
+                h.link_out("notes.md");
+                s(&[
+                    "release",
+                    "--dry-run",
+                    "--no-manifest",
+                    "--tag",
+                    "v1",
+                    "--assets",
+                    "in/a.bin",
+                    "--notes",
+                    "in/notes.md",
+                    "--repository",
+                    "o/r",
+                ])
+            },
+            2,
+            vec!["in/notes.md", "leads through a symlink out of"],
+        ),
+        (
+            "verify --manifest FIFO",
+            |h| {
+                h.fifo("m.json");
+                s(&["verify", "--manifest", "in/m.json", "--repository", "o/r"])
+            },
+            2,
+            vec!["in/m.json", "not a regular file"],
+        ),
+        (
+            "sign --key symlink out",
+            |h| {
+                h.write("x.bin", "x");
+                h.link_out("cosign.key");
+                s(&["sign", "--key", "in/cosign.key", "in/x.bin"])
+            },
+            2,
+            vec!["in/cosign.key", "leads through a symlink out of"],
+        ),
+        (
+            "collect --deploy-dir missing",
+            |_| {
+                s(&[
+                    "collect-artifacts",
+                    "--deploy-dir",
+                    "in/none",
+                    "--output-dir",
+                    "out",
+                ])
+            },
+            2,
+            vec!["in/none", "does not exist"],
+        ),
+        (
+            "run-pi-gen PI_GEN_URL with Markdown",
+            |h| {
+                h.pi_gen();
+                s(&[
+                    "run-pi-gen",
+                    "--dry-run",
+                    "--pi-gen-dir",
+                    "in/pi-gen",
+                    "--pi-gen-url",
+                    "https://h/x`$(id)`",
+                ])
+            },
+            2,
+            vec!["PI_GEN_URL"],
+        ),
+    ];
+    for (case, args, code, names) in rows {
+        let h = Hostile::new();
+        let args = args(&h);
+        let c = h.cmd(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        h.check(case, c, code, &names);
+    }
+}
+
+#[test]
+fn a_checkers_complaint_names_the_users_file() {
+    let h = Hostile::new();
+    h.write("bad.sh", "if then fi (\n");
+    let c = h.run_pi_gen(&["--no-user-data", "--chroot-script", "in/bad.sh"]);
+    h.check(
+        "run-pi-gen: a chroot script bash cannot read",
+        c,
+        2,
+        &["in/bad.sh", "not valid bash"],
+    );
+}
+
+#[test]
+fn a_build_without_a_log_leaves_no_earlier_log_in_its_set() {
+    let h = Hostile::new();
+    deploy_image(&h, "x.img");
+    h.write("deploy/build.log", "[10:00:00] Begin /pi-gen/stage0\n");
+    h.check("collect-artifacts: with a log", collect(&h), 0, &[]);
+    assert!(h.root().join("out/sugarkube.build.log").exists());
+    fs::remove_file(h.input("deploy/build.log")).unwrap();
+    h.check("collect-artifacts: without a log", collect(&h), 0, &[]);
+    assert!(
+        !h.root().join("out/sugarkube.build.log").exists(),
+        "the earlier build's log is still beside the new image"
+    );
+}
+
+#[test]
 fn no_child_process_gets_the_token() {
     // `git` on PATH records the environment it was started with, then runs the real one.
     let h = Hostile::new();
@@ -1355,7 +1542,7 @@ fn the_action_script_prints_no_value_raw() {
                 ("output-dir", lines_payload()),
                 ("deploy-dir", "in/none".into()),
             ],
-            1,
+            2,
             vec!["in/none"],
         ),
         (

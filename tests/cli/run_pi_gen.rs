@@ -342,7 +342,7 @@ fn bad_input_is_refused_before_any_work() {
         (
             vec!["--setting", "CLEAN=0"],
             vec![],
-            "run-pi-gen sets CLEAN itself",
+            "run-pi-gen owns CLEAN",
         ),
         (
             vec!["--setting", "FIRST_USER_PASS:hunter2"],
@@ -367,7 +367,7 @@ fn bad_input_is_refused_before_any_work() {
         (
             vec!["--pass-env", "WORK_DIR"],
             vec![],
-            "run-pi-gen sets WORK_DIR itself",
+            "run-pi-gen owns WORK_DIR",
         ),
         (
             vec!["--pi-gen-dir", "pi gen"],
@@ -720,8 +720,8 @@ fn a_failing_build_reports_the_exit_code_log_tail_and_an_outage_record() {
         .map(|e| e.path())
         .collect();
     assert_eq!(records.len(), 1);
-    let schema =
-        crate::support::repo_root().join("../shared/fixtures/sugarkube/outages-schema.json");
+    let schema = crate::support::repo_root()
+        .join("tests/fixtures/third-party/sugarkube/outages-schema.json");
     let check = Command::new(crate::support::check_jsonschema())
         .arg("--schemafile")
         .arg(&schema)

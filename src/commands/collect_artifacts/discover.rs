@@ -109,18 +109,19 @@ pub struct Scan {
 /// are not read, and hidden files (our own partial outputs among them) are skipped;
 /// those with an image's name are reported with the reason.
 pub fn scan(deploy_dir: &Path, max_depth: usize) -> anyhow::Result<Scan> {
-    let meta = std::fs::metadata(deploy_dir).with_context(|| {
-        format!(
-            "deploy directory `{}` does not exist or cannot be read: run pi-gen first, or pass \
+    // The directory is the user's input: a wrong one is a usage error (exit 2).
+    let meta = std::fs::metadata(deploy_dir).map_err(|e| {
+        crate::error::usage(format!(
+            "deploy directory `{}` does not exist or cannot be read ({e}): run pi-gen first, or pass \
              --deploy-dir (DEPLOY_DIR) pointing at its deploy/ output",
             deploy_dir.display()
-        )
+        ))
     })?;
     if !meta.is_dir() {
-        anyhow::bail!(
-            "deploy directory `{}` is not a directory",
+        return Err(crate::error::usage(format!(
+            "deploy directory `{}` (--deploy-dir, DEPLOY_DIR) is not a directory",
             deploy_dir.display()
-        );
+        )));
     }
     let mut scan = Scan::default();
     for entry in walkdir::WalkDir::new(deploy_dir)

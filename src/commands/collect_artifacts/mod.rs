@@ -454,12 +454,14 @@ pub fn run(gha: &Gha, input: &Input, plan: &Plan) -> anyhow::Result<Outcome> {
 
     let build_log = match &plan.build_log {
         Some(log) => {
-            if let Some(copy) = copy_build_log(log, &paths.build_log)? {
+            if let Some(copy) = copy_build_log(log, &paths.build_log, log_base(input, log))? {
                 set.add(copy);
             }
             Some(paths.build_log.clone())
         }
         None => {
+            // A log beside the previous image is not this image's.
+            set.add_removal(&paths.build_log);
             tracing::warn!(
                 "no pi-gen build.log found (looked in --pi-gen-dir/work/{0}/build.log, {1}/build.log, {1}/../work/{0}/build.log); stage timings will be missing",
                 paths.img_name,
@@ -700,9 +702,28 @@ fn same_fs(a: &Path, dir: &Path) -> bool {
     matches!((std::fs::metadata(a), std::fs::metadata(dir)), (Ok(x), Ok(y)) if x.dev() == y.dev())
 }
 
+/// The directory a build log found by its conventional place must stay in: the pi-gen
+/// checkout for `work/…`, the deploy directory (or its parent) otherwise, so a `work`
+/// that is a symlink out of the checkout is refused. An explicit --build-log: None
+/// (where it was named).
+fn log_base<'a>(input: &'a Input, log: &Path) -> Option<&'a Path> {
+    if input.build_log.is_some() {
+        return None;
+    }
+    match &input.pi_gen_dir {
+        Some(dir) if log.starts_with(dir) => Some(dir.as_path()),
+        _ if log.starts_with(input.deploy_dir.join("..")) => input.deploy_dir.parent(),
+        _ => Some(input.deploy_dir.as_path()),
+    }
+}
+
 /// The last run of the build log, written under a temporary name next to `dest` (none
 /// when the log already is `dest`).
-fn copy_build_log(log: &Path, dest: &Path) -> anyhow::Result<Option<AtomicFile>> {
+fn copy_build_log(
+    log: &Path,
+    dest: &Path,
+    base: Option<&Path>,
+) -> anyhow::Result<Option<AtomicFile>> {
     let same = matches!(
         (std::fs::canonicalize(log), std::fs::canonicalize(dest)),
         (Ok(a), Ok(b)) if a == b
@@ -712,7 +733,7 @@ fn copy_build_log(log: &Path, dest: &Path) -> anyhow::Result<Option<AtomicFile>>
         return Ok(None);
     }
     // pi-gen appends to its build.log across runs: the image's log is the last run's.
-    let (file, _) = crate::input::open("--build-log (BUILD_LOG)", log, None)?;
+    let (file, _) = crate::input::open("the build log (--build-log, BUILD_LOG)", log, base)?;
     let mut bytes = Vec::new();
     std::io::Read::read_to_end(&mut &file, &mut bytes)
         .with_context(|| format!("cannot read build log `{}`", log.display()))?;
@@ -899,7 +920,7 @@ mod tests {
     }
 
     #[test]
-    fn owners() {
+    fn owners_parse_as_uid_gid_and_default_to_the_sudo_user() {
         assert_eq!(parse_owner("1000:100").unwrap(), (1000, 100));
         assert!(parse_owner("1000").is_err() && parse_owner("a:b").is_err());
         let env = |k: &str| match k {

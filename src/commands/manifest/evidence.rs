@@ -63,7 +63,7 @@ fn smoke_status(dir: &Path) -> (String, Option<Value>) {
     let error = dir.join("error.json");
     if error.is_file() {
         let details = read_json(&error).unwrap_or_else(|_| {
-            let raw = std::fs::read_to_string(&error).unwrap_or_default();
+            let raw = crate::input::read_text("error.json", &error, Some(dir)).unwrap_or_default();
             json!({ "error": raw.trim(), "path": "error.json" })
         });
         return ("error".into(), Some(details));
@@ -72,7 +72,10 @@ fn smoke_status(dir: &Path) -> (String, Option<Value>) {
 }
 
 fn read_json(path: &Path) -> Result<Value, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    // Through no symlink out of its directory, never a FIFO (evidence is copied into
+    // the published manifest).
+    let text =
+        crate::input::read_text("evidence file", path, None).map_err(|e| format!("{e:#}"))?;
     serde_json::from_str(&text).map_err(|e| e.to_string())
 }
 

@@ -132,7 +132,8 @@ pub fn parse_option(spec: &str) -> anyhow::Result<(String, Value)> {
     } else if let Some(f) = v.parse::<f64>().ok().filter(|f| f.is_finite()) {
         Value::from(f)
     } else {
-        Value::from(v)
+        // Published in the manifest and the metadata: a URL's credentials never are.
+        Value::from(crate::gha::escape::redact_credentials(v))
     };
     Ok((key.to_owned(), value))
 }
@@ -205,7 +206,8 @@ impl Input {
             channel: args.channel,
             title,
             pi_gen: PiGenInfo {
-                url: pi_gen.url,
+                // Recorded and linked from the notes: without a URL's credentials.
+                url: crate::gha::escape::redact_credentials(&pi_gen.url),
                 branch: pi_gen.branch,
                 git_ref: Some(pi_gen.git_ref),
                 commit: pi_gen_commit,
@@ -346,8 +348,7 @@ fn read_image_metadata(paths: &ArtifactPaths) -> anyhow::Result<Metadata> {
         );
     }
     let out = sha256_file(&paths.image)?;
-    let text = std::fs::read_to_string(&paths.checksum)
-        .with_context(|| format!("cannot read `{}`", paths.checksum.display()))?;
+    let text = crate::input::read_text("the checksum file", &paths.checksum, None)?;
     match parse_checksum_line(&text) {
         Some(recorded) if recorded == out.sha256 => {}
         Some(recorded) => bail!(
@@ -362,9 +363,12 @@ fn read_image_metadata(paths: &ArtifactPaths) -> anyhow::Result<Metadata> {
             paths.checksum.display()
         ),
     }
-    let existing: Option<Metadata> = std::fs::read_to_string(&paths.metadata)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok());
+    let existing: Option<Metadata> = if std::fs::symlink_metadata(&paths.metadata).is_ok() {
+        let text = crate::input::read_text("the image's metadata", &paths.metadata, None)?;
+        serde_json::from_str(&text).ok()
+    } else {
+        None
+    };
     match existing {
         Some(m) if m.image.sha256 == out.sha256 && !m.image.raw_sha256.is_empty() => Ok(m),
         _ => {
@@ -383,6 +387,11 @@ fn read_image_metadata(paths: &ArtifactPaths) -> anyhow::Result<Metadata> {
                     compression: None,
                 },
                 checksum_path: file_name(&paths.checksum),
+                // No collect-artifacts record to say otherwise: a log beside the image
+                // is taken as its own.
+                build_log_path: std::fs::symlink_metadata(&paths.build_log)
+                    .is_ok()
+                    .then(|| file_name(&paths.build_log)),
                 ..Metadata::default()
             })
         }
@@ -390,8 +399,7 @@ fn read_image_metadata(paths: &ArtifactPaths) -> anyhow::Result<Metadata> {
 }
 
 fn raw_digest(image: &Path) -> anyhow::Result<Digest> {
-    let file =
-        std::fs::File::open(image).with_context(|| format!("cannot open `{}`", image.display()))?;
+    let (file, _) = crate::input::open("the image", image, None)?;
     let mut decoder = xz::decoder(std::io::BufReader::new(file));
     let mut sink = Hashing::new(std::io::sink());
     std::io::copy(&mut decoder, &mut sink)
@@ -422,23 +430,25 @@ fn git(dir: &Path, summary: &str, args: &[&str]) -> Option<String> {
 pub fn gather(input: &Input) -> anyhow::Result<Facts> {
     let metadata = read_image_metadata(&input.paths)?;
     let build_log = match &input.build_log {
-        Some(p) if p.is_file() => Some(p.clone()),
+        Some(p) if std::fs::symlink_metadata(p).is_ok() => Some(p.clone()),
         Some(p) => {
             return Err(usage(format!(
                 "build log `{}` (--build-log) does not exist",
                 p.display()
             )));
         }
-        None => input
-            .paths
-            .build_log
-            .is_file()
-            .then(|| input.paths.build_log.clone()),
+        // The log collect-artifacts put beside the image, when its metadata says it
+        // belongs to this image (a log left by an earlier build does not).
+        None => (std::fs::symlink_metadata(&input.paths.build_log).is_ok()
+            && metadata.build_log_path.is_some())
+        .then(|| input.paths.build_log.clone()),
     };
     let timings = match &build_log {
         Some(p) => {
-            let bytes =
-                std::fs::read(p).with_context(|| format!("cannot read `{}`", p.display()))?;
+            let (file, _) = crate::input::open("the build log (--build-log)", p, None)?;
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut &file, &mut bytes)
+                .with_context(|| format!("cannot read `{}`", p.display()))?;
             // An appended log from several runs counts only its last run.
             let text = String::from_utf8_lossy(&bytes);
             let t = buildlog::parse(buildlog::current_run(&text));

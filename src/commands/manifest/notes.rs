@@ -17,6 +17,17 @@ pub fn human_duration(secs: u64) -> String {
     }
 }
 
+/// `text` as a Markdown code span, whatever backticks it holds (CommonMark: a fence
+/// longer than any run of backticks inside, padded with spaces).
+fn code(text: &str) -> String {
+    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    if longest == 0 {
+        return format!("`{text}`");
+    }
+    let fence = "`".repeat(longest + 1);
+    format!("{fence} {text} {fence}")
+}
+
 fn short(sha: &str) -> &str {
     sha.get(..7).unwrap_or(sha)
 }
@@ -53,15 +64,15 @@ pub fn render(
         _ => o.push_str("- Source: (unknown)"),
     }
     if let Some(r) = &m.source.git_ref {
-        let _ = write!(o, " on `{r}`");
+        let _ = write!(o, " on {}", code(r));
     }
     o.push('\n');
     if let Some(b) = &m.build {
         let url = b.pi_gen.url.trim_end_matches(".git");
         let _ = write!(
             o,
-            "- pi-gen: `{}`",
-            b.pi_gen.git_ref.as_deref().unwrap_or(&b.pi_gen.branch)
+            "- pi-gen: {}",
+            code(b.pi_gen.git_ref.as_deref().unwrap_or(&b.pi_gen.branch))
         );
         match &b.pi_gen.commit {
             Some(c) => {

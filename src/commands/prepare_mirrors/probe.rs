@@ -151,7 +151,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hosts() {
+    fn hosts_are_lowercase_without_userinfo_or_port() {
         assert_eq!(host_of("http://u:p@Example.org:8080/x"), "example.org");
         assert_eq!(
             host_of("https://archive.raspberrypi.com/debian"),

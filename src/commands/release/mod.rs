@@ -123,12 +123,13 @@ impl Mode {
 }
 
 fn read_notes(path: &Path) -> anyhow::Result<String> {
-    std::fs::read_to_string(path).map_err(|e| {
-        usage(format!(
+    if let Err(e) = std::fs::symlink_metadata(path) {
+        return Err(usage(format!(
             "cannot read the release notes `{}`: {e}",
             path.display()
-        ))
-    })
+        )));
+    }
+    crate::input::read_text("the release notes (--notes)", path, None)
 }
 
 /// Adds the files each `--assets` glob matches (once each); a glob that matches no file
@@ -205,12 +206,13 @@ impl Input {
         }
         let paths = args.image.artifact_paths()?;
         let manifest_path = args.manifest.unwrap_or(paths.manifest.clone());
-        let text = std::fs::read_to_string(&manifest_path).map_err(|e| {
-            usage(format!(
+        if let Err(e) = std::fs::symlink_metadata(&manifest_path) {
+            return Err(usage(format!(
                 "cannot read the manifest `{}`: {e}; run `pi-image manifest` first",
                 manifest_path.display()
-            ))
-        })?;
+            )));
+        }
+        let text = crate::input::read_text("the manifest (--manifest)", &manifest_path, None)?;
         let manifest: Manifest = serde_json::from_str(&text).map_err(|e| {
             usage(format!(
                 "`{}` is not a pi-image manifest: {e}",

@@ -118,7 +118,7 @@ mod tests {
     }
 
     #[test]
-    fn refusals() {
+    fn values_a_sourced_config_cannot_hold_are_refused() {
         assert!(check("IMG_NAME", "a\nb").is_err());
         assert!(check("IMG_NAME", "a\0b").is_err());
         assert!(check("img_name", "x").is_err());

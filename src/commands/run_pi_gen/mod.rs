@@ -207,7 +207,8 @@ impl Input {
             config::check(k, v)?;
             if let Some((_, flag)) = OWN_SETTINGS.iter().find(|(n, _)| *n == k) {
                 return Err(usage(format!(
-                    "--setting {k}=… is not allowed: run-pi-gen sets {k} itself from {flag}, after checking it"
+                    "--setting {k}=… is not allowed: run-pi-gen owns {k} ({}) and checks it",
+                    flag.trim_matches(['(', ')'])
                 )));
             }
             settings.insert(k.to_owned(), v.to_owned());
@@ -378,7 +379,8 @@ fn check_pass_env(name: &str) -> anyhow::Result<()> {
     }
     if let Some((_, flag)) = OWN_SETTINGS.iter().find(|(n, _)| *n == name) {
         return Err(usage(format!(
-            "--pass-env {name}: run-pi-gen sets {name} itself from {flag}, after checking it"
+            "--pass-env {name}: run-pi-gen owns {name} ({}) and checks it",
+            flag.trim_matches(['(', ')'])
         )));
     }
     Ok(())
@@ -581,6 +583,7 @@ fn read_user_data(path: &Path, skip_schema: bool) -> anyhow::Result<Vec<u8>> {
                 )
                 .arg("schema")
                 .arg("--config-file"),
+                path,
             )
             .map_err(|e| {
                 usage(format!(
@@ -598,6 +601,7 @@ fn read_chroot_script(path: &Path) -> anyhow::Result<Vec<u8>> {
     check_what_was_read(
         &bytes,
         CmdSpec::new("bash", "check the chroot script with `bash -n`").arg("-n"),
+        path,
     )
     .map_err(|e| {
         usage(format!(
@@ -610,10 +614,17 @@ fn read_chroot_script(path: &Path) -> anyhow::Result<Vec<u8>> {
 
 /// Runs a checker on the bytes that were read (and will be built in), not on the user's
 /// file, which may have changed since: `checker` gets a private copy as its last argument.
-fn check_what_was_read(bytes: &[u8], checker: CmdSpec) -> anyhow::Result<()> {
+/// Its messages name `user`'s file, not the copy.
+fn check_what_was_read(bytes: &[u8], checker: CmdSpec, user: &Path) -> anyhow::Result<()> {
     let tmp = tempfile::NamedTempFile::new()?;
     std::fs::write(tmp.path(), bytes)?;
-    checker.arg(tmp.path()).output().map(drop)
+    checker.arg(tmp.path()).output().map(drop).map_err(|e| {
+        crate::error::naming_input(
+            e,
+            &tmp.path().display().to_string(),
+            &user.display().to_string(),
+        )
+    })
 }
 
 /// The text of every script of the checkout (to see which settings it reads), and the

@@ -120,7 +120,11 @@ impl Input {
     pub fn from_args(args: Args, gha: &Gha) -> anyhow::Result<Self> {
         let paths = args.image.artifact_paths()?;
         let manifest_path = args.manifest.clone().unwrap_or(paths.manifest.clone());
-        let manifest = match std::fs::read_to_string(&manifest_path) {
+        let manifest = match std::fs::symlink_metadata(&manifest_path)
+            .map_err(anyhow::Error::from)
+            .and_then(|_| {
+                crate::input::read_text("the manifest (--manifest)", &manifest_path, None)
+            }) {
             Ok(text) => Some(serde_json::from_str::<Manifest>(&text).map_err(|e| {
                 usage(format!(
                     "`{}` is not a pi-image manifest: {e}",
@@ -429,8 +433,13 @@ pub async fn run(gha: &Gha, input: &Input, items: &[Item]) -> anyhow::Result<Out
             )
         }
         Credential::Key { path, password } => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| usage(format!("cannot read the key `{}`: {e}", path.display())))?;
+            if let Err(e) = std::fs::symlink_metadata(path) {
+                return Err(usage(format!(
+                    "cannot read the key `{}`: {e}",
+                    path.display()
+                )));
+            }
+            let text = crate::input::read_text("the key (--key)", path, None)?;
             // Decrypted before any service is contacted: a wrong password costs nothing
             // and leaves no bundle or log entry behind.
             let der = keyfile::decrypt(&text, password.as_bytes(), &path.display().to_string())?;
@@ -469,6 +478,25 @@ pub async fn run(gha: &Gha, input: &Input, items: &[Item]) -> anyhow::Result<Out
         key,
         http,
     };
+    // Only now, with the credential in hand, is anything written: one writer per
+    // directory at a time (collect-artifacts, sign), so no run removes another live
+    // run's partial files.
+    let mut locks = Vec::new();
+    let mut locked = std::collections::BTreeSet::new();
+    for i in items {
+        let dir = i
+            .bundle
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        if locked.insert(dir.clone()) {
+            locks.push(crate::atomic::DirLock::acquire(&dir)?);
+        }
+        if let Some(lock) = locks.last() {
+            crate::atomic::remove_stale_partials(&i.bundle, lock);
+        }
+    }
     let mut outcome = Outcome {
         identity,
         issuer,
@@ -610,24 +638,6 @@ pub fn main(gha: &Gha, args: Args) -> anyhow::Result<()> {
     crate::atomic::install_signal_handlers()?;
     let input = Input::from_args(args, gha)?;
     let items = plan(&input);
-    // One writer per directory at a time (collect-artifacts, sign), so no run removes
-    // another live run's partial files.
-    let mut locks = Vec::new();
-    let mut locked = std::collections::BTreeSet::new();
-    for i in &items {
-        let dir = i
-            .bundle
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."))
-            .to_path_buf();
-        if locked.insert(dir.clone()) {
-            locks.push(crate::atomic::DirLock::acquire(&dir)?);
-        }
-        if let Some(lock) = locks.last() {
-            crate::atomic::remove_stale_partials(&i.bundle, lock);
-        }
-    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -642,7 +652,7 @@ mod tests {
     use crate::sigstore::GITHUB_ISSUER;
 
     #[test]
-    fn quoting() {
+    fn pasted_commands_quote_only_what_needs_it() {
         assert_eq!(crate::shell::quote("a.img.xz"), "a.img.xz");
         assert_eq!(
             crate::shell::quote("https://github.com/o/r/.github/workflows/x.yml@refs/tags/v1"),
