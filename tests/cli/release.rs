@@ -23,7 +23,7 @@ fn rt() -> tokio::runtime::Runtime {
 
 fn fixture_file() -> PathBuf {
     crate::support::repo_root()
-        .join("../shared/fixtures/github/octokit/release-assets/test-upload.txt")
+        .join("tests/fixtures/third-party/octokit-fixtures/release-assets/test-upload.txt")
 }
 
 #[test]

@@ -9,16 +9,16 @@ use crate::support::{pi_image, run};
 const DEFAULT_IDENTITY: &str = "https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/.github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main";
 const DEFAULT_ISSUER: &str = "https://token.actions.githubusercontent.com";
 
-/// The shared fixtures, next to the repository (`../shared` from the work tree).
-pub fn shared_sigstore() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dir = root.join("../shared/fixtures/sigstore");
-    assert!(
-        dir.is_dir(),
-        "the shared Sigstore fixtures are missing at {}",
-        dir.display()
-    );
-    dir
+/// The vendored Sigstore conformance cases (`tests/fixtures/third-party`).
+fn conformance_cases() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/third-party/sigstore-conformance/bundle-verify")
+}
+
+/// The public-good trust root, for cases without their own.
+fn production_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/third-party/sigstore-python/trusted_root.production.json")
 }
 
 fn read_trimmed(path: &Path) -> Option<String> {
@@ -27,9 +27,8 @@ fn read_trimmed(path: &Path) -> Option<String> {
 
 #[test]
 fn verify_conformance_bundle_verify_cases() {
-    let shared = shared_sigstore();
-    let cases_dir = shared.join("conformance/bundle-verify");
-    let production_root = shared.join("trusted_root.production.json");
+    let cases_dir = conformance_cases();
+    let production_root = production_root();
     let mut cases: Vec<PathBuf> = fs::read_dir(&cases_dir)
         .unwrap()
         .flatten()
@@ -102,10 +101,9 @@ fn verify_conformance_bundle_verify_cases() {
 
 #[test]
 fn verify_rejects_wrong_identity_and_issuer_on_a_real_bundle() {
-    let shared = shared_sigstore();
-    let case = shared.join("conformance/bundle-verify/happy-path-v0.3");
-    let a = shared.join("conformance/bundle-verify/a.txt");
-    let root = shared.join("trusted_root.production.json");
+    let case = conformance_cases().join("happy-path-v0.3");
+    let a = conformance_cases().join("a.txt");
+    let root = production_root();
     let base = |extra: &[&str]| {
         let mut cmd = pi_image(&case);
         cmd.arg("verify")

@@ -1,5 +1,5 @@
 //! Loopback GitHub servers for `release`: a replay of the Octokit team's real API
-//! recordings (`../shared/fixtures/github/octokit`), strict about order, method, path,
+//! recordings (`tests/fixtures/third-party/octokit-fixtures`), strict about order, method, path,
 //! the recorded request headers and bodies; and a small stateful fake for the paths the
 //! recordings do not cover, answering with bodies shaped like those recordings.
 
@@ -86,7 +86,7 @@ pub struct Replay {
 impl Replay {
     pub fn start(scenario: &str) -> Self {
         let path = crate::support::repo_root()
-            .join("../shared/fixtures/github/octokit")
+            .join("tests/fixtures/third-party/octokit-fixtures")
             .join(scenario)
             .join("normalized-fixture.json");
         let entries: Vec<Value> =

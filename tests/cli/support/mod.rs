@@ -15,68 +15,53 @@ use std::sync::OnceLock;
 
 use assert_cmd::cargo::CommandCargoExt as _;
 
-/// Variables of the surrounding environment that would change the binary's behaviour.
-const SCRUB: &[&str] = &[
+/// Variables the binary reads outside its flags: the runner's files, logging, the sudo
+/// user, credentials and the kernel probe override.
+const SCRUB_EXTRA: &[&str] = &[
     "GITHUB_ACTIONS",
     "GITHUB_OUTPUT",
     "GITHUB_STEP_SUMMARY",
     "GITHUB_WORKSPACE",
-    "GITHUB_REPOSITORY",
-    "GITHUB_SHA",
-    "GITHUB_REF",
-    "GITHUB_RUN_ID",
-    "GITHUB_RUN_ATTEMPT",
-    "GITHUB_WORKFLOW",
-    "GITHUB_SERVER_URL",
-    "RUNNER_OS",
-    "RUNNER_ARCH",
-    "IMG_NAME",
-    "OUTPUT_DIR",
-    "DEPLOY_DIR",
-    "ARM64",
-    "PI_GEN_STAGES",
-    "PI_GEN_BRANCH",
-    "PI_GEN_URL",
-    "PI_GEN_REF",
-    "PI_GEN_COMMIT",
-    "PI_GEN_DIR",
-    "SOURCE_DATE_EPOCH",
-    "XZ_PRESET",
-    "XZ_THREADS",
-    "SUDO_UID",
-    "SUDO_GID",
-    "BUILD_LOG",
-    "BUILD_START",
-    "BUILD_END",
-    "RELEASE_CHANNEL",
-    "RELEASE_TITLE",
-    "SMOKE_DIR",
-    "MAX_SCAN_DEPTH",
     "PI_IMAGE_LOG",
     "RUST_LOG",
-    "APT_MIRROR",
-    "RASPBIAN_MIRROR",
-    "APT_MIRROR_RASPBIAN",
-    "APT_MIRROR_RASPBERRYPI",
-    "DEBIAN_MIRROR",
-    "APT_REWRITE_MIRRORS",
-    "APT_REWRITE_MIRROR",
-    "APT_PROXY",
-    "APT_OPTS",
-    "SKIP_MIRROR_REWRITE",
-    "KEEP_MIRRORS_IN_IMAGE",
-    "MIRRORS_OFFLINE",
+    "SUDO_UID",
+    "SUDO_GID",
     "ACTIONS_ID_TOKEN_REQUEST_URL",
     "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
-    "SIGSTORE_ID_TOKEN",
+    "PI_IMAGE_KERNEL_CONFIG",
+    "SOURCE_DATE_EPOCH",
     "COSIGN_PASSWORD",
-    "COSIGN_KEY",
 ];
+
+/// Every variable that would change the binary's behaviour: each one a flag can come
+/// from (read off the clap definitions, so a new `env = "…"` is scrubbed too) and
+/// [`SCRUB_EXTRA`].
+fn scrub() -> &'static [String] {
+    static LIST: OnceLock<Vec<String>> = OnceLock::new();
+    LIST.get_or_init(|| {
+        use clap::CommandFactory as _;
+        fn walk(cmd: &clap::Command, out: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                if let Some(env) = arg.get_env() {
+                    out.push(env.to_string_lossy().into_owned());
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, out);
+            }
+        }
+        let mut out: Vec<String> = SCRUB_EXTRA.iter().map(|s| (*s).to_owned()).collect();
+        walk(&pi_image::cli::Cli::command(), &mut out);
+        out.sort();
+        out.dedup();
+        out
+    })
+}
 
 /// The binary, with a clean environment, run in `dir`.
 pub fn pi_image(dir: &Path) -> Command {
     let mut cmd = Command::cargo_bin("pi-image").expect("binary built");
-    for v in SCRUB {
+    for v in scrub() {
         cmd.env_remove(v);
     }
     cmd.current_dir(dir);
