@@ -6,8 +6,6 @@ use std::path::Path;
 use anyhow::Context as _;
 use sha2::{Digest as _, Sha256};
 
-use crate::gha::escape::hex;
-
 /// A SHA-256 digest (lowercase hex) and the number of bytes hashed.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Digest {
@@ -101,6 +99,16 @@ pub fn parse_checksum_line(text: &str) -> Option<String> {
     let first = text.lines().next()?.split_whitespace().next()?;
     let ok = first.len() == 64 && first.bytes().all(|b| b.is_ascii_hexdigit());
     ok.then(|| first.to_ascii_lowercase())
+}
+
+/// Lowercase hex of a byte slice.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
 }
 
 #[cfg(test)]

@@ -41,7 +41,7 @@ mod tests {
         /// bash reads every quoted value back exactly (NUL aside, which no argument holds).
         #[test]
         fn quoting_round_trips_through_bash(s in "(\\PC|[ \t\n'\"$`\\!*?{}()<>|&;#~=%^\\[\\]]){0,24}") {
-            let out = std::process::Command::new("bash")
+            let out = crate::process::command("bash")
                 .arg("-c")
                 .arg(format!("printf %s {}", quote(&s)))
                 .output()

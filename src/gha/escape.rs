@@ -157,7 +157,7 @@ pub fn url_credentials(text: &str) -> Vec<String> {
 /// A token for `::stop-commands::` that nothing fenced can predict: 32 hex digits, so
 /// it is never a registered command's name.
 pub fn stop_token() -> String {
-    hex(&random_bytes())
+    crate::checksum::hex(&random_bytes())
 }
 
 fn random_bytes() -> [u8; 16] {
@@ -176,16 +176,7 @@ fn random_bytes() -> [u8; 16] {
 
 /// A heredoc delimiter for `GITHUB_OUTPUT`, random so that no value can predict it.
 pub fn random_delimiter() -> String {
-    format!("ghadelimiter_{}", hex(&random_bytes()))
-}
-
-/// Lowercase hex of a byte slice.
-pub fn hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
+    format!("ghadelimiter_{}", crate::checksum::hex(&random_bytes()))
 }
 
 #[cfg(test)]

@@ -377,21 +377,6 @@ pub fn parse_outputs(text: &str) -> Vec<(String, String)> {
     out
 }
 
-/// Sizes as people read them: `112.8 MiB`, `2.1 KiB`, `83 B`.
-pub fn human_size(bytes: u64) -> String {
-    const KIB: f64 = 1024.0;
-    let b = bytes as f64;
-    if b >= KIB * KIB * KIB {
-        format!("{:.2} GiB", b / (KIB * KIB * KIB))
-    } else if b >= KIB * KIB {
-        format!("{:.1} MiB", b / (KIB * KIB))
-    } else if b >= KIB {
-        format!("{:.1} KiB", b / KIB)
-    } else {
-        format!("{bytes} B")
-    }
-}
-
 /// Escapes text for a Markdown table cell.
 pub fn md_cell(s: &str) -> String {
     s.replace('|', "\\|").replace(['\n', '\r'], " ")
@@ -488,14 +473,6 @@ mod tests {
         fn summary(&self) -> String {
             "# x\n".into()
         }
-    }
-
-    #[test]
-    fn sizes_read_in_binary_units() {
-        assert_eq!(human_size(83), "83 B");
-        assert_eq!(human_size(2150), "2.1 KiB");
-        assert_eq!(human_size(118_325_364), "112.8 MiB");
-        assert_eq!(human_size(3 << 30), "3.00 GiB");
     }
 
     #[test]

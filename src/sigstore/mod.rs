@@ -395,7 +395,7 @@ pub fn verify_bundle(
     let statement_digest = match (subject, payload) {
         (Subject::File(path), Some(payload)) => {
             let file = crate::checksum::sha256_file(path)?;
-            let payload_sha = crate::gha::escape::hex(&sha2_digest(payload));
+            let payload_sha = crate::checksum::hex(&sha2_digest(payload));
             (file.sha256 == payload_sha).then(|| subjects.first().map(|(_, d)| d.clone()))
         }
         _ => None,

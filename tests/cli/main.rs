@@ -4,12 +4,17 @@
     clippy::unwrap_used,
     reason = "test helpers: a panic is the failure report"
 )]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the harness starts the verifiers and tools itself, credentials included on purpose"
+)]
 
 mod action;
 mod collect_artifacts;
 mod doctor;
 mod gha_io;
 mod hostile;
+mod layout;
 mod manifest;
 mod prepare_mirrors;
 mod release;

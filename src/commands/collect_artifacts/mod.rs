@@ -18,10 +18,11 @@ use crate::atomic::{self, AtomicFile};
 use crate::checksum::checksum_line;
 use crate::config::{ArtifactPaths, ImageArgs, file_name};
 use crate::error::usage;
-use crate::gha::{Gha, StepReport, human_size, md_cell};
+use crate::gha::{Gha, StepReport, md_cell};
 use crate::model::metadata::{Compression, ImageInfo, Metadata, SourceInfo};
 use crate::model::{self, SCHEMA_VERSION, to_canonical_json};
 use crate::progress::Progress;
+use crate::units::human_size;
 use crate::xz::{Preset, resolve_threads};
 
 #[derive(Debug, Clone, clap::Args)]

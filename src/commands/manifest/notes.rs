@@ -4,18 +4,9 @@
 use std::fmt::Write as _;
 
 use crate::buildlog::StageTimings;
-use crate::gha::{human_size, md_cell};
+use crate::gha::md_cell;
 use crate::model::manifest::{ArtifactKind, Manifest};
-
-/// `1h 2m 3s`, `1m 0s`, `59s`.
-pub fn human_duration(secs: u64) -> String {
-    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
-    match (h, m) {
-        (0, 0) => format!("{s}s"),
-        (0, _) => format!("{m}m {s}s"),
-        _ => format!("{h}h {m}m {s}s"),
-    }
-}
+use crate::units::{human_duration, human_size};
 
 /// `text` as a Markdown code span, whatever backticks it holds (CommonMark: a fence
 /// longer than any run of backticks inside, padded with spaces).
@@ -249,18 +240,4 @@ fn verify_section(o: &mut String, m: &Manifest) {
         repo = q(&repo),
         identity = q(&identity),
     );
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(human_duration(0), "0s");
-        assert_eq!(human_duration(59), "59s");
-        assert_eq!(human_duration(60), "1m 0s");
-        assert_eq!(human_duration(3661), "1h 1m 1s");
-        assert_eq!(human_duration(3600), "1h 0m 0s");
-    }
 }

@@ -13,9 +13,10 @@ use serde_json::json;
 
 use crate::config::{ImageArgs, file_name};
 use crate::error::usage;
-use crate::gha::{Gha, StepReport, human_size, md_cell};
+use crate::gha::{Gha, StepReport, md_cell};
 use crate::github::{Asset, GitHub, Release};
 use crate::model::manifest::Manifest;
+use crate::units::human_size;
 
 /// GitHub refuses release assets of 2 GiB and more.
 pub const MAX_ASSET: u64 = 2 << 30;

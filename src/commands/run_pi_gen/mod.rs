@@ -243,7 +243,7 @@ impl Input {
         }
         // Settings with a grammar of their own, checked by it.
         if let Some(proxy) = settings.get("APT_PROXY") {
-            crate::commands::prepare_mirrors::mirrors::normalize_url("APT_PROXY", proxy)?;
+            crate::mirror_url::normalize_url("APT_PROXY", proxy)?;
         }
         for name in ["IMG_FILENAME", "ARCHIVE_FILENAME", "IMG_SUFFIX", "IMG_DATE"] {
             // Parts of the image's file names in WORK_DIR and DEPLOY_DIR.

@@ -202,7 +202,7 @@ pub fn stream(gha: &Gha, mut cmd: Command, watch: &Watch<'_>) -> anyhow::Result<
         if let Some(s) = t.stages().into_iter().rev().find(|s| s.name == name) {
             tracing::info!(
                 "pi-gen {name} finished in {}",
-                crate::commands::manifest::notes::human_duration(s.duration_seconds)
+                crate::units::human_duration(s.duration_seconds)
             );
         }
     }

@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::commands::run_pi_gen::config::shell_quote;
+use super::config::shell_quote;
 use crate::error::usage;
 
 /// A file or directory to place in the pi-gen tree.
@@ -356,19 +356,15 @@ pub fn plan(
             files.push(text(ci.join("files/meta-data"), META_DATA, 0o644));
             files.push(text(
                 ci.join("files/99_pi-image-nocloud.cfg"),
-                crate::commands::run_pi_gen::cloud_init::NOCLOUD_CFG,
+                super::cloud_init::NOCLOUD_CFG,
                 0o644,
             ));
             files.push(text(
                 ci.join("files/cloud-init-local-after-firmware.conf"),
-                crate::commands::run_pi_gen::cloud_init::LOCAL_DROP_IN,
+                super::cloud_init::LOCAL_DROP_IN,
                 0o644,
             ));
-            files.push(text(
-                ci.join("01-run.sh"),
-                crate::commands::run_pi_gen::cloud_init::RUN,
-                0o755,
-            ));
+            files.push(text(ci.join("01-run.sh"), super::cloud_init::RUN, 0o755));
             CloudInitPlacement::Generated {
                 stage: last_stage.to_owned(),
             }
@@ -534,7 +530,7 @@ mod tests {
         let apply = format!("#!/bin/sh\n{}", overlay_apply_script(&entries(), &[]));
         let scripts = [
             OVERLAY_RUN.to_owned(),
-            crate::commands::run_pi_gen::cloud_init::RUN.to_owned(),
+            super::super::cloud_init::RUN.to_owned(),
             apply,
         ];
         for (i, script) in scripts.iter().enumerate() {

@@ -19,8 +19,8 @@ use sha2::{Digest as _, Sha256};
 
 use super::Plan;
 use super::substage::{self, Contents, GeneratedFile, OverlayEntry, OverlayKind};
+use crate::checksum::hex;
 use crate::error::usage;
-use crate::gha::escape::hex;
 
 /// run-pi-gen's state inside the checkout.
 pub const STATE_DIR: &str = ".pi-image";

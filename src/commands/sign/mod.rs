@@ -612,7 +612,7 @@ async fn sign_one(
     Ok(Signed {
         file: item.path.clone(),
         bundle: item.bundle.clone(),
-        bundle_sha256: crate::gha::escape::hex(&sigstore::sha2_digest(json.as_bytes())),
+        bundle_sha256: crate::checksum::hex(&sigstore::sha2_digest(json.as_bytes())),
         bundle_size: json.len() as u64,
         kind: item.kind,
         log_index: bundle
