@@ -239,7 +239,7 @@ impl DirLock {
             .truncate(false)
             .write(true)
             .mode(0o644)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits().cast_signed())
             .open(&path)
             .with_context(|| format!("cannot open the lock file `{}`", path.display()))?;
         if rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive).is_err() {
@@ -307,7 +307,7 @@ pub fn install_signal_handlers() -> anyhow::Result<()> {
         signal_hook::flag::register_conditional_shutdown(sig, 1, Arc::clone(&received))
             .context("cannot install a signal handler")?;
         signal_hook::flag::register(sig, received).context("cannot install a signal handler")?;
-        signal_hook::flag::register_usize(sig, Arc::clone(flag), sig as usize)
+        signal_hook::flag::register_usize(sig, Arc::clone(flag), sig.unsigned_abs() as usize)
             .context("cannot install a signal handler")?;
     }
     Ok(())

@@ -56,7 +56,7 @@ pub fn checkout_pi_gen(
     cloned
 }
 
-/// PI_GEN_URL: a repository git can clone, never something git would read as an option
+/// `PI_GEN_URL`: a repository git can clone, never something git would read as an option
 /// or a remote helper (`ext::`, `fd::`).
 pub fn check_url(url: &str) -> anyhow::Result<()> {
     let scheme_ok = ["https://", "http://", "git://", "ssh://", "file://", "/"]

@@ -142,7 +142,7 @@ mod tests {
             manifest
                 .get_arguments()
                 .find(|a| a.get_id() == id)
-                .and_then(|a| a.get_env().map(|e| e.to_owned()))
+                .and_then(|a| a.get_env().map(std::borrow::ToOwned::to_owned))
         };
         assert_eq!(
             env_of("pi_gen_stages"),

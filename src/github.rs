@@ -160,9 +160,8 @@ impl GitHub {
         let req = req
             .body(body)
             .with_context(|| format!("cannot build the request {method} {url}"))?;
-        let path = http::Uri::try_from(url)
-            .map(|u| u.path().to_owned())
-            .unwrap_or_else(|_| url.to_owned());
+        let path =
+            http::Uri::try_from(url).map_or_else(|_| url.to_owned(), |u| u.path().to_owned());
         let resp = self.client.execute(req).await.map_err(|e| {
             anyhow::Error::new(ApiError {
                 status: 0,
@@ -203,11 +202,10 @@ impl GitHub {
             status: status.as_u16(),
             method: method.to_string(),
             path,
-            message: parsed
-                .get("message")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-                .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned()),
+            message: parsed.get("message").and_then(Value::as_str).map_or_else(
+                || status.canonical_reason().unwrap_or("error").to_owned(),
+                str::to_owned,
+            ),
             code: parsed["errors"][0]["code"].as_str().map(str::to_owned),
             retry_after,
         }

@@ -1,6 +1,6 @@
 //! What this machine can do, probed once and shared by `doctor` and `run-pi-gen`:
 //! the kernel features pi-gen's export needs (loop devices with MBR partition scanning,
-//! vfat), ARM emulation through binfmt_misc, root or sudo, and free disk.
+//! vfat), ARM emulation through `binfmt_misc`, root or sudo, and free disk.
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -220,14 +220,14 @@ fn probe_loop_partscan() -> Result<bool, String> {
     Ok(found)
 }
 
-/// The binfmt_misc entry ARM binaries need on this (non-ARM) host, if it is missing.
+/// The `binfmt_misc` entry ARM binaries need on this (non-ARM) host, if it is missing.
 pub fn missing_binfmt(arm64: bool) -> Option<&'static str> {
     let entry = if arm64 { "qemu-aarch64" } else { "qemu-arm" };
     let host_is_arm = matches!(std::env::consts::ARCH, "aarch64" | "arm");
     (!host_is_arm && !binfmt_dir().join(entry).exists()).then_some(entry)
 }
 
-/// Where the kernel lists binfmt_misc entries (overridable so tests can simulate a
+/// Where the kernel lists `binfmt_misc` entries (overridable so tests can simulate a
 /// host without them).
 fn binfmt_dir() -> PathBuf {
     std::env::var_os("PI_IMAGE_BINFMT_DIR")

@@ -68,7 +68,8 @@ pub fn open(what: &str, path: &Path, base: Option<&Path>) -> anyhow::Result<(Fil
             (rustix::fs::OFlags::NONBLOCK
                 | rustix::fs::OFlags::NOFOLLOW
                 | rustix::fs::OFlags::NOCTTY)
-                .bits() as i32,
+                .bits()
+                .cast_signed(),
         )
         .open(&target)
         .map_err(|e| usage(format!("{what} `{}` cannot be read: {e}", path.display())))?;

@@ -16,7 +16,9 @@ fn main() -> ExitCode {
                 err.kind(),
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
             );
-            if !help {
+            if help {
+                let _ = err.print();
+            } else {
                 use pi_image::gha::escape::{plain_line, plain_lines, redact_credentials};
                 let mut text = err.render().to_string();
                 // The values clap quotes are shown escaped, so none starts a line.
@@ -28,8 +30,6 @@ fn main() -> ExitCode {
                     }
                 }
                 eprintln!("{}", plain_lines(&redact_credentials(text.trim_end())));
-            } else {
-                let _ = err.print();
             }
             return match err.kind() {
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {

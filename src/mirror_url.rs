@@ -1,6 +1,6 @@
 //! http(s) URLs of apt mirrors and proxies, checked once for every place they go: apt's
 //! sources, the hook's data file and pi-gen's bash scripts (prepare-mirrors), and the
-//! container's environment (run-pi-gen's APT_PROXY).
+//! container's environment (run-pi-gen's `APT_PROXY`).
 
 use crate::error::usage;
 

@@ -58,7 +58,7 @@ impl Progress {
             let mib = self.done / (1 << 20);
             match self.total {
                 Some(t) if t > 0 => {
-                    tracing::info!("{}: {mib} MiB ({}%)", self.label, self.done * 100 / t)
+                    tracing::info!("{}: {mib} MiB ({}%)", self.label, self.done * 100 / t);
                 }
                 _ => tracing::info!("{}: {mib} MiB", self.label),
             }

@@ -60,9 +60,7 @@ pub fn resolve_threads(threads: u32) -> u32 {
     if threads > 0 {
         return threads;
     }
-    std::thread::available_parallelism()
-        .map(|n| u32::try_from(n.get()).unwrap_or(1))
-        .unwrap_or(1)
+    std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1))
 }
 
 /// A multi-threaded xz encoder writing to `inner`.
@@ -182,7 +180,7 @@ mod tests {
     #[test]
     fn output_does_not_depend_on_thread_count() {
         let data: Vec<u8> = (0..3_000_000u32)
-            .map(|i| (i % 251) as u8 ^ (i >> 13) as u8)
+            .map(|i| (i % 251).to_le_bytes()[0] ^ (i >> 13).to_le_bytes()[0])
             .collect();
         let compress = |threads| {
             let go = || Ok(());

@@ -81,9 +81,7 @@ fn tool(
         needed_by,
         what: format!("`{name}`"),
         ok: found.is_some(),
-        detail: found
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "not found".into()),
+        detail: found.map_or_else(|| "not found".into(), |p| p.display().to_string()),
         apt: Some(apt),
         brew,
     }

@@ -45,7 +45,7 @@ pub fn command(name: &str, props: &[(&str, &str)], message: &str) -> String {
 
 /// Characters a reader of the log cannot see, or that a culture-aware comparison may
 /// skip: C0/C1 controls, line and paragraph separators, and Unicode's default-ignorable
-/// and other format characters (DerivedCoreProperties 16.0 and category Cf).
+/// and other format characters (`DerivedCoreProperties` 16.0 and category Cf).
 pub fn is_invisible(c: char) -> bool {
     c.is_control()
         || matches!(

@@ -128,7 +128,8 @@ mod tests {
     fn encrypt(plain: &[u8], password: &[u8], n: u64, label: &str) -> String {
         let salt = [7u8; 32];
         let nonce = [9u8; 24];
-        let params = scrypt::Params::new(n.trailing_zeros() as u8, 8, 1, 32).unwrap();
+        let params =
+            scrypt::Params::new(u8::try_from(n.trailing_zeros()).unwrap(), 8, 1, 32).unwrap();
         let mut key = [0u8; 32];
         scrypt::scrypt(password, &salt, &params, &mut key).unwrap();
         let ct = crypto_secretbox::XSalsa20Poly1305::new((&key).into())

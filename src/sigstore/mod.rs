@@ -46,7 +46,7 @@ pub enum RootSource {
     PublicGood,
     /// A `trusted_root.json` file.
     File(PathBuf),
-    /// The `trustedRoot` of a ClientTrustConfig file.
+    /// The `trustedRoot` of a `ClientTrustConfig` file.
     TrustConfig(PathBuf),
 }
 
@@ -55,7 +55,7 @@ pub enum RootSource {
 pub struct Trust {
     pub root: TrustedRoot,
     pub source: RootSource,
-    /// Present when it came from a ClientTrustConfig.
+    /// Present when it came from a `ClientTrustConfig`.
     pub signing_config: Option<SigningConfig>,
 }
 
@@ -70,7 +70,7 @@ impl Trust {
         })
     }
 
-    /// A `trusted_root.json` (protobuf-specs TrustedRoot).
+    /// A `trusted_root.json` (protobuf-specs `TrustedRoot`).
     pub fn from_trusted_root(path: &Path) -> anyhow::Result<Self> {
         let text = read_config(path, "trusted root")?;
         let root = TrustedRoot::from_json(&text).map_err(|e| {
@@ -86,7 +86,7 @@ impl Trust {
         })
     }
 
-    /// A ClientTrustConfig: `{"mediaType": …, "trustedRoot": {…}, "signingConfig": {…}}`.
+    /// A `ClientTrustConfig`: `{"mediaType": …, "trustedRoot": {…}, "signingConfig": {…}}`.
     pub fn from_trust_config(path: &Path) -> anyhow::Result<Self> {
         let text = read_config(path, "trust config")?;
         let bad = |what: String| {

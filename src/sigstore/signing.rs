@@ -403,27 +403,26 @@ pub fn self_check(
     key: &SigningKey,
 ) -> anyhow::Result<()> {
     let artifact = sigstore_types::ArtifactDigest::from(*digest);
-    let result = match &key.certificate {
-        Some(_) => verifier
+    let result = if key.certificate.is_some() {
+        verifier
             .verify(
                 artifact,
                 bundle,
                 &sigstore_verify::VerificationPolicy::any_identity(),
             )
-            .map(|_| ()),
-        None => {
-            let public = key
-                .key
-                .public_key_der()
-                .context("cannot export the public key")?;
-            verifier
-                .verify(
-                    artifact,
-                    bundle,
-                    &sigstore_verify::PublicKeyVerificationPolicy::new(public),
-                )
-                .map(|_| ())
-        }
+            .map(|_| ())
+    } else {
+        let public = key
+            .key
+            .public_key_der()
+            .context("cannot export the public key")?;
+        verifier
+            .verify(
+                artifact,
+                bundle,
+                &sigstore_verify::PublicKeyVerificationPolicy::new(public),
+            )
+            .map(|_| ())
     };
     if let Err(e) = result {
         bail!("the new bundle does not verify against the trusted root ({e}); it was not written");

@@ -1181,7 +1181,7 @@ fn release_refuses_a_hostile_manifest_before_any_request() {
             "a bundle name with a path",
             |m| {
                 m["artifacts"][0]["bundle"] =
-                    serde_json::json!({"name": "/etc/shadow", "sha256": "00", "size_bytes": 1})
+                    serde_json::json!({"name": "/etc/shadow", "sha256": "00", "size_bytes": 1});
             },
             vec![],
             vec!["bundle name"],

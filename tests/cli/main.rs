@@ -5,6 +5,10 @@
     reason = "test helpers: a panic is the failure report"
 )]
 #![allow(
+    clippy::items_after_statements,
+    reason = "a test declares its helper types where it first needs them"
+)]
+#![allow(
     clippy::disallowed_methods,
     reason = "the harness starts the verifiers and tools itself, credentials included on purpose"
 )]

@@ -164,7 +164,7 @@ impl AptRoot {
         root
     }
 
-    /// `program` run against this apt root (APT_CONFIG), under LANG=C.
+    /// `program` run against this apt root (`APT_CONFIG`), under LANG=C.
     fn in_root(&self, program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> (i32, String) {
         run_merged(
             Command::new(program)

@@ -111,6 +111,10 @@ exit 0
         c
     }
 
+    #[allow(
+        clippy::unused_self,
+        reason = "a method, so a test reads ws.with_path(..) like the others"
+    )]
     fn with_path(&self, cmd: &mut Command, bin: &Path) {
         cmd.env(
             "PATH",

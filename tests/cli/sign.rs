@@ -20,7 +20,7 @@ const IMG: &str = "x";
 /// writes them (the fields `sign` and `verify --manifest` use).
 fn artifacts(dir: &Path) -> PathBuf {
     let image: Vec<u8> = (0..300_000u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13).to_le_bytes()[0])
         .collect();
     fs::write(dir.join("x.img.xz"), &image).unwrap();
     let image_sha = hex_sha256(&image);
@@ -486,7 +486,7 @@ fn sign_given_token_and_files_without_manifest() {
     assert_eq!(code, 0, "{text}");
 }
 
-/// The bundle's RFC 3161 timestamps (each a DER TimeStampResp).
+/// The bundle's RFC 3161 timestamps (each a DER `TimeStampResp`).
 fn rfc3161_timestamps(bundle: &serde_json::Value) -> Vec<Vec<u8>> {
     use base64::Engine as _;
     bundle["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"]
@@ -503,10 +503,10 @@ fn rfc3161_timestamps(bundle: &serde_json::Value) -> Vec<Vec<u8>> {
         .unwrap_or_default()
 }
 
-/// Moves the TSTInfo's genTime (the only GeneralizedTime, `YYYYMMDDHHMMSSZ`, in the token:
-/// CMS signingTime and the certificates' validity are UTCTime) by one second: the token
+/// Moves the `TSTInfo`'s genTime (the only `GeneralizedTime`, `YYYYMMDDHHMMSSZ`, in the token:
+/// CMS signingTime and the certificates' validity are `UTCTime`) by one second: the token
 /// stays well-formed with a plausible time, so only a verifier that checks the TSA's
-/// signature over the TSTInfo notices.
+/// signature over the `TSTInfo` notices.
 fn tamper_gen_time(bundle: &mut serde_json::Value) {
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD;

@@ -150,7 +150,7 @@ pub fn scan(deploy_dir: &Path, max_depth: usize) -> anyhow::Result<Scan> {
             continue;
         }
         scan.all_files.push(rel.clone());
-        let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+        let size = entry.metadata().map_or(0, |m| m.len());
         if let Some(c) = Candidate::new(entry.path().to_path_buf(), rel, entry.depth(), size) {
             scan.candidates.push(c);
         }

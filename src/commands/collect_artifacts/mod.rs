@@ -453,23 +453,20 @@ pub fn run(gha: &Gha, input: &Input, plan: &Plan) -> anyhow::Result<Outcome> {
     };
     set.add(prepare_checksum(paths, &streamed.out.sha256)?);
 
-    let build_log = match &plan.build_log {
-        Some(log) => {
-            if let Some(copy) = copy_build_log(log, &paths.build_log, log_base(input, log))? {
-                set.add(copy);
-            }
-            Some(paths.build_log.clone())
+    let build_log = if let Some(log) = &plan.build_log {
+        if let Some(copy) = copy_build_log(log, &paths.build_log, log_base(input, log))? {
+            set.add(copy);
         }
-        None => {
-            // A log beside the previous image is not this image's.
-            set.add_removal(&paths.build_log);
-            tracing::warn!(
-                "no pi-gen build.log found (looked in --pi-gen-dir/work/{0}/build.log, {1}/build.log, {1}/../work/{0}/build.log); stage timings will be missing",
-                paths.img_name,
-                input.deploy_dir.display()
-            );
-            None
-        }
+        Some(paths.build_log.clone())
+    } else {
+        // A log beside the previous image is not this image's.
+        set.add_removal(&paths.build_log);
+        tracing::warn!(
+            "no pi-gen build.log found (looked in --pi-gen-dir/work/{0}/build.log, {1}/build.log, {1}/../work/{0}/build.log); stage timings will be missing",
+            paths.img_name,
+            input.deploy_dir.display()
+        );
+        None
     };
 
     let metadata = Metadata {

@@ -32,7 +32,7 @@ fn read_some(reader: &mut impl Read, buf: &mut [u8], origin: &Origin<'_>) -> any
         check_interrupted()?;
         match reader.read(buf) {
             Ok(n) => return Ok(n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
                 return Err(e).with_context(|| {
                     format!(

@@ -323,8 +323,8 @@ pub fn plan(input: &Input, facts: &Facts) -> anyhow::Result<Plan> {
     metadata.repository = Some(facts.repo.clone());
     metadata.verifier = evidence::verifier(input.verifier_json.as_deref());
     let mut source = input.source.clone();
-    source.commit = facts.repo.commit.clone();
-    source.git_ref = facts.repo.git_ref.clone();
+    source.commit.clone_from(&facts.repo.commit);
+    source.git_ref.clone_from(&facts.repo.git_ref);
     let release = release(input.channel, &input.title, end, source.commit.as_deref());
     Ok(Plan {
         metadata,
@@ -443,30 +443,27 @@ pub fn gather(input: &Input) -> anyhow::Result<Facts> {
             && metadata.build_log_path.is_some())
         .then(|| input.paths.build_log.clone()),
     };
-    let timings = match &build_log {
-        Some(p) => {
-            let (file, _) = crate::input::open("the build log (--build-log)", p, None)?;
-            let mut bytes = Vec::new();
-            std::io::Read::read_to_end(&mut &file, &mut bytes)
-                .with_context(|| format!("cannot read `{}`", p.display()))?;
-            // An appended log from several runs counts only its last run.
-            let text = String::from_utf8_lossy(&bytes);
-            let t = buildlog::parse(buildlog::current_run(&text));
-            if t.spans.is_empty() {
-                tracing::warn!(
-                    "`{}` has no `[HH:MM:SS] Begin/End` lines: no stage timings",
-                    p.display()
-                );
-            }
-            Some(t)
-        }
-        None => {
+    let timings = if let Some(p) = &build_log {
+        let (file, _) = crate::input::open("the build log (--build-log)", p, None)?;
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut &file, &mut bytes)
+            .with_context(|| format!("cannot read `{}`", p.display()))?;
+        // An appended log from several runs counts only its last run.
+        let text = String::from_utf8_lossy(&bytes);
+        let t = buildlog::parse(buildlog::current_run(&text));
+        if t.spans.is_empty() {
             tracing::warn!(
-                "no build log (looked for `{}`): no stage timings",
-                input.paths.build_log.display()
+                "`{}` has no `[HH:MM:SS] Begin/End` lines: no stage timings",
+                p.display()
             );
-            None
         }
+        Some(t)
+    } else {
+        tracing::warn!(
+            "no build log (looked for `{}`): no stage timings",
+            input.paths.build_log.display()
+        );
+        None
     };
     let repo = RepoInfo {
         commit: input.source.commit.clone().or_else(|| {
@@ -593,13 +590,13 @@ pub fn run(input: &Input, facts: &Facts, plan: &Plan) -> anyhow::Result<Outcome>
         artifact(&paths.metadata, ArtifactKind::Metadata)?,
     ];
     if let Some(log) = &facts.build_log {
-        if log != &paths.build_log {
+        if log == &paths.build_log {
+            subjects.push(artifact(log, ArtifactKind::BuildLog)?);
+        } else {
             tracing::info!(
                 "build log `{}` is recorded but not one of the artifacts (it is not in OUTPUT_DIR under IMG_NAME.build.log)",
                 log.display()
             );
-        } else {
-            subjects.push(artifact(log, ArtifactKind::BuildLog)?);
         }
     }
     let statement = provenance::statement(&subjects, meta, &plan.source);

@@ -8,7 +8,7 @@ use crate::gha::md_cell;
 use crate::model::manifest::{ArtifactKind, Manifest};
 use crate::units::{human_duration, human_size};
 
-/// `text` as a Markdown code span, whatever backticks it holds (CommonMark: a fence
+/// `text` as a Markdown code span, whatever backticks it holds (`CommonMark`: a fence
 /// longer than any run of backticks inside, padded with spaces).
 fn code(text: &str) -> String {
     let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
@@ -113,10 +113,7 @@ pub fn render(
     let _ = writeln!(
         o,
         "\nThe attached manifest (`{}.manifest.json`) holds the full provenance record.",
-        m.artifacts
-            .first()
-            .map(|a| a.name.as_str())
-            .unwrap_or("image")
+        m.artifacts.first().map_or("image", |a| a.name.as_str())
     );
 
     o.push_str("\n## Stage timings\n\n");
@@ -205,14 +202,12 @@ fn verify_section(o: &mut String, m: &Manifest) {
         .artifacts
         .iter()
         .find(|a| a.kind == ArtifactKind::Image)
-        .map(|a| a.name.clone())
-        .unwrap_or_else(|| "IMAGE.img.xz".into());
+        .map_or_else(|| "IMAGE.img.xz".into(), |a| a.name.clone());
     let checksum = m
         .artifacts
         .iter()
         .find(|a| a.kind == ArtifactKind::Checksum)
-        .map(|a| a.name.clone())
-        .unwrap_or_else(|| format!("{image}.sha256"));
+        .map_or_else(|| format!("{image}.sha256"), |a| a.name.clone());
     let repo = m
         .source
         .repository

@@ -192,14 +192,14 @@ pub fn candidates(vars: &MirrorVars) -> anyhow::Result<BTreeMap<Archive, Vec<Str
     Ok(out)
 }
 
-/// One `-o Key=Value` from APT_OPTS, or one of our defaults.
+/// One `-o Key=Value` from `APT_OPTS`, or one of our defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AptOption {
     pub key: String,
     pub value: String,
 }
 
-/// The apt options APT_OPTS may set: how apt downloads (retries, timeouts, proxies,
+/// The apt options `APT_OPTS` may set: how apt downloads (retries, timeouts, proxies,
 /// transport tuning). Nothing that names a program, runs a hook or changes which packages
 /// are installed; not `Check-Valid-Until` (a mirror could then serve stale, still-signed
 /// indexes) nor `Debug::Acquire` (it prints a proxy's `Proxy-Authorization` header).
@@ -287,8 +287,8 @@ fn check_apt_option(opt: &str) -> anyhow::Result<AptOption> {
     })
 }
 
-/// Parses APT_OPTS (`-o K=V`, `-oK=V`, `--option K=V`, `--option=K=V`). Anything else is
-/// refused: pi-gen ignores APT_OPTS, so only configuration options can reach its apt
+/// Parses `APT_OPTS` (`-o K=V`, `-oK=V`, `--option K=V`, `--option=K=V`). Anything else is
+/// refused: pi-gen ignores `APT_OPTS`, so only configuration options can reach its apt
 /// calls, through an apt.conf.d file.
 pub fn parse_apt_opts(opts: &str) -> anyhow::Result<Vec<AptOption>> {
     let mut out = Vec::new();
@@ -315,7 +315,7 @@ pub fn parse_apt_opts(opts: &str) -> anyhow::Result<Vec<AptOption>> {
     Ok(out)
 }
 
-/// Our hardening defaults with APT_OPTS merged over them (apt keys are case-insensitive;
+/// Our hardening defaults with `APT_OPTS` merged over them (apt keys are case-insensitive;
 /// a later setting of the same key wins, as on apt's command line).
 pub fn merged_apt_options(retries: u32, timeout: u32, user: Vec<AptOption>) -> Vec<AptOption> {
     let mut list: Vec<AptOption> = [

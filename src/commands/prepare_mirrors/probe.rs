@@ -1,5 +1,5 @@
 //! Mirror health probes: GET `dists/<suite>/InRelease`, with a short timeout and a few
-//! retries, through APT_PROXY unless the host is fetched DIRECT.
+//! retries, through `APT_PROXY` unless the host is fetched DIRECT.
 
 use std::io::Read as _;
 use std::time::{Duration, Instant};
@@ -27,7 +27,7 @@ pub struct Prober {
     pub direct_hosts: Vec<String>,
 }
 
-/// Index files are small (Debian's InRelease is ~150 KiB); anything far bigger is not one.
+/// Index files are small (Debian's `InRelease` is ~150 KiB); anything far bigger is not one.
 const MAX_BODY: u64 = 16 << 20;
 
 impl Prober {

@@ -752,7 +752,7 @@ pub async fn run(gha: &Gha, input: &Input) -> anyhow::Result<Outcome> {
     for op in &plan.ops {
         match op {
             AssetOp::Upload(n) | AssetOp::Replace { name: n, .. } => {
-                outcome.uploaded.push(n.clone())
+                outcome.uploaded.push(n.clone());
             }
             AssetOp::Keep(n) => outcome.kept.push(n.clone()),
             AssetOp::Delete { name, .. } => outcome.deleted.push(name.clone()),
@@ -768,20 +768,19 @@ pub async fn run(gha: &Gha, input: &Input) -> anyhow::Result<Outcome> {
         return Ok(outcome);
     };
 
-    let release = match existing {
-        Some(r) => r,
-        None => {
-            let mut body = json!({ "tag_name": input.tag, "name": input.name, "body": input.notes, "draft": true, "prerelease": input.prerelease });
-            if let Some(c) = &input.target_commitish {
-                body["target_commitish"] = json!(c);
-            }
-            let r = with_retries("create the release", input.attempts, || {
-                gh.create_release(&body)
-            })
-            .await?;
-            tracing::info!("created draft release {} ({})", r.id, r.html_url);
-            r
+    let release = if let Some(r) = existing {
+        r
+    } else {
+        let mut body = json!({ "tag_name": input.tag, "name": input.name, "body": input.notes, "draft": true, "prerelease": input.prerelease });
+        if let Some(c) = &input.target_commitish {
+            body["target_commitish"] = json!(c);
         }
+        let r = with_retries("create the release", input.attempts, || {
+            gh.create_release(&body)
+        })
+        .await?;
+        tracing::info!("created draft release {} ({})", r.id, r.html_url);
+        r
     };
     outcome.release_id = Some(release.id);
     outcome.release_url = release.html_url.clone();
@@ -886,7 +885,7 @@ fn log_plan(gha: &Gha, input: &Input, existing: Option<&Release>, plan: &Plan) {
             AssetOp::Keep(n) => tracing::info!("  keep     {n} (identical)"),
             AssetOp::Delete { name, .. } => tracing::info!("  delete   {name} (stale, --prune)"),
             AssetOp::Leave(n) => {
-                tracing::info!("  leave    {n} (not part of this release; --prune deletes it)")
+                tracing::info!("  leave    {n} (not part of this release; --prune deletes it)");
             }
         }
     }

@@ -212,7 +212,7 @@ fn scan_line(line: &str, ctx: &mut Context, mut found: impl FnMut(String, Contex
 }
 
 static SED_S: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-    regex::Regex::new(r#"(?:^|;|\s)s([/|#,:@!%])"#).expect("valid regex")
+    regex::Regex::new(r"(?:^|;|\s)s([/|#,:@!%])").expect("valid regex")
 });
 
 /// Settings expanded into `sed` s-commands (`sed -i "s/RELEASE/${RELEASE}/g" …`,

@@ -208,22 +208,19 @@ pub fn stream(gha: &Gha, mut cmd: Command, watch: &Watch<'_>) -> anyhow::Result<
     }
     drop(group);
     drop(fence);
-    let ended = match stopped {
-        Some(why) => {
-            tree.stop(&mut child);
-            why
-        }
-        None => {
-            let status = child.wait().context("cannot wait for pi-gen")?;
-            if status.success() {
-                Ended::Success
-            } else {
-                Ended::Failed(
-                    status
-                        .code()
-                        .map_or_else(|| "a signal".to_owned(), |c| format!("exit code {c}")),
-                )
-            }
+    let ended = if let Some(why) = stopped {
+        tree.stop(&mut child);
+        why
+    } else {
+        let status = child.wait().context("cannot wait for pi-gen")?;
+        if status.success() {
+            Ended::Success
+        } else {
+            Ended::Failed(
+                status
+                    .code()
+                    .map_or_else(|| "a signal".to_owned(), |c| format!("exit code {c}")),
+            )
         }
     };
     write_timeline(watch.timeline, &log);

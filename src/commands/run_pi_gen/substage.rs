@@ -232,7 +232,7 @@ pub fn overlay_apply_script(entries: &[OverlayEntry], rules: &[OwnerRule]) -> St
                 s.push_str(&format!("file {dest} {mode:04o} {owner}\n"));
             }
             OverlayKind::Symlink { target } => {
-                s.push_str(&format!("link {dest} {} {owner}\n", shell_quote(target)))
+                s.push_str(&format!("link {dest} {} {owner}\n", shell_quote(target)));
             }
         }
     }

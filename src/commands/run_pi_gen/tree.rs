@@ -196,15 +196,14 @@ pub fn apply(dir: &Path, old: &Ledger, plan: &Plan) -> anyhow::Result<Applied> {
     ledger.write(dir)?;
     let mut by_dir: BTreeMap<PathBuf, Vec<&GeneratedFile>> = BTreeMap::new();
     for f in &plan.files {
-        match tops
+        if let Some((d, _)) = tops
             .iter()
             .find(|(d, is_dir)| *is_dir && f.path.starts_with(d))
         {
-            Some((d, _)) => by_dir.entry(d.clone()).or_default().push(f),
-            None => {
-                write_one(&dir.join(&f.path), f)?;
-                record_file(&mut ledger, dir, &f.path);
-            }
+            by_dir.entry(d.clone()).or_default().push(f);
+        } else {
+            write_one(&dir.join(&f.path), f)?;
+            record_file(&mut ledger, dir, &f.path);
         }
     }
     for (rel, files) in by_dir {
@@ -374,7 +373,9 @@ fn write_one(dest: &Path, f: &GeneratedFile) -> anyhow::Result<()> {
             let mut from = std::fs::OpenOptions::new()
                 .read(true)
                 .custom_flags(
-                    (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32,
+                    (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK)
+                        .bits()
+                        .cast_signed(),
                 )
                 .open(src)
                 .with_context(|| format!("cannot open overlay file `{}`", src.display()))?;
@@ -415,7 +416,6 @@ fn hash_tree(h: &mut Sha256, root: &Path, skip: &dyn Fn(&Path) -> bool) -> anyho
     for e in walkdir::WalkDir::new(root)
         .sort_by_file_name()
         .follow_links(false)
-        .into_iter()
     {
         let e = e.with_context(|| format!("cannot read `{}`", root.display()))?;
         let rel = e.path().strip_prefix(root).unwrap_or(e.path());

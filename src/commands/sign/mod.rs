@@ -164,27 +164,24 @@ impl Input {
         )?;
         let self_check =
             !custom_services || args.trusted_root.is_some() || args.trust_config.is_some();
-        let credential = match &args.key {
-            Some(path) => {
-                let password = std::env::var("COSIGN_PASSWORD").unwrap_or_default();
-                gha.mask(&password);
-                Credential::Key {
-                    path: path.clone(),
-                    password,
-                }
+        let credential = if let Some(path) = &args.key {
+            let password = std::env::var("COSIGN_PASSWORD").unwrap_or_default();
+            gha.mask(&password);
+            Credential::Key {
+                path: path.clone(),
+                password,
             }
-            None => {
-                let source = token::choose(
-                    args.identity_token.as_deref(),
-                    &|name| std::env::var(name).ok(),
-                    std::io::stdin().is_terminal(),
-                    args.oidc_issuer.as_deref().or(services.oidc.as_deref()),
-                )?;
-                for s in source.secrets() {
-                    gha.mask(s);
-                }
-                Credential::Keyless(source)
+        } else {
+            let source = token::choose(
+                args.identity_token.as_deref(),
+                &|name| std::env::var(name).ok(),
+                std::io::stdin().is_terminal(),
+                args.oidc_issuer.as_deref().or(services.oidc.as_deref()),
+            )?;
+            for s in source.secrets() {
+                gha.mask(s);
             }
+            Credential::Keyless(source)
         };
         Ok(Self {
             files,

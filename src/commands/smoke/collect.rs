@@ -61,7 +61,7 @@ fn copy_file(from: &Path, dest: &Path) -> anyhow::Result<()> {
         .write(true)
         .create_new(true)
         .mode(0o644)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits().cast_signed())
         .open(dest)
         .with_context(|| format!("cannot create `{}`", dest.display()))?;
     std::io::copy(&mut src, &mut out)

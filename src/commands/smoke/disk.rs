@@ -64,7 +64,7 @@ fn copy_sparse(reader: &mut impl Read, out: &mut File) -> anyhow::Result<u64> {
         }
         for piece in buf[..filled].chunks(HOLE) {
             if piece.iter().all(|&b| b == 0) {
-                out.seek(SeekFrom::Current(piece.len() as i64))?;
+                out.seek(SeekFrom::Current(i64::try_from(piece.len())?))?;
             } else {
                 out.write_all(piece)?;
             }

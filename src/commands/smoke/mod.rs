@@ -536,8 +536,7 @@ impl StepReport for Outcome {
             },
             self.machine.map_or("-", |m| m.name()),
             self.boot_seconds
-                .map(|s| format!("{s:.1} s"))
-                .unwrap_or_else(|| "-".into()),
+                .map_or_else(|| "-".into(), |s| format!("{s:.1} s")),
             md_cell(&self.artifacts_dir.display().to_string()),
         );
         if let Some(e) = &self.error {
@@ -641,9 +640,8 @@ pub fn run(gha: &Gha, input: &Input) -> anyhow::Result<Outcome> {
 fn boot_and_collect(gha: &Gha, input: &Input, record: &mut Record) -> anyhow::Result<()> {
     require_tool("mdir", "mtools")?;
     require_tool("debugfs", "e2fsprogs")?;
-    let scratch_parent = std::env::var_os("RUNNER_TEMP")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
+    let scratch_parent =
+        std::env::var_os("RUNNER_TEMP").map_or_else(std::env::temp_dir, PathBuf::from);
     let scratch = tempfile::Builder::new()
         .prefix("pi-image-smoke-")
         .tempdir_in(&scratch_parent)
@@ -727,7 +725,7 @@ fn boot_copy(
         &plan.cmdline,
         &copy,
     );
-    record.qemu_args = args.clone();
+    record.qemu_args.clone_from(&args);
 
     let serial_path = input.artifacts_dir.join("serial.log");
     let mut serial = std::fs::File::create(&serial_path)

@@ -35,22 +35,21 @@ pub fn parse_injection(spec: &str) -> anyhow::Result<Injection> {
     // What --inject may read: a regular file, through no symlink out of the directory it
     // was named in (the workspace for a relative path), as every input is read.
     let (_, meta) = crate::input::open("--inject", &host, None)?;
-    let mode = match mode {
-        Some(m) => u32::from_str_radix(m, 8)
+    let mode = if let Some(m) = mode {
+        u32::from_str_radix(m, 8)
             .ok()
             .filter(|m| *m <= 0o7777)
             .ok_or_else(|| {
                 usage(format!(
                     "--inject `{spec}`: mode `{m}` is not octal like 0644"
                 ))
-            })?,
-        None => {
-            use std::os::unix::fs::PermissionsExt as _;
-            if meta.permissions().mode() & 0o111 != 0 {
-                0o755
-            } else {
-                0o644
-            }
+            })?
+    } else {
+        use std::os::unix::fs::PermissionsExt as _;
+        if meta.permissions().mode() & 0o111 != 0 {
+            0o755
+        } else {
+            0o644
         }
     };
     Ok(Injection {

@@ -31,7 +31,7 @@ pub struct Args {
     /// The signer's identity, as a regular expression
     #[arg(long, value_name = "RE", conflicts_with = "certificate_identity")]
     pub certificate_identity_regexp: Option<String>,
-    /// The OIDC issuer of the signer's identity, exactly (GitHub Actions: https://token.actions.githubusercontent.com)
+    /// The OIDC issuer of the signer's identity, exactly (GitHub Actions: <https://token.actions.githubusercontent.com>)
     #[arg(long, value_name = "ISS")]
     pub certificate_oidc_issuer: Option<String>,
     /// The OIDC issuer, as a regular expression

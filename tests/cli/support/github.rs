@@ -44,7 +44,7 @@ fn serve(handler: Handler) -> String {
                                 let bytes = body
                                     .collect()
                                     .await
-                                    .map(|b| b.to_bytes())
+                                    .map(http_body_util::Collected::to_bytes)
                                     .unwrap_or_default();
                                 Ok::<_, Infallible>(handler(
                                     &base,
@@ -157,7 +157,7 @@ impl Replay {
                     problems.push(format!(
                         "body: expected {v}, got {}",
                         String::from_utf8_lossy(&body)
-                    ))
+                    ));
                 }
                 _ => {}
             }
@@ -172,7 +172,7 @@ impl Replay {
                 );
             }
             st.0 += 1;
-            let status = e["status"].as_u64().unwrap() as u16;
+            let status = u16::try_from(e["status"].as_u64().unwrap()).unwrap();
             let body = match &e["response"] {
                 Value::String(s) if s.is_empty() => Vec::new(),
                 v => rewrite(&v.to_string(), base).into_bytes(),
@@ -312,7 +312,9 @@ impl FakeGitHub {
             s.log.push(format!(
                 "{} {}",
                 req.method(),
-                req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("")
+                req.uri()
+                    .path_and_query()
+                    .map_or("", hyper::http::uri::PathAndQuery::as_str)
             ));
             if req
                 .headers()

@@ -159,16 +159,13 @@ impl Mirror {
         std::thread::spawn(move || {
             let mut held = Vec::new();
             for stream in listener.incoming().flatten() {
-                match behaviour {
-                    Behaviour::Hang => {
-                        h.fetch_add(1, Ordering::SeqCst);
-                        held.push(stream);
-                    }
-                    _ => {
-                        let root = root.clone();
-                        let h = h.clone();
-                        std::thread::spawn(move || serve(stream, &root, behaviour, &h));
-                    }
+                if behaviour == Behaviour::Hang {
+                    h.fetch_add(1, Ordering::SeqCst);
+                    held.push(stream);
+                } else {
+                    let root = root.clone();
+                    let h = h.clone();
+                    std::thread::spawn(move || serve(stream, &root, behaviour, &h));
                 }
             }
         });

@@ -134,7 +134,7 @@ pub fn python_verify(
     )
 }
 
-/// The `.venv` Python, with `cryptography` (a sigstore-python dependency) and PyNaCl.
+/// The `.venv` Python, with `cryptography` (a sigstore-python dependency) and `PyNaCl`.
 fn venv_python() -> PathBuf {
     let p = repo_root().join(".venv/bin/python");
     assert!(
@@ -146,8 +146,8 @@ fn venv_python() -> PathBuf {
 }
 
 /// Writes `dir/cosign.key` (encrypted with `password`) and `dir/cosign.pub` the way
-/// `cosign generate-key-pair` does, with Python's hashlib.scrypt and PyNaCl's
-/// SecretBox: an implementation that shares no code with pi-image's.
+/// `cosign generate-key-pair` does, with Python's hashlib.scrypt and `PyNaCl`'s
+/// `SecretBox`: an implementation that shares no code with pi-image's.
 pub fn cosign_generate_key_pair(dir: &Path, password: &str) {
     let out = Command::new(venv_python())
         .arg(repo_root().join("tests/fixtures/sigstore/cosign_key.py"))
