@@ -107,36 +107,59 @@ fn every_input_reaches_the_binary_through_env_and_the_mapping_table() {
             "{var} must map inputs.{name}"
         );
     }
-    // Every variable and flag the table names is one a subcommand reads (or, pending,
-    // one of the subcommands built in parallel).
+    // Every variable and flag the table names is one that each command it lists reads
+    // (`pipeline` passes the environment on to its steps: any step's variable counts).
     let cli = <pi_image::cli::Cli as clap::CommandFactory>::command();
-    let mut envs = BTreeSet::new();
-    let mut flags = BTreeSet::new();
+    let mut envs: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut flags: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for sub in cli.get_subcommands() {
+        let name = sub.get_name().to_owned();
         for arg in sub.get_arguments() {
             if let Some(e) = arg.get_env() {
-                envs.insert(e.to_string_lossy().into_owned());
+                envs.entry(name.clone())
+                    .or_default()
+                    .insert(e.to_string_lossy().into_owned());
             }
             if let Some(l) = arg.get_long() {
-                flags.insert(format!("--{l}"));
+                flags
+                    .entry(name.clone())
+                    .or_default()
+                    .insert(format!("--{l}"));
             }
         }
     }
+    let any_env: BTreeSet<String> = envs.values().flatten().cloned().collect();
     assert!(
-        envs.contains("IMG_NAME") && flags.contains("--install-deps"),
+        envs["collect-artifacts"].contains("IMG_NAME")
+            && flags["run-pi-gen"].contains("--install-deps"),
         "{envs:?} {flags:?}"
     );
-    for (name, kind, target, _) in &table {
-        if kind == "env" || kind == "secret" {
+    for (name, kind, target, commands) in &table {
+        assert!(!commands.is_empty(), "input `{name}` lists no command");
+        for command in commands {
+            if command == "*" {
+                continue;
+            }
             assert!(
-                envs.contains(target),
-                "input `{name}` sets {target}, which no subcommand reads"
+                envs.contains_key(command) || flags.contains_key(command),
+                "input `{name}` lists `{command}`, which is not a subcommand"
             );
-        } else if target.starts_with("--") {
-            assert!(
-                flags.contains(target),
-                "input `{name}` passes {target}, which no subcommand has"
-            );
+            if kind == "env" || kind == "secret" {
+                let reads = if command == "pipeline" {
+                    any_env.contains(target)
+                } else {
+                    envs.get(command).is_some_and(|e| e.contains(target))
+                };
+                assert!(
+                    reads,
+                    "input `{name}` sets {target} for `{command}`, which does not read it"
+                );
+            } else if target.starts_with("--") {
+                assert!(
+                    flags.get(command).is_some_and(|f| f.contains(target)),
+                    "input `{name}` passes {target} to `{command}`, which has no such flag"
+                );
+            }
         }
     }
 }
