@@ -102,3 +102,29 @@ pub struct SmokeFile {
     pub sha256: String,
     pub size_bytes: u64,
 }
+
+/// Reads a manifest (a file, so read as every input is: no FIFO, no symlink out) and
+/// returns it with its text; `Ok(None)` when there is no file at `path`.
+pub fn load_if_present(path: &std::path::Path) -> anyhow::Result<Option<(Manifest, String)>> {
+    if std::fs::symlink_metadata(path).is_err() {
+        return Ok(None);
+    }
+    let text = crate::input::read_text("the manifest (--manifest)", path, None)?;
+    let manifest = serde_json::from_str(&text).map_err(|e| {
+        crate::error::usage(format!(
+            "`{}` is not a pi-image manifest: {e}",
+            path.display()
+        ))
+    })?;
+    Ok(Some((manifest, text)))
+}
+
+/// [`load_if_present`], a missing file being a usage error that says how to make one.
+pub fn load(path: &std::path::Path) -> anyhow::Result<(Manifest, String)> {
+    load_if_present(path)?.ok_or_else(|| {
+        crate::error::usage(format!(
+            "cannot read the manifest `{}`: there is no such file; run `pi-image manifest` first",
+            path.display()
+        ))
+    })
+}

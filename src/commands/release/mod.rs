@@ -207,19 +207,7 @@ impl Input {
         }
         let paths = args.image.artifact_paths()?;
         let manifest_path = args.manifest.unwrap_or(paths.manifest.clone());
-        if let Err(e) = std::fs::symlink_metadata(&manifest_path) {
-            return Err(usage(format!(
-                "cannot read the manifest `{}`: {e}; run `pi-image manifest` first",
-                manifest_path.display()
-            )));
-        }
-        let text = crate::input::read_text("the manifest (--manifest)", &manifest_path, None)?;
-        let manifest: Manifest = serde_json::from_str(&text).map_err(|e| {
-            usage(format!(
-                "`{}` is not a pi-image manifest: {e}",
-                manifest_path.display()
-            ))
-        })?;
+        let (manifest, text) = crate::model::manifest::load(&manifest_path)?;
         check_manifest(&manifest, &manifest_path)?;
         if let Some(t) = &args.tag {
             crate::validate::git_ref("--tag", t)?;

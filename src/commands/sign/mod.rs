@@ -120,21 +120,12 @@ impl Input {
     pub fn from_args(args: Args, gha: &Gha) -> anyhow::Result<Self> {
         let paths = args.image.artifact_paths()?;
         let manifest_path = args.manifest.clone().unwrap_or(paths.manifest.clone());
-        let manifest = match std::fs::symlink_metadata(&manifest_path)
-            .map_err(anyhow::Error::from)
-            .and_then(|_| {
-                crate::input::read_text("the manifest (--manifest)", &manifest_path, None)
-            }) {
-            Ok(text) => Some(serde_json::from_str::<Manifest>(&text).map_err(|e| {
-                usage(format!(
-                    "`{}` is not a pi-image manifest: {e}",
-                    manifest_path.display()
-                ))
-            })?),
-            Err(_) if !args.files.is_empty() => None,
-            Err(e) => {
+        let manifest = match crate::model::manifest::load_if_present(&manifest_path)? {
+            Some((m, _)) => Some(m),
+            None if !args.files.is_empty() => None,
+            None => {
                 return Err(usage(format!(
-                    "cannot read the manifest `{}` ({e}): run `pi-image manifest` first, or name the files to sign",
+                    "cannot read the manifest `{}`: there is no such file; run `pi-image manifest` first, or name the files to sign",
                     manifest_path.display()
                 )));
             }

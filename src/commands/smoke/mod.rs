@@ -845,13 +845,10 @@ fn boot_copy(
     Ok(())
 }
 
+/// The last `n` lines of the guest's console, indented for a message.
 fn last_lines(path: &Path, n: usize) -> String {
-    let text = std::fs::read(path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..]
-        .iter()
+    crate::buildlog::tail_lines(path, n)
+        .lines()
         .map(|l| format!("  {}", l.trim_end()))
         .collect::<Vec<_>>()
         .join("\n")

@@ -99,16 +99,7 @@ impl Input {
         let trust = Trust::load(args.trusted_root.as_deref(), args.trust_config.as_deref())?;
         let checks = match (&args.manifest, &args.file) {
             (Some(m), _) => {
-                if let Err(e) = std::fs::symlink_metadata(m) {
-                    return Err(usage(format!(
-                        "cannot read the manifest `{}`: {e}",
-                        m.display()
-                    )));
-                }
-                let text = crate::input::read_text("the manifest (--manifest)", m, None)?;
-                let manifest: Manifest = serde_json::from_str(&text).map_err(|e| {
-                    usage(format!("`{}` is not a pi-image manifest: {e}", m.display()))
-                })?;
+                let (manifest, _) = crate::model::manifest::load(m)?;
                 plan_manifest(m, &manifest)
             }
             (None, Some(file)) => {
