@@ -350,6 +350,17 @@ mod tests {
         assert_eq!(mode, 0o644);
     }
 
+    /// The names in `dir`, sorted.
+    fn names_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
     #[test]
     fn stale_partials_are_removed() {
         let dir = tempfile::tempdir().unwrap();
@@ -361,12 +372,7 @@ mod tests {
         std::fs::write(dir.path().join(".x.img.xz.sha256.abc123.partial"), "live").unwrap();
         let lock = DirLock::acquire(dir.path()).unwrap();
         remove_stale_partials(&dest, &lock);
-        let mut left: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        left.sort();
+        let left = names_in(dir.path());
         assert_eq!(
             left,
             [
@@ -419,12 +425,7 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&a).unwrap(), "old a");
         assert_eq!(std::fs::read_to_string(&b).unwrap(), "old b");
         assert!(!c.exists());
-        let mut left: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        left.sort();
+        let left = names_in(dir.path());
         assert_eq!(left, ["a", "b"], "no partial or backup is left");
     }
 }

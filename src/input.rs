@@ -121,9 +121,10 @@ pub fn check_dir(what: &str, path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reads the input `what` whole (at most `max` bytes), opened as [`open`] does.
-pub fn read(what: &str, path: &Path, max: u64) -> anyhow::Result<Vec<u8>> {
-    let (file, meta) = open(what, path, None)?;
+/// Reads the input `what` whole (at most `max` bytes), opened as [`open`] does, with
+/// `base` the directory it must stay in (None: where it was named).
+pub fn read(what: &str, path: &Path, base: Option<&Path>, max: u64) -> anyhow::Result<Vec<u8>> {
+    let (file, meta) = open(what, path, base)?;
     if meta.len() > max {
         return Err(usage(format!(
             "{what} `{}` is {} bytes; at most {max} are accepted",
@@ -140,26 +141,14 @@ pub fn read(what: &str, path: &Path, max: u64) -> anyhow::Result<Vec<u8>> {
 /// The most a text input (a manifest, notes, a key, a JSON report, a build log) may hold.
 pub const TEXT_MAX: u64 = 256 << 20;
 
-/// Reads the text input `what` (UTF-8), opened as [`open`] does, with `base` the
-/// directory it must stay in (None: where it was named).
+/// [`read`] of a UTF-8 text input, at most [`TEXT_MAX`] bytes.
 pub fn read_text(what: &str, path: &Path, base: Option<&Path>) -> anyhow::Result<String> {
-    let (file, meta) = open(what, path, base)?;
-    if meta.len() > TEXT_MAX {
-        return Err(usage(format!(
-            "{what} `{}` is {} bytes; at most {TEXT_MAX} are accepted",
-            path.display(),
-            meta.len()
-        )));
-    }
-    let mut text = String::new();
-    std::io::Read::read_to_string(&mut std::io::Read::take(&file, TEXT_MAX + 1), &mut text)
-        .map_err(|e| {
-            usage(format!(
-                "{what} `{}` cannot be read as text: {e}",
-                path.display()
-            ))
-        })?;
-    Ok(text)
+    String::from_utf8(read(what, path, base, TEXT_MAX)?).map_err(|e| {
+        usage(format!(
+            "{what} `{}` cannot be read as text: {e}",
+            path.display()
+        ))
+    })
 }
 
 trait FifoLike {

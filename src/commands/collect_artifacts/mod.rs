@@ -407,8 +407,16 @@ pub fn run(gha: &Gha, input: &Input, plan: &Plan) -> anyhow::Result<Outcome> {
     // Everything is written under temporary names first, then the image, its checksum,
     // its metadata and the build log replace the previous ones as one set.
     let mut set = atomic::FileSet::new();
-    let mut remove_after = None;
-    let (streamed, entry) = match plan.action {
+    // --move onto another file system: copied (verified on the way), and the source
+    // removed once the new set is in place.
+    let moving_across = plan.action == Action::MoveXz && !same_fs(&source.path, &paths.dir);
+    let remove_after = moving_across.then(|| source.path.clone());
+    let action = if moving_across {
+        Action::CopyXz
+    } else {
+        plan.action
+    };
+    let (streamed, entry) = match action {
         Action::Compress => {
             let mut dest = AtomicFile::create(&paths.image)?;
             let (streamed, entry) = compress_source(gha, input, source, &mut dest)?;
@@ -425,25 +433,12 @@ pub fn run(gha: &Gha, input: &Input, plan: &Plan) -> anyhow::Result<Outcome> {
             set.add(dest);
             (streamed, None)
         }
-        Action::MoveXz if !same_fs(&source.path, &paths.dir) => {
-            // Another file system: copied (verified on the way), the source removed once
-            // the new set is in place.
-            let mut dest = AtomicFile::create(&paths.image)?;
-            let file = open(&source.path)?;
-            let mut progress =
-                Progress::new(gha.in_actions(), "verifying and copying", Some(source.size));
-            let streamed =
-                pipeline::verify_xz(file, &origin_of(source), dest.file(), &mut progress)?;
-            set.add(dest);
-            remove_after = Some(source.path.clone());
-            (streamed, None)
-        }
         Action::MoveXz | Action::InPlace => {
             let file = open(&source.path)?;
             let mut progress = Progress::new(gha.in_actions(), "verifying", Some(source.size));
             let streamed =
                 pipeline::verify_xz(file, &origin_of(source), std::io::sink(), &mut progress)?;
-            if plan.action == Action::MoveXz {
+            if action == Action::MoveXz {
                 set.add_move(&source.path, &paths.image);
             } else {
                 tracing::info!("source already at {}, skipping copy", paths.image.display());

@@ -551,7 +551,7 @@ pub fn gather(gha: &Gha, input: &Input) -> anyhow::Result<Gathered> {
 const USER_FILE_MAX: u64 = 16 << 20;
 
 fn read_user_file(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
-    crate::input::read(what, path, USER_FILE_MAX)
+    crate::input::read(what, path, None, USER_FILE_MAX)
 }
 
 fn read_user_data(path: &Path, skip_schema: bool) -> anyhow::Result<Vec<u8>> {
