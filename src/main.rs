@@ -19,7 +19,7 @@ fn main() -> ExitCode {
             if help {
                 let _ = err.print();
             } else {
-                use pi_image::gha::escape::{plain_line, plain_lines, redact_credentials};
+                use pi_image::gha::escape::{plain_line, plain_lines};
                 let mut text = err.render().to_string();
                 // The values clap quotes are shown escaped, so none starts a line.
                 for (_, v) in err.context() {
@@ -29,7 +29,7 @@ fn main() -> ExitCode {
                         text = text.replace(v.as_str(), &plain_line(v));
                     }
                 }
-                eprintln!("{}", plain_lines(&redact_credentials(text.trim_end())));
+                eprintln!("{}", plain_lines(text.trim_end()));
             }
             return match err.kind() {
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {

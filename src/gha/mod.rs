@@ -108,10 +108,7 @@ impl Gha {
     /// anything: line breaks and invisible characters are shown escaped and nothing in
     /// it can read as a workflow command ([`escape::plain_line`]).
     pub fn line(&self, text: &str) {
-        console_line(
-            self.actions,
-            &escape::plain_line(&escape::redact_credentials(text)),
-        );
+        console_line(self.actions, &escape::plain_line(text));
     }
 
     /// Writes text the tool does not control (a build log's tail, a guest's console)

@@ -154,7 +154,7 @@ impl Input {
                 .values()
                 .flatten()
                 .chain(&proxy)
-                .any(|u| crate::gha::escape::redact_credentials(u) != *u);
+                .any(|u| !crate::gha::escape::url_credentials(u).is_empty());
             if with_credentials {
                 return Err(usage(
                     "KEEP_MIRRORS_IN_IMAGE would ship a mirror or proxy URL with its credentials inside the image: drop the credentials from the URL (use an authenticating proxy reachable only from the build) or do not keep the mirrors",
