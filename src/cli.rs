@@ -19,6 +19,11 @@ pub struct Cli {
     /// Only warnings and errors
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
+    /// Read what the step needs, print its plan (every file it would write, command it
+    /// would run and request it would send) as JSON, and stop before changing anything.
+    /// A missing pi-gen checkout is still cloned: the plan is read from it.
+    #[arg(long, global = true)]
+    pub print_plan: bool,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -1,8 +1,11 @@
 //! `pi-image`: build, verify, sign and publish Raspberry Pi OS images.
 //!
-//! Every subcommand lives in `commands/<name>.rs` and has the same shape:
-//! `Args` (clap) → validated `Input` → pure `plan()` → `run()` with effects →
-//! `Outcome`, published as step outputs and a step-summary block by [`gha`].
+//! Every subcommand lives in `commands/<name>/` and has the same shape:
+//! `Args` (clap) → validated `Input` → `gather` (all reading) → pure `plan()` in
+//! `plan.rs` → `run()` with effects → `Outcome`, published as step outputs and a
+//! step-summary block by [`gha`]. `--print-plan` prints the plan as JSON and stops.
+//! `tests/cli/layout.rs` holds the tree to this (`plan.rs` names no effect), except for
+//! the subcommands it lists as not yet converted.
 
 pub mod atomic;
 pub mod buildlog;

@@ -39,7 +39,7 @@ fn main() -> ExitCode {
             };
         }
     };
-    let gha = gha.quiet(cli.quiet);
+    let gha = gha.quiet(cli.quiet).plan_only(cli.print_plan);
     logging::init(gha.in_actions(), cli.verbosity());
     match commands::dispatch(&gha, cli.command) {
         Ok(()) => ExitCode::SUCCESS,

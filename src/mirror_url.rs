@@ -60,6 +60,17 @@ pub fn normalize_url(var: &str, raw: &str) -> anyhow::Result<String> {
     Ok(url.trim_end_matches('/').to_owned())
 }
 
+/// The host of an http(s) URL, without user info and port.
+pub fn host_of(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let hostport = rest.split('/').next().unwrap_or_default();
+    let host = hostport.rsplit('@').next().unwrap_or_default();
+    host.split(':')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,5 +86,14 @@ mod tests {
         assert!(!err.to_string().contains("s3cret"), "{err}");
         let err = normalize_url("APT_PROXY", "ftp://user:s3cret@proxy").unwrap_err();
         assert!(!err.to_string().contains("s3cret"), "{err}");
+    }
+
+    #[test]
+    fn hosts_are_lowercase_without_userinfo_or_port() {
+        assert_eq!(host_of("http://u:p@Example.org:8080/x"), "example.org");
+        assert_eq!(
+            host_of("https://archive.raspberrypi.com/debian"),
+            "archive.raspberrypi.com"
+        );
     }
 }

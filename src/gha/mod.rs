@@ -47,6 +47,7 @@ pub struct Gha {
     summary_file: Option<PathBuf>,
     workspace: Option<PathBuf>,
     quiet: bool,
+    plan_only: bool,
 }
 
 fn non_empty_path(name: &str) -> Option<PathBuf> {
@@ -64,6 +65,7 @@ impl Gha {
             summary_file: non_empty_path("GITHUB_STEP_SUMMARY"),
             workspace: non_empty_path("GITHUB_WORKSPACE"),
             quiet: false,
+            plan_only: false,
         }
     }
 
@@ -91,6 +93,35 @@ impl Gha {
     pub fn quiet(mut self, quiet: bool) -> Self {
         self.quiet = quiet;
         self
+    }
+
+    /// `--print-plan`: subcommands print their plan ([`Gha::print_plan`]) and stop.
+    pub fn plan_only(mut self, plan_only: bool) -> Self {
+        self.plan_only = plan_only;
+        self
+    }
+
+    /// True under `--print-plan`.
+    pub fn is_plan_only(&self) -> bool {
+        self.plan_only
+    }
+
+    /// Under `--print-plan`, prints `plan` as JSON on stdout and returns true: the caller
+    /// stops before its effects. Otherwise does nothing and returns false. The JSON is
+    /// shown like any text the tool does not control (fenced), since it quotes inputs.
+    pub fn print_plan(&self, plan: &impl serde::Serialize) -> anyhow::Result<bool> {
+        if !self.plan_only {
+            return Ok(false);
+        }
+        let json = serde_json::to_string_pretty(plan)?;
+        if self.actions {
+            self.block(&json);
+        } else {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{json}");
+            let _ = out.flush();
+        }
+        Ok(true)
     }
 
     fn info_line(&self, text: &str) {
@@ -199,6 +230,10 @@ impl Gha {
 
     /// Publishes a finished step's outputs and summary.
     pub fn publish(&self, report: &impl StepReport) -> anyhow::Result<()> {
+        // Under --print-plan nothing was done: there is nothing to report.
+        if self.plan_only {
+            return Ok(());
+        }
         self.set_outputs(&report.outputs())?;
         self.summary(&report.summary());
         Ok(())

@@ -13,9 +13,18 @@ fn missing_tools_are_named_with_their_packages() {
     // Only a docker client whose daemon answers.
     fs::write(bin.join("docker"), "#!/bin/sh\nexit 0\n").unwrap();
     fs::set_permissions(bin.join("docker"), fs::Permissions::from_mode(0o755)).unwrap();
+    // A pi-gen checkout's own `depends`, which doctor reads as run-pi-gen does.
+    let pi_gen = tmp.path().join("pi-gen");
+    fs::create_dir_all(&pi_gen).unwrap();
+    fs::write(
+        pi_gen.join("depends"),
+        "quilt\nqemu-arm-static:qemu-user-static\n",
+    )
+    .unwrap();
     let out = tmp.path().join("out");
     let (code, _, err) = run(pi_image(tmp.path())
-        .args(["doctor", "--min-free-gb", "0"])
+        .args(["doctor", "--min-free-gb", "0", "--pi-gen-dir"])
+        .arg(&pi_gen)
         .env("PATH", &bin)
         .env("GITHUB_OUTPUT", &out));
     assert_eq!(code, 1, "{err}");
@@ -33,11 +42,71 @@ fn missing_tools_are_named_with_their_packages() {
     );
     let o = read_outputs(&out);
     let pkgs: Vec<&str> = o["apt-packages"].split(' ').collect();
-    for p in ["qemu-system-arm", "mtools", "git", "quilt"] {
+    for p in [
+        "qemu-system-arm",
+        "mtools",
+        "git",
+        "quilt",
+        "qemu-user-static",
+    ] {
         assert!(pkgs.contains(&p), "{p} in {pkgs:?}");
     }
     assert!(!pkgs.contains(&"docker.io"));
     assert!(err.contains("to install: apt-get install "), "{err}");
+    assert!(
+        err.contains("`qemu-arm-static`"),
+        "the checkout's tool names: {err}"
+    );
+}
+
+#[test]
+fn without_a_checkout_pi_gens_depends_are_said_to_be_unchecked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, _, err) =
+        run(pi_image(tmp.path()).args(["doctor", "--min-free-gb", "0", "--pi-gen-dir", "nowhere"]));
+    let row = err
+        .lines()
+        .find(|l| l.contains("pi-gen's `depends`"))
+        .unwrap_or_else(|| panic!("no depends row: {err}"));
+    assert!(
+        row.contains("not checked: no pi-gen checkout at `nowhere`"),
+        "{row}"
+    );
+    assert!(!err.contains("`quilt`"), "no list of its own: {err}");
+}
+
+#[test]
+fn print_plan_shows_the_install_command_and_runs_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = tmp.path().join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    // apt-get would leave a mark if it ran.
+    stub(
+        &bin,
+        "apt-get",
+        &format!("touch {}", tmp.path().join("ran").display()),
+    );
+    stub(&bin, "sudo", "exec \"$@\"");
+    let (code, out, err) = run(pi_image(tmp.path())
+        .args(["--print-plan", "doctor", "--apply", "--min-free-gb", "0"])
+        .env("PATH", &bin));
+    assert_eq!(code, 0, "{err}");
+    let plan: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let install: Vec<&str> = plan["install"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{plan}"))
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        install
+            .windows(4)
+            .any(|w| w == ["apt-get", "install", "-y", "--no-install-recommends"]),
+        "{install:?}"
+    );
+    assert!(install.contains(&"mtools"), "{install:?}");
+    assert!(!tmp.path().join("ran").exists(), "--print-plan ran apt-get");
 }
 
 /// An executable `name` in `bin` running `body`.

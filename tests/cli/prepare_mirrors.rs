@@ -1132,3 +1132,61 @@ fn test_pi_gen_build_has_the_hook_during_the_build_and_not_in_the_image() {
         "{shipped}"
     );
 }
+
+/// `--print-plan`: every file prepare-mirrors would write into the checkout, with its
+/// text, and nothing written.
+#[test]
+fn the_printed_plan_lists_every_mirror_file_with_its_text() {
+    let tmp = tempfile::tempdir().unwrap();
+    let checkout = crate::run_pi_gen::skeleton_in(tmp.path(), "");
+    fs::create_dir_all(checkout.join("stage0/00-configure-apt/files")).unwrap();
+    fs::write(
+        checkout.join("stage0/00-configure-apt/files/sources.list"),
+        "deb http://deb.debian.org/debian RELEASE main\n",
+    )
+    .unwrap();
+    fs::write(
+        checkout.join("stage0/prerun.sh"),
+        "#!/bin/bash -e\nbootstrap ${RELEASE} \"${ROOTFS_DIR}\" http://deb.debian.org/debian/\n",
+    )
+    .unwrap();
+    let listing = |dir: &std::path::Path| {
+        let mut v: Vec<(String, Vec<u8>)> = walkdir::WalkDir::new(dir)
+            .into_iter()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_type().is_file())
+            .map(|e| (e.path().display().to_string(), fs::read(e.path()).unwrap()))
+            .collect();
+        v.sort();
+        v
+    };
+    let before = listing(&checkout);
+    let (code, plan, err) = run(pi_image(tmp.path()).args([
+        "--print-plan",
+        "prepare-mirrors",
+        "--pi-gen-dir",
+        "pi-gen",
+        "--offline",
+        "--debian-mirror",
+        "http://mirror.example/debian",
+    ]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        listing(&checkout),
+        before,
+        "--print-plan changed the checkout"
+    );
+    let root = tmp.path().display().to_string();
+    // The hook is a file of its own (apt-mirrors.sh): shown by name, not by its text.
+    let hook = fs::read_to_string(
+        crate::support::repo_root().join("src/commands/prepare_mirrors/apt-mirrors.sh"),
+    )
+    .unwrap();
+    let hook = serde_json::to_string(&hook).unwrap();
+    assert!(plan.contains(&hook), "the hook's text is in the plan");
+    insta::assert_snapshot!(
+        "prepare-mirrors-plan",
+        plan.replace(&root, "[ws]")
+            .replace(&hook, "\"[apt-mirrors.sh]\"")
+    );
+}

@@ -1684,3 +1684,51 @@ fn the_generated_tree_is_pinned() {
     let root = ws.root().display().to_string();
     insta::assert_snapshot!("run-pi-gen-tree", listing.replace(&root, "[ws]"));
 }
+
+/// `--print-plan`: the config, the generated files and each strategy's command lines,
+/// in the order they would be tried, and nothing written or run.
+#[test]
+fn the_printed_plan_is_what_would_be_written_and_run() {
+    let ws = Ws::new();
+    let checkout = ws.skeleton("");
+    let bin = ws.docker_shim(0, 0);
+    let tree = |dir: &Path| {
+        let mut v: Vec<String> = walkdir::WalkDir::new(dir)
+            .into_iter()
+            .map(|e| e.unwrap().path().display().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    let mut c = ws.cmd_any_kernel();
+    let before = tree(ws.root());
+    c.args([
+        "--pi-gen-dir",
+        "pi-gen",
+        "--strategy",
+        "container",
+        "--print-plan",
+    ])
+    .env("APT_MIRROR", "http://mirror.example/raspbian");
+    ws.with_path(&mut c, &bin);
+    let (code, plan, err) = run(&mut c);
+    assert_eq!(code, 0, "{err}");
+    let root = ws.root().display().to_string();
+    insta::assert_snapshot!("run-pi-gen-plan", plan.replace(&root, "[ws]"));
+    // Only `docker info` (gathering) ran; nothing was written.
+    assert_eq!(ws.docker_log(), ["info"]);
+    let mut after = tree(ws.root());
+    after.retain(|p| !p.ends_with("docker.log"));
+    assert_eq!(
+        after,
+        before,
+        "--print-plan wrote into {}",
+        checkout.display()
+    );
+    assert!(
+        !ws.root().join("gh-output").exists()
+            || fs::read_to_string(ws.root().join("gh-output"))
+                .unwrap()
+                .is_empty()
+    );
+}

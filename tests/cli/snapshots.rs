@@ -69,3 +69,52 @@ fn release_notes_layout() {
         insta::assert_snapshot!("release-notes", notes);
     });
 }
+
+/// `--print-plan`: each step's decision as JSON, nothing changed. Paths under the
+/// workspace are shown as `[ws]`.
+#[test]
+fn plans_as_printed() {
+    let ws = Workspace::new();
+    ws.put_img("image_2026-11-25-sugarkube-lite.img");
+    ws.put_zip(
+        "image_2026-11-20-sugarkube-lite.zip",
+        "2026-11-20-sugarkube-lite.img",
+    );
+    let root = ws.root().display().to_string();
+    let before = Workspace::files(ws.root());
+    let mut collect = ws.collect();
+    collect.arg("--print-plan");
+    let (code, plan, err) = run(&mut collect);
+    assert_eq!(code, 0, "{err}");
+    // Sizes depend on how the test images are built, not on the plan's shape.
+    let sizes = regex::Regex::new(r#""size": \d+"#).unwrap();
+    insta::assert_snapshot!(
+        "plan-collect-artifacts",
+        sizes.replace_all(&plan.replace(&root, "[ws]"), r#""size": "[size]""#)
+    );
+    assert_eq!(
+        Workspace::files(ws.root()),
+        before,
+        "--print-plan changed files"
+    );
+
+    let (code, plan, err) = run(pi_image(ws.root())
+        .args([
+            "--print-plan",
+            "pipeline",
+            "--output-dir",
+            "out",
+            "--skip",
+            "run-pi-gen",
+        ])
+        .env_remove("SIGSTORE_ID_TOKEN")
+        .env_remove("ACTIONS_ID_TOKEN_REQUEST_URL")
+        .env_remove("COSIGN_KEY"));
+    assert_eq!(code, 0, "{err}");
+    insta::assert_snapshot!("plan-pipeline", plan);
+    assert_eq!(
+        Workspace::files(ws.root()),
+        before,
+        "--print-plan changed files"
+    );
+}

@@ -13,7 +13,8 @@ use anyhow::Context as _;
 use regex::Regex;
 
 /// Source formats, in order of preference.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Format {
     Xz,
     Zip,
@@ -49,7 +50,7 @@ impl Format {
 }
 
 /// An image file found under the deploy directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Candidate {
     pub path: PathBuf,
     /// Path relative to the deploy directory, `/`-separated.

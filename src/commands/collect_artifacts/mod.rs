@@ -3,8 +3,8 @@
 
 pub mod discover;
 pub mod pipeline;
+mod plan;
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -14,6 +14,7 @@ use anyhow::{Context as _, bail};
 
 use self::discover::{Candidate, Format};
 use self::pipeline::{Origin, Streamed};
+pub use self::plan::{Action, Plan, plan};
 use crate::atomic::{self, AtomicFile};
 use crate::checksum::checksum_line;
 use crate::config::{ArtifactPaths, ImageArgs, file_name};
@@ -146,137 +147,6 @@ pub struct Facts {
     pub build_log: Option<PathBuf>,
 }
 
-/// How the image gets to its final name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    /// Stream-compress a `.zip` entry, `.img.gz` or `.img` into xz.
-    Compress,
-    /// Copy an `.img.xz`, verifying it.
-    CopyXz,
-    /// Verify an `.img.xz`, then rename it into place.
-    MoveXz,
-    /// The source already is the output: verify it and write the checksum.
-    InPlace,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Plan {
-    pub source: Candidate,
-    pub action: Action,
-    /// Older exports of the same image that were passed over.
-    pub ignored: Vec<Candidate>,
-    /// Entries with an image's name that were not taken, each `rel: why`.
-    pub skipped: Vec<String>,
-    pub build_log: Option<PathBuf>,
-}
-
-/// Chooses the source image. Pure: works only on what `facts` holds.
-pub fn plan(input: &Input, facts: &Facts) -> anyhow::Result<Plan> {
-    let is_output = |c: &Candidate| facts.output_is.as_deref() == Some(c.path.as_path());
-    let mut cands: Vec<&Candidate> = facts.candidates.iter().collect();
-    if cands.iter().any(|c| !is_output(c)) {
-        // A previous run's output in the deploy dir is not a pi-gen export.
-        cands.retain(|c| !is_output(c));
-    }
-    if cands.is_empty() {
-        let mut msg = format!(
-            "no image found under `{}` (looked for *.img.xz, *.zip, *.img.gz, *.img up to {} levels deep)",
-            input.deploy_dir.display(),
-            input.max_depth
-        );
-        if facts.all_files.is_empty() {
-            msg.push_str("; there are no files at all there: did pi-gen's export stage run?");
-        } else {
-            let shown: Vec<_> = facts
-                .all_files
-                .iter()
-                .take(20)
-                .map(|f| format!("  {f}"))
-                .collect();
-            msg.push_str(&format!("; files there:\n{}", shown.join("\n")));
-        }
-        if !facts.skipped.is_empty() {
-            msg.push_str(&format!("\nskipped:\n  {}", facts.skipped.join("\n  ")));
-        }
-        bail!(msg);
-    }
-    if let Some(sel) = &input.select {
-        let matching: Vec<&Candidate> = cands
-            .iter()
-            .copied()
-            .filter(|c| {
-                c.rel == *sel
-                    || c.file_name() == sel
-                    || c.name == *sel
-                    || c.name.ends_with(sel.as_str())
-            })
-            .collect();
-        if matching.is_empty() {
-            return Err(usage(format!(
-                "--image `{sel}` matches none of the images under `{}`:\n{}",
-                input.deploy_dir.display(),
-                list(&cands)
-            )));
-        }
-        cands = matching;
-    }
-    // Group the formats and dates of one image; several images need a choice.
-    let mut groups: BTreeMap<&str, Vec<&Candidate>> = BTreeMap::new();
-    for c in &cands {
-        groups.entry(c.name.as_str()).or_default().push(c);
-    }
-    if groups.len() > 1 {
-        return Err(usage(format!(
-            "several images found under `{}`; choose one with --image (a path as listed, a name, or a suffix such as -lite):\n{}",
-            input.deploy_dir.display(),
-            list(&cands)
-        )));
-    }
-    let mut group = groups.into_values().next().unwrap_or_default();
-    // Newest pi-gen date first (an undated name counts as oldest), then the preferred
-    // format, then the shallowest path.
-    group.sort_by(|a, b| {
-        b.date
-            .cmp(&a.date)
-            .then(a.format.cmp(&b.format))
-            .then(a.depth.cmp(&b.depth))
-            .then(a.rel.cmp(&b.rel))
-    });
-    let source = group[0].clone();
-    let ignored = group[1..]
-        .iter()
-        .filter(|c| c.date != source.date)
-        .map(|c| (*c).clone())
-        .collect();
-    let action = match source.format {
-        _ if is_output(&source) => Action::InPlace,
-        Format::Xz if input.move_source => Action::MoveXz,
-        Format::Xz => Action::CopyXz,
-        _ => Action::Compress,
-    };
-    if input.move_source && source.format != Format::Xz {
-        tracing::info!(
-            "--move applies to .img.xz sources only; `{}` is compressed instead",
-            source.rel
-        );
-    }
-    Ok(Plan {
-        source,
-        action,
-        ignored,
-        skipped: facts.skipped.clone(),
-        build_log: facts.build_log.clone(),
-    })
-}
-
-fn list(cands: &[&Candidate]) -> String {
-    cands
-        .iter()
-        .map(|c| format!("  {} (image `{}`, {})", c.rel, c.name, c.format.as_str()))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 /// Looks at the disk: candidates, whether the output is among them, the build log.
 pub fn gather(input: &Input) -> anyhow::Result<Facts> {
     let discover::Scan {
@@ -385,6 +255,9 @@ pub fn run(gha: &Gha, input: &Input, plan: &Plan) -> anyhow::Result<Outcome> {
         &paths.build_log,
     ] {
         atomic::remove_stale_partials(dest, &lock);
+    }
+    for note in &plan.notes {
+        tracing::info!("{note}");
     }
     for skipped in &plan.skipped {
         tracing::warn!("skipped `{skipped}`");
@@ -763,6 +636,9 @@ pub fn main(gha: &Gha, args: Args) -> anyhow::Result<()> {
     let input = Input::from_args(args, |k| std::env::var(k).ok())?;
     let facts = gather(&input)?;
     let plan = plan(&input, &facts)?;
+    if gha.print_plan(&plan)? {
+        return Ok(());
+    }
     let outcome = run(gha, &input, &plan)?;
     gha.publish(&outcome)
 }

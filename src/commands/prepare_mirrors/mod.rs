@@ -8,6 +8,7 @@
 //! that restores standard sources.
 
 pub mod mirrors;
+mod plan;
 pub mod probe;
 
 use std::collections::BTreeMap;
@@ -19,7 +20,9 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 use self::mirrors::{AptOption, Archive, MirrorVars};
-use self::probe::{Probe, Prober};
+use self::plan::upstream_copy;
+pub use self::plan::{Plan, TreeFile, apt_options_file, mirror_list_uri, patch_urls, plan};
+use self::probe::{Probe, ProbeSettings};
 use crate::config::{PiGenArgs, PiGenSource};
 use crate::error::usage;
 use crate::gha::{Gha, StepReport, md_cell};
@@ -107,7 +110,7 @@ pub struct Input {
     pub source: PiGenSource,
     pub candidates: BTreeMap<Archive, Vec<String>>,
     pub apt_options: Vec<AptOption>,
-    pub prober: Prober,
+    pub probes: ProbeSettings,
     pub offline: bool,
     pub keep: bool,
     pub skip: bool,
@@ -139,7 +142,7 @@ impl Input {
         let apt_options = mirrors::merged_apt_options(args.apt_retries, args.apt_timeout, user);
         let mut direct_hosts = vec!["archive.raspberrypi.com".to_owned()];
         for u in &candidates[&Archive::RaspberryPi] {
-            let h = probe::host_of(u);
+            let h = crate::mirror_url::host_of(u);
             if !direct_hosts.contains(&h) {
                 direct_hosts.push(h);
             }
@@ -165,7 +168,7 @@ impl Input {
             pi_gen_dir,
             source,
             candidates,
-            prober: Prober {
+            probes: ProbeSettings {
                 timeout: Duration::from_secs(args.probe_timeout),
                 retries: args.probe_retries,
                 proxy,
@@ -201,199 +204,6 @@ pub struct ArchivePlan {
     pub probes: Vec<Probe>,
 }
 
-/// A file to write into the pi-gen tree, relative to it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TreeFile {
-    pub path: PathBuf,
-    pub contents: String,
-    pub executable: bool,
-}
-
-/// Everything `run()` will write.
-#[derive(Debug, Clone)]
-pub struct Plan {
-    pub archives: Vec<ArchivePlan>,
-    pub files: Vec<TreeFile>,
-    /// pi-gen files pointed at the chosen mirrors (debootstrap's URL in `stage0/prerun.sh`,
-    /// the source templates `stage0/00-configure-apt` installs), or restored.
-    pub patches: Vec<(PathBuf, String)>,
-    /// Generated files of an earlier run that this plan does not write.
-    pub remove: Vec<PathBuf>,
-}
-
-fn conf_file(input: &Input, archives: &[ArchivePlan]) -> String {
-    let mut s = format!(
-        "# pi-image apt mirrors. {MARKER}; read (never sourced) by\n\
-         # /usr/local/sbin/pi-image-apt-mirrors. Lines: mirror ARCHIVE URL (candidates in\n\
-         # order of preference), upstream ARCHIVE URL (restored at export).\n\
-         probe-timeout {}\n",
-        input.prober.timeout.as_secs()
-    );
-    for a in archives {
-        for c in &a.candidates {
-            s.push_str(&format!("mirror {} {c}\n", a.archive.key()));
-        }
-        s.push_str(&format!("upstream {} {}\n", a.archive.key(), a.upstream));
-    }
-    s
-}
-
-fn state_file(archives: &[ArchivePlan]) -> String {
-    archives
-        .iter()
-        .map(|a| format!("{} {}\n", a.archive.key(), a.chosen))
-        .collect()
-}
-
-/// The apt.conf.d files the stage steps install, by name.
-fn apt_conf_files(input: &Input, archives: &[ArchivePlan]) -> Vec<(&'static str, String)> {
-    let hook = "/usr/local/sbin/pi-image-apt-mirrors";
-    let mut files = vec![
-        (
-            "10pi-image-mirrors",
-            format!(
-                "// {MARKER}: keeps apt on a healthy mirror while the image is built\n\
-                 // (removed from the image at export).\n\
-                 APT::Update::Pre-Invoke {{ \"[ ! -x {hook} ] || {hook} update\"; }};\n\
-                 DPkg::Pre-Invoke {{ \"[ ! -x {hook} ] || {hook} rewrite\"; }};\n"
-            ),
-        ),
-        ("80pi-image-apt", apt_options_file(&input.apt_options)),
-    ];
-    if input.prober.proxy.is_some() {
-        let mut s = format!(
-            "// {MARKER}: the Raspberry Pi archive is fetched without the proxy (APT_PROXY).\n"
-        );
-        let mut hosts = vec!["archive.raspberrypi.com".to_owned()];
-        for a in archives
-            .iter()
-            .filter(|a| a.archive == Archive::RaspberryPi)
-        {
-            let h = probe::host_of(&a.chosen);
-            if !hosts.contains(&h) {
-                hosts.push(h);
-            }
-        }
-        for h in hosts {
-            s.push_str(&format!("Acquire::http::Proxy::{h} \"DIRECT\";\n"));
-            s.push_str(&format!("Acquire::https::Proxy::{h} \"DIRECT\";\n"));
-        }
-        files.push(("81pi-image-proxy", s));
-    }
-    files
-}
-
-/// apt.conf syntax for the options (values were checked to hold no `"` or `;`).
-pub fn apt_options_file(options: &[AptOption]) -> String {
-    let mut s = format!(
-        "// {MARKER}: apt hardening for the image build (retries and\n\
-         // timeouts), with APT_OPTS merged over the defaults. Nothing here changes which\n\
-         // packages are installed: pi-gen's NN-packages install recommends, NN-packages-nr not.\n"
-    );
-    for o in options {
-        s.push_str(&format!("{} \"{}\";\n", o.key, o.value));
-    }
-    s
-}
-
-/// Refuses a root filesystem whose apt directories are symlinks: the steps below run on
-/// the build host, where such a link would lead outside the image.
-const NO_SYMLINKED_DIRS: &str = "for d in usr usr/local usr/local/sbin etc etc/apt etc/apt/apt.conf.d \\\n\
-\tetc/apt/sources.list.d etc/apt/pi-image-mirrors var var/lib var/lib/apt var/lib/apt/lists; do\n\
-\tif [ -L \"${ROOTFS_DIR}/$d\" ]; then\n\
-\t\techo \"pi-image-apt-mirrors: /$d is a symlink in the image; refusing to write through it\" >&2\n\
-\t\texit 1\n\
-\tfi\n\
-done\n";
-
-fn stage_script(with_proxy: bool) -> String {
-    let proxy_line = if with_proxy {
-        "install -m 644 files/apt.conf.d/81pi-image-proxy \"${ROOTFS_DIR}/etc/apt/apt.conf.d/81pi-image-proxy\""
-    } else {
-        "rm -f \"${ROOTFS_DIR}/etc/apt/apt.conf.d/81pi-image-proxy\""
-    };
-    format!(
-        "#!/bin/bash -e\n\
-         # {MARKER}. Runs on the build host before this stage's first\n\
-         # apt call: installs the apt mirror hook into the stage's root filesystem, then points\n\
-         # its sources at a healthy mirror (rotating when the chosen one stopped answering).\n\
-         # The checkout's own copy of the hook does the work here: what is in the image may\n\
-         # have been replaced by a package or an overlay, and this runs on the build host.\n\
-         {NO_SYMLINKED_DIRS}\
-         install -d \"${{ROOTFS_DIR}}/usr/local/sbin\" \"${{ROOTFS_DIR}}/etc/apt/apt.conf.d\" \"${{ROOTFS_DIR}}/var/lib/apt\"\n\
-         rm -f \"${{ROOTFS_DIR}}/usr/local/sbin/pi-image-apt-mirrors\" \"${{ROOTFS_DIR}}/etc/apt/pi-image-mirrors.conf\" \\\n\
-         \t\"${{ROOTFS_DIR}}/var/lib/apt/pi-image-mirrors.state\" \"${{ROOTFS_DIR}}/etc/apt/apt.conf.d/10pi-image-mirrors\" \\\n\
-         \t\"${{ROOTFS_DIR}}/etc/apt/apt.conf.d/80pi-image-apt\"\n\
-         install -m 755 files/pi-image-apt-mirrors \"${{ROOTFS_DIR}}/usr/local/sbin/pi-image-apt-mirrors\"\n\
-         install -m 644 files/pi-image-mirrors.conf \"${{ROOTFS_DIR}}/etc/apt/pi-image-mirrors.conf\"\n\
-         install -m 644 files/pi-image-mirrors.state \"${{ROOTFS_DIR}}/var/lib/apt/pi-image-mirrors.state\"\n\
-         install -m 644 files/apt.conf.d/10pi-image-mirrors \"${{ROOTFS_DIR}}/etc/apt/apt.conf.d/10pi-image-mirrors\"\n\
-         install -m 644 files/apt.conf.d/80pi-image-apt \"${{ROOTFS_DIR}}/etc/apt/apt.conf.d/80pi-image-apt\"\n\
-         {proxy_line}\n\
-         sh files/pi-image-apt-mirrors --root \"${{ROOTFS_DIR}}\" update\n"
-    )
-}
-
-fn export_script() -> String {
-    format!(
-        "#!/bin/bash -e\n\
-         # {MARKER}. Runs after pi-gen's last apt call of the export\n\
-         # (01-run.sh): points the image's sources back at the upstream archives and removes\n\
-         # the build-time mirror hook, so the shipped image has standard sources. It runs the\n\
-         # checkout's copy of the hook, never the one in the image, on the build host.\n\
-         {NO_SYMLINKED_DIRS}\
-         sh \"${{BASE_DIR}}/stage0/{SUBSTAGE}/files/pi-image-apt-mirrors\" --root \"${{ROOTFS_DIR}}\" remove\n"
-    )
-}
-
-/// `text` with every URL that names an in-use archive replaced by that archive's target
-/// (on `bootstrap` lines only, when `bootstrap_only`). `None` when nothing changes.
-pub fn patch_urls(
-    text: &str,
-    known: &BTreeMap<Archive, Vec<String>>,
-    chosen: &BTreeMap<Archive, String>,
-    bootstrap_only: bool,
-) -> Option<String> {
-    let mut out = String::with_capacity(text.len());
-    let mut changed = false;
-    for line in text.split_inclusive('\n') {
-        if bootstrap_only && !line.trim_start().starts_with("bootstrap") {
-            out.push_str(line);
-            continue;
-        }
-        let mut rest = line;
-        for url in mirrors::urls_in(line) {
-            let Some(i) = rest.find(url) else { continue };
-            out.push_str(&rest[..i]);
-            let target = mirrors::classify(url, known)
-                .and_then(|a| chosen.get(&a))
-                .filter(|t| t.as_str() != url.trim_end_matches('/'));
-            match target {
-                Some(t) => {
-                    out.push_str(t);
-                    if url.ends_with('/') && !t.starts_with("mirror+") {
-                        out.push('/');
-                    }
-                    changed = true;
-                }
-                None => out.push_str(url),
-            }
-            rest = &rest[i + url.len()..];
-        }
-        out.push_str(rest);
-    }
-    changed.then_some(out)
-}
-
-/// The apt source URI of an archive during the build: its mirror list in the root
-/// filesystem, which the hook keeps with the active mirror first.
-pub fn mirror_list_uri(archive: Archive) -> String {
-    format!(
-        "mirror+file:/etc/apt/pi-image-mirrors/{}.list",
-        archive.key()
-    )
-}
-
 /// The pi-gen files whose URLs are pointed at the chosen mirrors before the build:
 /// (path in the checkout, only `bootstrap` lines).
 fn patchable(dir: &Path) -> Vec<(PathBuf, bool)> {
@@ -411,157 +221,13 @@ fn patchable(dir: &Path) -> Vec<(PathBuf, bool)> {
     v
 }
 
-/// Where the upstream text of a patched file is kept (inside our sub-stage, so a re-run
-/// with other mirrors, or SKIP_MIRROR_REWRITE, starts from it or restores it).
-fn upstream_copy(rel: &Path) -> PathBuf {
-    PathBuf::from("stage0")
-        .join(SUBSTAGE)
-        .join("upstream")
-        .join(rel)
-}
-
 fn is_ours(path: &Path) -> bool {
     std::fs::read_to_string(path).is_ok_and(|t| t.contains(MARKER))
 }
 
-/// The files to write and remove, given the probed archives. Pure apart from reading
-/// the checkout.
-pub fn plan(input: &Input, archives: Vec<ArchivePlan>) -> anyhow::Result<Plan> {
-    let dir = &input.pi_gen_dir;
-    let mut files = Vec::new();
-    let mut remove = Vec::new();
-    let export_step = PathBuf::from(EXPORT_STEP);
-    if dir.join(&export_step).exists() && !is_ours(&dir.join(&export_step)) {
-        return Err(usage(format!(
-            "`{}` exists and was not written by pi-image: this pi-gen already has a step there; refusing to overwrite it",
-            dir.join(&export_step).display()
-        )));
-    }
-    for stage in HOOK_STAGES {
-        let sub = dir.join(stage).join(SUBSTAGE);
-        if sub.exists() && !is_ours(&sub.join("00-run.sh")) {
-            return Err(usage(format!(
-                "`{}` exists and was not written by pi-image; refusing to replace it",
-                sub.display()
-            )));
-        }
-    }
-    // (path, current text, upstream text) of each file we may patch.
-    let texts: Vec<(PathBuf, bool, Option<String>, Option<String>)> = patchable(dir)
-        .into_iter()
-        .map(|(rel, bootstrap_only)| {
-            let current = std::fs::read_to_string(dir.join(&rel)).ok();
-            let pristine = std::fs::read_to_string(dir.join(upstream_copy(&rel)))
-                .ok()
-                .or_else(|| current.clone());
-            (rel, bootstrap_only, current, pristine)
-        })
-        .collect();
-    if input.skip {
-        let patches = texts
-            .into_iter()
-            .filter_map(|(rel, _, current, pristine)| {
-                pristine
-                    .filter(|p| Some(p) != current.as_ref())
-                    .map(|p| (rel, p))
-            })
-            .collect();
-        for stage in HOOK_STAGES {
-            if dir.join(stage).join(SUBSTAGE).exists() {
-                remove.push(PathBuf::from(stage).join(SUBSTAGE));
-            }
-        }
-        if dir.join(&export_step).exists() {
-            remove.push(export_step);
-        }
-        return Ok(Plan {
-            archives,
-            files,
-            patches,
-            remove,
-        });
-    }
-    let conf = conf_file(input, &archives);
-    let state = state_file(&archives);
-    let apt_conf = apt_conf_files(input, &archives);
-    let script = stage_script(input.prober.proxy.is_some());
-    for stage in HOOK_STAGES {
-        if !dir.join(stage).is_dir() {
-            continue;
-        }
-        let base = PathBuf::from(stage).join(SUBSTAGE);
-        let mut add = |rel: &str, contents: &str, executable: bool| {
-            files.push(TreeFile {
-                path: base.join(rel),
-                contents: contents.to_owned(),
-                executable,
-            });
-        };
-        add("00-run.sh", &script, true);
-        add("files/pi-image-apt-mirrors", HOOK_SCRIPT, true);
-        add("files/pi-image-mirrors.conf", &conf, false);
-        add("files/pi-image-mirrors.state", &state, false);
-        for (name, text) in &apt_conf {
-            add(&format!("files/apt.conf.d/{name}"), text, false);
-        }
-    }
-    if files.is_empty() {
-        return Err(usage(format!(
-            "`{}` has neither stage0 nor stage2: point --pi-gen-dir at a pi-gen checkout",
-            dir.display()
-        )));
-    }
-    if input.keep {
-        if dir.join(&export_step).exists() {
-            remove.push(export_step);
-        }
-    } else if dir.join("export-image/02-set-sources").is_dir() && dir.join("stage0").is_dir() {
-        files.push(TreeFile {
-            path: export_step,
-            contents: export_script(),
-            executable: true,
-        });
-    }
-    let chosen: BTreeMap<Archive, String> = archives
-        .iter()
-        .map(|a| (a.archive, a.chosen.clone()))
-        .collect();
-    // apt sources name the archive's mirror list (apt fails over between its candidates
-    // within one call); debootstrap cannot read one and gets the chosen mirror itself.
-    let lists: BTreeMap<Archive, String> = archives
-        .iter()
-        .map(|a| (a.archive, mirror_list_uri(a.archive)))
-        .collect();
-    let known = input.known();
-    let mut patches = Vec::new();
-    for (rel, bootstrap_only, current, pristine) in texts {
-        let Some(pristine) = pristine else { continue };
-        let targets = if bootstrap_only { &chosen } else { &lists };
-        match patch_urls(&pristine, &known, targets, bootstrap_only) {
-            Some(wanted) => {
-                files.push(TreeFile {
-                    path: upstream_copy(&rel),
-                    contents: pristine,
-                    executable: false,
-                });
-                if current.as_ref() != Some(&wanted) {
-                    patches.push((rel, wanted));
-                }
-            }
-            None if current.as_ref() != Some(&pristine) => patches.push((rel, pristine)),
-            None => {}
-        }
-    }
-    Ok(Plan {
-        archives,
-        files,
-        patches,
-        remove,
-    })
-}
-
-/// Probes each archive's candidates in order and picks the first healthy one.
-fn choose(input: &Input, gha: &Gha) -> anyhow::Result<Vec<ArchivePlan>> {
+/// Probes each archive's candidates in order and picks the first healthy one (an
+/// archive none answered for has an empty `chosen`).
+fn choose(input: &Input, gha: &Gha) -> Vec<ArchivePlan> {
     let known = input.known();
     let dir = &input.pi_gen_dir;
     // The source templates first: the upstream URL recorded for each archive is the
@@ -590,7 +256,6 @@ fn choose(input: &Input, gha: &Gha) -> anyhow::Result<Vec<ArchivePlan>> {
     }
     let suite = &input.source.branch;
     let mut out = Vec::new();
-    let mut unhealthy = Vec::new();
     for (archive, upstream) in used {
         let candidates = input.candidates[&archive].clone();
         let mut probes = Vec::new();
@@ -600,7 +265,7 @@ fn choose(input: &Input, gha: &Gha) -> anyhow::Result<Vec<ArchivePlan>> {
         } else {
             let _g = gha.group(&format!("prepare-mirrors: probing {archive} mirrors"));
             for c in &candidates {
-                let p = input.prober.probe(c, suite);
+                let p = probe::probe(&input.probes, c, suite);
                 tracing::info!(
                     "{archive}: {c}/dists/{suite}/InRelease: {} ({} attempt(s), {} ms)",
                     p.result,
@@ -615,16 +280,6 @@ fn choose(input: &Input, gha: &Gha) -> anyhow::Result<Vec<ArchivePlan>> {
                 }
             }
         }
-        if chosen.is_none() {
-            unhealthy.push(format!(
-                "{archive}: {}",
-                probes
-                    .iter()
-                    .map(|p| format!("{} ({})", p.url, p.result))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        }
         out.push(ArchivePlan {
             archive,
             upstream,
@@ -633,19 +288,119 @@ fn choose(input: &Input, gha: &Gha) -> anyhow::Result<Vec<ArchivePlan>> {
             probes,
         });
     }
-    if !unhealthy.is_empty() {
-        // The probe table is what a failed job's reader needs most.
-        gha.summary(&format!(
-            "### prepare-mirrors failed\n\nSuite `{}`: no healthy mirror; nothing was written.\n\n{}\n",
-            md_cell(suite),
-            probe_table(&out)
-        ));
-        anyhow::bail!(
-            "no healthy mirror for suite `{suite}`:\n  {}\nAdd working mirrors to APT_REWRITE_MIRRORS / DEBIAN_MIRROR / APT_MIRROR_RASPBERRYPI, check APT_PROXY, or pass --offline to skip probing; nothing was written",
-            unhealthy.join("\n  ")
-        );
+    out
+}
+
+/// One checkout file whose URLs may be pointed at the chosen mirrors.
+#[derive(Debug, Clone)]
+pub struct Patchable {
+    pub rel: PathBuf,
+    /// Only `bootstrap` lines (debootstrap's URL in `stage0/prerun.sh`).
+    pub bootstrap_only: bool,
+    pub current: Option<String>,
+    /// The upstream text: the copy an earlier run kept, else the current text.
+    pub pristine: Option<String>,
+}
+
+/// What the checkout holds that the plan depends on.
+#[derive(Debug, Clone, Default)]
+pub struct Tree {
+    /// `None` when the export step is absent, else whether it is ours.
+    pub export_step: Option<bool>,
+    /// For each hook stage: `None` when our sub-stage is absent, else whether it is ours.
+    pub substages: Vec<(&'static str, Option<bool>)>,
+    /// The hook stages the checkout has.
+    pub stage_dirs: Vec<&'static str>,
+    /// pi-gen's `export-image/02-set-sources` exists (the export step goes after it).
+    pub set_sources: bool,
+    pub texts: Vec<Patchable>,
+}
+
+/// Everything `prepare-mirrors` reads before it decides.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    pub commit: String,
+    pub archives: Vec<ArchivePlan>,
+    pub tree: Tree,
+}
+
+fn read_tree(dir: &Path) -> Tree {
+    let ours = |p: &Path| std::fs::symlink_metadata(p).is_ok().then(|| is_ours(p));
+    Tree {
+        export_step: ours(&dir.join(EXPORT_STEP)),
+        substages: HOOK_STAGES
+            .iter()
+            .map(|stage| {
+                let sub = dir.join(stage).join(SUBSTAGE);
+                (
+                    *stage,
+                    sub.exists().then(|| is_ours(&sub.join("00-run.sh"))),
+                )
+            })
+            .collect(),
+        stage_dirs: HOOK_STAGES
+            .iter()
+            .copied()
+            .filter(|s| dir.join(s).is_dir())
+            .collect(),
+        set_sources: dir.join("export-image/02-set-sources").is_dir(),
+        texts: patchable(dir)
+            .into_iter()
+            .map(|(rel, bootstrap_only)| {
+                let current = std::fs::read_to_string(dir.join(&rel)).ok();
+                let pristine = std::fs::read_to_string(dir.join(upstream_copy(&rel)))
+                    .ok()
+                    .or_else(|| current.clone());
+                Patchable {
+                    rel,
+                    bootstrap_only,
+                    current,
+                    pristine,
+                }
+            })
+            .collect(),
     }
-    Ok(out)
+}
+
+/// Checks pi-gen out, reads its tree and probes the mirrors.
+pub fn gather(gha: &Gha, input: &Input) -> anyhow::Result<Facts> {
+    let commit = crate::checkout::checkout_pi_gen(
+        gha,
+        &input.pi_gen_dir,
+        &input.source.url,
+        &input.source.git_ref,
+        input.source.ref_explicit,
+    )?
+    .commit;
+    let archives = if input.skip {
+        Vec::new()
+    } else {
+        choose(input, gha)
+    };
+    Ok(Facts {
+        commit,
+        archives,
+        tree: read_tree(&input.pi_gen_dir),
+    })
+}
+
+/// The archives no candidate answered for, each with what its candidates said.
+fn unhealthy(archives: &[ArchivePlan]) -> Vec<String> {
+    archives
+        .iter()
+        .filter(|a| a.chosen.is_empty())
+        .map(|a| {
+            format!(
+                "{}: {}",
+                a.archive,
+                a.probes
+                    .iter()
+                    .map(|p| format!("{} ({})", p.url, p.result))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+        .collect()
 }
 
 /// Writes `contents` to `dest` through a temporary file in the same directory.
@@ -745,25 +500,30 @@ pub fn apply(dir: &Path, plan: &Plan) -> anyhow::Result<Vec<String>> {
 }
 
 pub fn run(gha: &Gha, input: &Input) -> anyhow::Result<Outcome> {
-    if let Some(p) = &input.prober.proxy
+    if let Some(p) = &input.probes.proxy
         && let Some((userinfo, _)) = p.split_once("://").and_then(|(_, r)| r.split_once('@'))
     {
         gha.mask(userinfo);
     }
-    let commit = crate::checkout::checkout_pi_gen(
-        gha,
-        &input.pi_gen_dir,
-        &input.source.url,
-        &input.source.git_ref,
-        input.source.ref_explicit,
-    )?
-    .commit;
-    let archives = if input.skip {
-        Vec::new()
-    } else {
-        choose(input, gha)?
-    };
-    let plan = plan(input, archives)?;
+    let facts = gather(gha, input)?;
+    let suite = &input.source.branch;
+    let unhealthy = unhealthy(&facts.archives);
+    if !unhealthy.is_empty() {
+        // The probe table is what a failed job's reader needs most.
+        gha.summary(&format!(
+            "### prepare-mirrors failed\n\nSuite `{}`: no healthy mirror; nothing was written.\n\n{}\n",
+            md_cell(suite),
+            probe_table(&facts.archives)
+        ));
+        anyhow::bail!(
+            "no healthy mirror for suite `{suite}`:\n  {}\nAdd working mirrors to APT_REWRITE_MIRRORS / DEBIAN_MIRROR / APT_MIRROR_RASPBERRYPI, check APT_PROXY, or pass --offline to skip probing; nothing was written",
+            unhealthy.join("\n  ")
+        );
+    }
+    let plan = plan(input, &facts)?;
+    if gha.print_plan(&plan)? {
+        return Ok(Outcome::default());
+    }
     if let Some(f) = plan
         .files
         .iter()
@@ -774,7 +534,7 @@ pub fn run(gha: &Gha, input: &Input) -> anyhow::Result<Outcome> {
     let written = apply(&input.pi_gen_dir, &plan)?;
     Ok(Outcome {
         pi_gen_dir: input.pi_gen_dir.clone(),
-        pi_gen_commit: commit,
+        pi_gen_commit: facts.commit,
         suite: input.source.branch.clone(),
         archives: plan.archives,
         written,
@@ -789,7 +549,7 @@ pub fn run(gha: &Gha, input: &Input) -> anyhow::Result<Outcome> {
     })
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Outcome {
     pub pi_gen_dir: PathBuf,
     pub pi_gen_commit: String,

@@ -18,8 +18,9 @@ pub struct Probe {
 }
 
 /// How to probe: per-attempt timeout, retries after the first attempt, and the proxy.
+/// Plain data: [`probe`] does the probing.
 #[derive(Debug, Clone)]
-pub struct Prober {
+pub struct ProbeSettings {
     pub timeout: Duration,
     pub retries: u32,
     pub proxy: Option<String>,
@@ -30,88 +31,83 @@ pub struct Prober {
 /// Index files are small (Debian's `InRelease` is ~150 KiB); anything far bigger is not one.
 const MAX_BODY: u64 = 16 << 20;
 
-impl Prober {
-    fn agent(&self, host: &str) -> anyhow::Result<ureq::Agent> {
-        let direct = self
-            .direct_hosts
-            .iter()
-            .any(|h| h.eq_ignore_ascii_case(host));
-        let mut config = ureq::Agent::config_builder()
-            .timeout_global(Some(self.timeout))
-            .http_status_as_error(false)
-            .user_agent(concat!(
-                "pi-image/",
-                env!("CARGO_PKG_VERSION"),
-                " (mirror probe)"
-            ));
-        if let Some(p) = self.proxy.as_deref() {
-            let proxy = if direct {
-                None
-            } else {
-                Some(ureq::Proxy::new(p)?)
-            };
-            config = config.proxy(proxy);
-        }
-        Ok(config.build().into())
-    }
-
-    /// Probes `{base}/dists/{suite}/InRelease`.
-    pub fn probe(&self, base: &str, suite: &str) -> Probe {
-        let url = format!("{base}/dists/{suite}/InRelease");
-        let host = host_of(base);
-        let started = Instant::now();
-        let mut attempts = 0;
-        let mut result = String::new();
-        while attempts <= self.retries {
-            attempts += 1;
-            match self.once(&url, &host) {
-                Ok(()) => {
-                    return Probe {
-                        url: base.to_owned(),
-                        result: "ok".into(),
-                        healthy: true,
-                        attempts,
-                        millis: elapsed_ms(started),
-                    };
-                }
-                Err(why) => result = why,
-            }
-            if attempts <= self.retries {
-                std::thread::sleep(Duration::from_millis(200 * u64::from(attempts)));
-            }
-        }
-        Probe {
-            url: base.to_owned(),
-            result,
-            healthy: false,
-            attempts,
-            millis: elapsed_ms(started),
-        }
-    }
-
-    fn once(&self, url: &str, host: &str) -> Result<(), String> {
-        let agent = self.agent(host).map_err(|e| format!("bad proxy: {e}"))?;
-        let mut resp = agent.get(url).call().map_err(describe)?;
-        let status = resp.status();
-        if !status.is_success() {
-            return Err(format!("http {}", status.as_u16()));
-        }
-        let mut body = Vec::new();
-        resp.body_mut()
-            .as_reader()
-            .take(MAX_BODY)
-            .read_to_end(&mut body)
-            .map_err(|e| describe_io(&e))?;
-        // A captive portal or a directory listing answers 200 too.
-        let text = String::from_utf8_lossy(&body);
-        if text
-            .lines()
-            .any(|l| l.starts_with("Suite:") || l.starts_with("Codename:"))
-        {
-            Ok(())
+fn agent(s: &ProbeSettings, host: &str) -> anyhow::Result<ureq::Agent> {
+    let direct = s.direct_hosts.iter().any(|h| h.eq_ignore_ascii_case(host));
+    let mut config = ureq::Agent::config_builder()
+        .timeout_global(Some(s.timeout))
+        .http_status_as_error(false)
+        .user_agent(concat!(
+            "pi-image/",
+            env!("CARGO_PKG_VERSION"),
+            " (mirror probe)"
+        ));
+    if let Some(p) = s.proxy.as_deref() {
+        let proxy = if direct {
+            None
         } else {
-            Err("not a Release file".into())
+            Some(ureq::Proxy::new(p)?)
+        };
+        config = config.proxy(proxy);
+    }
+    Ok(config.build().into())
+}
+
+/// Probes `{base}/dists/{suite}/InRelease`.
+pub fn probe(s: &ProbeSettings, base: &str, suite: &str) -> Probe {
+    let url = format!("{base}/dists/{suite}/InRelease");
+    let host = crate::mirror_url::host_of(base);
+    let started = Instant::now();
+    let mut attempts = 0;
+    let mut result = String::new();
+    while attempts <= s.retries {
+        attempts += 1;
+        match once(s, &url, &host) {
+            Ok(()) => {
+                return Probe {
+                    url: base.to_owned(),
+                    result: "ok".into(),
+                    healthy: true,
+                    attempts,
+                    millis: elapsed_ms(started),
+                };
+            }
+            Err(why) => result = why,
         }
+        if attempts <= s.retries {
+            std::thread::sleep(Duration::from_millis(200 * u64::from(attempts)));
+        }
+    }
+    Probe {
+        url: base.to_owned(),
+        result,
+        healthy: false,
+        attempts,
+        millis: elapsed_ms(started),
+    }
+}
+
+fn once(s: &ProbeSettings, url: &str, host: &str) -> Result<(), String> {
+    let agent = agent(s, host).map_err(|e| format!("bad proxy: {e}"))?;
+    let mut resp = agent.get(url).call().map_err(describe)?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(format!("http {}", status.as_u16()));
+    }
+    let mut body = Vec::new();
+    resp.body_mut()
+        .as_reader()
+        .take(MAX_BODY)
+        .read_to_end(&mut body)
+        .map_err(|e| describe_io(&e))?;
+    // A captive portal or a directory listing answers 200 too.
+    let text = String::from_utf8_lossy(&body);
+    if text
+        .lines()
+        .any(|l| l.starts_with("Suite:") || l.starts_with("Codename:"))
+    {
+        Ok(())
+    } else {
+        Err("not a Release file".into())
     }
 }
 
@@ -132,30 +128,5 @@ fn describe_io(e: &std::io::Error) -> String {
         std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => "timeout".into(),
         std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
         _ => e.to_string(),
-    }
-}
-
-/// The host of an http(s) URL, without user info and port.
-pub fn host_of(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let hostport = rest.split('/').next().unwrap_or_default();
-    let host = hostport.rsplit('@').next().unwrap_or_default();
-    host.split(':')
-        .next()
-        .unwrap_or_default()
-        .to_ascii_lowercase()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hosts_are_lowercase_without_userinfo_or_port() {
-        assert_eq!(host_of("http://u:p@Example.org:8080/x"), "example.org");
-        assert_eq!(
-            host_of("https://archive.raspberrypi.com/debian"),
-            "archive.raspberrypi.com"
-        );
     }
 }

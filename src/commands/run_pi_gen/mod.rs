@@ -9,6 +9,7 @@
 pub mod cloud_init;
 pub mod config;
 pub mod heredoc;
+mod plan;
 pub mod resume;
 pub mod strategy;
 pub mod stream;
@@ -22,9 +23,10 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use serde_json::json;
 
-use self::strategy::{ContainerSpec, Strategy};
+pub use self::plan::{EXPORT_IMAGE, Plan, SKIP_IMAGES, StrategyPlan, plan};
+use self::strategy::Strategy;
 use self::stream::{Ended, Watch};
-use self::substage::{CloudInitPlacement, GeneratedFile, OverlayEntry, OwnerRule};
+use self::substage::{CloudInitPlacement, OverlayEntry, OwnerRule};
 use crate::config::{ImageArgs, PiGenArgs, PiGenSource};
 use crate::error::usage;
 use crate::gha::{Gha, StepReport, md_cell};
@@ -434,6 +436,8 @@ pub struct HostFacts {
     pub vfat: Option<Known>,
     pub loop_partitions: Option<Known>,
     pub free_gb: Vec<(PathBuf, f64)>,
+    /// How `docker --volume` wants this host's paths written.
+    pub path_style: strategy::HostPathStyle,
 }
 
 /// Reads everything: the checkout, the user's files (checked), the host.
@@ -450,8 +454,6 @@ pub fn gather(gha: &Gha, input: &Input) -> anyhow::Result<Gathered> {
         Some(dir) => tree::walk_overlay(dir)?,
         None => Vec::new(),
     };
-    std::fs::create_dir_all(input.output_dir.join("deploy"))
-        .with_context(|| format!("cannot create `{}`", input.output_dir.display()))?;
     let checkout = crate::checkout::checkout_pi_gen(
         gha,
         &input.pi_gen_dir,
@@ -679,6 +681,19 @@ fn build_sh_state(path: &Path) -> BuildSh {
     }
 }
 
+/// How this host's paths must be written for `docker` (Docker Desktop on Windows takes
+/// Git Bash or WSL forms).
+fn host_style() -> strategy::HostPathStyle {
+    use strategy::HostPathStyle;
+    if !cfg!(windows) {
+        HostPathStyle::Posix
+    } else if std::env::var_os("MSYSTEM").is_some() {
+        HostPathStyle::GitBash
+    } else {
+        HostPathStyle::Wsl
+    }
+}
+
 fn host_facts(input: &Input) -> HostFacts {
     let depends = crate::host::pi_gen_depends(&input.pi_gen_dir);
     let wants_native = matches!(input.strategy, Strategy::Auto | Strategy::Native);
@@ -709,347 +724,13 @@ fn host_facts(input: &Input) -> HostFacts {
         loop_partitions: check_kernel.then(crate::host::loop_partitions),
         free_gb: [&input.pi_gen_dir, &input.output_dir]
             .into_iter()
-            .filter_map(|d| crate::host::free_gb(d).map(|f| (d.clone(), f)))
+            // The output directory is made after planning: judge the disk it will be on.
+            .filter_map(|d| {
+                let existing = d.ancestors().find(|a| a.exists())?;
+                crate::host::free_gb(existing).map(|f| (d.clone(), f))
+            })
             .collect(),
-    }
-}
-
-/// One way to run pi-gen, and whether it can run here.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct StrategyPlan {
-    pub strategy: Strategy,
-    pub blocker: Option<String>,
-    /// The commands, in order (program first).
-    pub commands: Vec<Vec<String>>,
-    /// The environment the commands get (pi-gen's, or the docker client's: the values of
-    /// the `--env NAME` the container receives).
-    #[serde(skip)]
-    pub env: Vec<(String, String)>,
-}
-
-/// Everything `run-pi-gen` will write and run. Built by the pure [`plan`].
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Plan {
-    #[serde(serialize_with = "files_as_paths")]
-    pub files: Vec<GeneratedFile>,
-    pub placement: Option<CloudInitPlacement>,
-    /// The stages pi-gen builds, in order.
-    pub stages: Vec<String>,
-    pub config: String,
-    pub strategies: Vec<StrategyPlan>,
-    /// Export markers: `EXPORT_IMAGE` made for the last stage, `SKIP_IMAGES` for others.
-    pub markers: Vec<(PathBuf, String)>,
-}
-
-fn files_as_paths<S: serde::Serializer>(files: &[GeneratedFile], s: S) -> Result<S::Ok, S::Error> {
-    use serde::ser::SerializeSeq as _;
-    let mut seq = s.serialize_seq(Some(files.len()))?;
-    for f in files {
-        seq.serialize_element(&format!("{} {:04o}", f.path.display(), f.mode))?;
-    }
-    seq.end()
-}
-
-/// What `EXPORT_IMAGE` holds when run-pi-gen makes one for a stage without it.
-pub const EXPORT_IMAGE: &str = "# Written by pi-image run-pi-gen: this stage is the last one built, so it exports.\nIMG_SUFFIX=\"\"\n";
-/// What `SKIP_IMAGES` holds when run-pi-gen writes one.
-pub const SKIP_IMAGES: &str =
-    "written by pi-image run-pi-gen: only the last stage of PI_GEN_STAGES exports an image\n";
-
-/// Decides everything from what was gathered. Pure.
-pub fn plan(input: &Input, g: &Gathered) -> anyhow::Result<Plan> {
-    for s in &input.source.stages {
-        if !g.stage_dirs.contains(s) {
-            return Err(usage(format!(
-                "unknown pi-gen stage `{s}` (PI_GEN_STAGES); this checkout has: {}",
-                g.stage_dirs.join(" ")
-            )));
-        }
-    }
-    match g.build_sh {
-        BuildSh::Runnable => {}
-        BuildSh::NotExecutable => {
-            return Err(usage(format!(
-                "`{}/build.sh` is not executable: pi-gen runs its scripts by their `#!/bin/bash -e` line so that a failing step stops the build; run `chmod +x build.sh` (a checkout that lost its file modes needs a fresh clone)",
-                input.pi_gen_dir.display()
-            )));
-        }
-        BuildSh::NoShebang => {
-            return Err(usage(format!(
-                "`{}/build.sh` does not start with `#!`: this is not pi-gen's build script",
-                input.pi_gen_dir.display()
-            )));
-        }
-    }
-    let last = input.source.stages.last().cloned().unwrap_or_default();
-    let inputs = substage::SubstageInputs {
-        user_data: g.user_data.as_deref(),
-        overlay: &g.overlay,
-        owners: &input.owners,
-        packages: &input.packages,
-        chroot_script: g.chroot_script.as_deref(),
-    };
-    let (files, placement) = substage::plan(
-        &last,
-        g.has_pi_gen_cloud_init,
-        input.source.stages.iter().any(|s| s == "stage2"),
-        &inputs,
-    );
-    let mut settings = input.settings.clone();
-    settings.insert(
-        "STAGE_LIST".to_owned(),
-        input
-            .source
-            .stages
-            .iter()
-            .map(|s| input.pi_gen_dir.join(s).display().to_string())
-            .collect::<Vec<_>>()
-            .join(" "),
-    );
-    if placement == Some(CloudInitPlacement::PiGenStage) {
-        settings.insert("ENABLE_CLOUD_INIT".to_owned(), "1".to_owned());
-    }
-    // Without CLEAN=1 pi-gen re-runs a stage on the root filesystem an earlier run left
-    // in its work directory: a package or overlay file taken out of the inputs would stay
-    // in the image. Stages `--continue` skips (SKIP) keep theirs.
-    settings.insert("CLEAN".to_owned(), "1".to_owned());
-    let unsupported = config::unsupported(
-        settings
-            .keys()
-            .map(String::as_str)
-            .filter(|k| !["STAGE_LIST", "IMG_NAME", "DEPLOY_DIR", "CLEAN"].contains(k)),
-        &g.checkout_text,
-    );
-    if !unsupported.is_empty() {
-        return Err(usage(format!(
-            "this pi-gen ({}) does not support these settings, so they would be silently ignored:\n  {}",
-            g.checkout.git_ref,
-            unsupported.join("\n  ")
-        )));
-    }
-    for (_, pkg) in &g.host.depends {
-        substage::check_package(pkg).map_err(|_| {
-            usage(format!(
-                "the checkout's `depends` names `{}`, which is not a Debian package name",
-                pkg.escape_debug()
-            ))
-        })?;
-    }
-    heredoc::check(&settings, &g.expansions)?;
-    // pi-gen reads a setting the config leaves unset from its environment: what
-    // --pass-env hands it is checked the same way.
-    let passed: BTreeMap<String, String> = g
-        .pi_gen_env
-        .iter()
-        .filter(|(k, _)| input.pass_env.contains(k) && !settings.contains_key(k))
-        .cloned()
-        .collect();
-    heredoc::check(&passed, &g.expansions)?;
-    preflight(input, g)?;
-    let mut markers = Vec::new();
-    for s in &input.source.stages {
-        let export = Path::new(s).join("EXPORT_IMAGE");
-        if s == &last {
-            if !g.own_export.contains(s) {
-                markers.push((export, EXPORT_IMAGE.to_owned()));
-            }
-        } else if g.own_export.contains(s) {
-            markers.push((Path::new(s).join("SKIP_IMAGES"), SKIP_IMAGES.to_owned()));
-        }
-    }
-    Ok(Plan {
-        files,
-        placement,
-        stages: input.source.stages.clone(),
-        config: config::render(&settings)?,
-        strategies: strategies(input, g),
-        markers,
-    })
-}
-
-/// What pi-gen's export needs from the kernel, checked before any work.
-fn preflight(input: &Input, g: &Gathered) -> anyhow::Result<()> {
-    for (dir, free) in &g.host.free_gb {
-        if *free < input.min_free_gb as f64 {
-            return Err(usage(format!(
-                "Need at least {}GB free in {} (only {free:.2}GB available); set REQUIRED_SPACE_GB to change the limit",
-                input.min_free_gb,
-                dir.display()
-            )));
-        }
-    }
-    let mut missing = Vec::new();
-    if let Some(k) = g.host.loop_partitions.as_ref().filter(|k| k.is_no()) {
-        missing.push(format!(
-            "loop devices with MBR partition scanning: {} (kernel option CONFIG_MSDOS_PARTITION, and CONFIG_BLK_DEV_LOOP)",
-            k.detail()
-        ));
-    }
-    if let Some(k) = g.host.vfat.as_ref().filter(|k| k.is_no()) {
-        missing.push(format!(
-            "vfat, to format and mount the boot partition: {} (kernel option CONFIG_VFAT_FS; `modprobe vfat` where it is a module)",
-            k.detail()
-        ));
-    }
-    for k in [&g.host.loop_partitions, &g.host.vfat]
-        .into_iter()
-        .flatten()
-        .filter(|k| matches!(k, Known::Unknown(_)))
-    {
-        tracing::warn!(
-            "could not check the kernel for pi-gen's export ({}); building anyway",
-            k.detail()
-        );
-    }
-    if !missing.is_empty() {
-        return Err(usage(format!(
-            "this machine's kernel lacks what pi-gen's export needs, so the build would fail after all its stages:\n  - {}\nBuild on a host whose kernel has them (GitHub's ubuntu runners do; so do Debian's and Raspberry Pi OS's kernels), or, if this environment provides them another way, pass --skip-kernel-check (SKIP_KERNEL_CHECK=1)",
-            missing.join("\n  - ")
-        )));
-    }
-    Ok(())
-}
-
-/// The strategies to try, in order, with what blocks each and its command lines.
-fn strategies(input: &Input, g: &Gathered) -> Vec<StrategyPlan> {
-    let order: Vec<Strategy> = match input.strategy {
-        Strategy::Auto => vec![
-            Strategy::Native,
-            Strategy::Container,
-            Strategy::DebianContainer,
-        ],
-        s => vec![s],
-    };
-    order
-        .into_iter()
-        .map(|s| {
-            let blocker = match s {
-                Strategy::Native => native_blocker(&g.host, input.install_deps),
-                _ => g.host.docker.clone(),
-            };
-            let env = if s == Strategy::Native {
-                g.pi_gen_env.clone()
-            } else {
-                // The docker client's own settings, never the job's credentials; and what
-                // the container is given by name.
-                g.docker_env
-                    .iter()
-                    .cloned()
-                    .chain(container_env(input, g))
-                    .collect()
-            };
-            StrategyPlan {
-                strategy: s,
-                commands: if blocker.is_some() {
-                    Vec::new()
-                } else {
-                    commands(s, input, g)
-                },
-                blocker,
-                env,
-            }
-        })
-        .collect()
-}
-
-/// Why the native strategy cannot run here (missing `depends` do not count when
-/// `--install-deps` installs them first).
-fn native_blocker(h: &HostFacts, install_deps: bool) -> Option<String> {
-    if !h.linux {
-        return Some("native builds need Linux; use a container strategy".into());
-    }
-    if !h.root && !h.sudo {
-        return Some("Run as root or install sudo".into());
-    }
-    if !h.missing_depends.is_empty() && !install_deps {
-        let tools: Vec<_> = h.missing_depends.iter().map(|(t, _)| t.as_str()).collect();
-        let pkgs: Vec<_> = h.missing_depends.iter().map(|(_, p)| p.as_str()).collect();
-        return Some(format!(
-            "pi-gen's tools {} are missing: apt-get install {} (or pass --install-deps)",
-            tools.join(", "),
-            pkgs.join(" ")
-        ));
-    }
-    if let Some(binfmt) = h.missing_binfmt {
-        return Some(format!(
-            "no {binfmt} binfmt_misc entry: apt-get install qemu-user-static binfmt-support && update-binfmts --enable {binfmt}"
-        ));
-    }
-    None
-}
-
-/// What the pi-gen container gets in its environment.
-fn container_env(input: &Input, g: &Gathered) -> Vec<(String, String)> {
-    let mut env = vec![("IMG_NAME".to_owned(), input.img_name.clone())];
-    env.extend(g.container_env.iter().cloned());
-    env
-}
-
-fn commands(s: Strategy, input: &Input, g: &Gathered) -> Vec<Vec<String>> {
-    let docker = |args: Vec<String>| {
-        let mut v = vec!["docker".to_owned()];
-        v.extend(args);
-        v
-    };
-    match s {
-        Strategy::Native | Strategy::Auto => {
-            // By its shebang: pi-gen's scripts rely on `#!/bin/bash -e` to stop at the
-            // first failing step (`bash ./build.sh` would carry on past every error).
-            let mut v = Vec::new();
-            if !g.host.root {
-                v.extend(["sudo".to_owned(), "-n".to_owned()]);
-            }
-            v.push("./build.sh".to_owned());
-            vec![v]
-        }
-        Strategy::Container | Strategy::DebianContainer => {
-            let debian = s == Strategy::DebianContainer;
-            let mut out = Vec::new();
-            if g.host.missing_binfmt.is_some() {
-                // The build container emulates ARM through the host kernel's binfmt_misc.
-                out.push(docker(
-                    [
-                        "run",
-                        "--privileged",
-                        "--rm",
-                        "tonistiigi/binfmt",
-                        "--install",
-                        "arm64,arm",
-                    ]
-                    .map(String::from)
-                    .to_vec(),
-                ));
-            }
-            let checkout = strategy::path_str(&input.pi_gen_dir);
-            let image = match (&input.container_image, debian) {
-                (Some(i), false) => i.clone(),
-                (None, false) => {
-                    let tag = format!("pi-gen:{}", g.checkout.git_ref.replace(['/', ':'], "-"));
-                    out.push(docker(strategy::docker_build(&tag, &checkout)));
-                    tag
-                }
-                (_, true) => "debian:bookworm".into(),
-            };
-            let deploy = strategy::path_str(&input.output_dir.join("deploy"));
-            let env = container_env(input, g);
-            let name = strategy::container_name(&input.img_name);
-            let spec = ContainerSpec {
-                image: &image,
-                checkout: &checkout,
-                deploy: &deploy,
-                env: &env,
-                name: &name,
-            };
-            out.push(docker(if debian {
-                let mut pkgs: Vec<String> = g.host.depends.iter().map(|(_, p)| p.clone()).collect();
-                pkgs.sort();
-                pkgs.dedup();
-                strategy::debian_run(&spec, &pkgs)
-            } else {
-                strategy::container_run(&spec)
-            }));
-            out
-        }
+        path_style: host_style(),
     }
 }
 
@@ -1261,6 +942,14 @@ pub fn run(gha: &Gha, input: &Input) -> anyhow::Result<Outcome> {
     }
     let gathered = gather(gha, input)?;
     let plan = plan(input, &gathered)?;
+    if gha.print_plan(&plan)? {
+        return Ok(Outcome::default());
+    }
+    for w in &plan.warnings {
+        tracing::warn!("{w}");
+    }
+    std::fs::create_dir_all(input.output_dir.join("deploy"))
+        .with_context(|| format!("cannot create `{}`", input.output_dir.display()))?;
     if input.install_deps && !input.dry_run {
         install_deps(&gathered.host.depends)?;
     }

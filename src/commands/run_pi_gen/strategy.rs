@@ -2,8 +2,6 @@
 //! Dockerfile, or in plain `debian:bookworm` with pi-gen's dependencies installed.
 //! The command lines are built here, purely, so tests can pin them.
 
-use std::path::Path;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Strategy {
@@ -27,8 +25,9 @@ impl Strategy {
 
 /// Docker Desktop on Windows wants POSIX-looking host paths: Git Bash (MSYS) writes
 /// `C:\x` as `/c/x`, WSL as `/mnt/c/x`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum HostPathStyle {
+    #[default]
     Posix,
     GitBash,
     Wsl,
@@ -140,23 +139,6 @@ pub fn container_name(img_name: &str) -> String {
             "-"
         )
     )
-}
-
-/// How this host's paths must be written for `docker` (Docker Desktop on Windows takes
-/// Git Bash or WSL forms).
-pub fn host_style() -> HostPathStyle {
-    if !cfg!(windows) {
-        HostPathStyle::Posix
-    } else if std::env::var_os("MSYSTEM").is_some() {
-        HostPathStyle::GitBash
-    } else {
-        HostPathStyle::Wsl
-    }
-}
-
-/// A host path as `docker --volume` wants it on this host.
-pub fn path_str(p: &Path) -> String {
-    docker_host_path(&p.display().to_string(), host_style())
 }
 
 #[cfg(test)]

@@ -261,7 +261,7 @@ pub struct SubstageInputs<'a> {
 }
 
 /// Everything to generate. Pure.
-pub fn plan(
+pub fn files(
     last_stage: &str,
     has_pi_gen_cloud_init: bool,
     stage2_listed: bool,
@@ -439,7 +439,7 @@ mod tests {
     #[test]
     fn generated_names_follow_pi_gens_contract() {
         let overlay = entries();
-        let (files, placement) = plan(
+        let (files, placement) = files(
             "stage2",
             false,
             true,

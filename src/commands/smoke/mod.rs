@@ -9,6 +9,8 @@
 pub mod bootfs;
 mod collect;
 pub mod disk;
+pub mod firmware;
+mod plan;
 pub mod qemu;
 pub mod rootfs;
 
@@ -19,8 +21,9 @@ use anyhow::{Context as _, bail};
 use regex::Regex;
 use serde_json::json;
 
-use self::bootfs::FirmwareConfig;
 use self::disk::Partition;
+use self::firmware::FirmwareConfig;
+pub use self::plan::{Plan, plan};
 use self::qemu::{Arch, Ending, Machine, Seen, Watch};
 use self::rootfs::Injection;
 use crate::atomic;
@@ -200,204 +203,6 @@ pub struct Facts {
     pub cmdline: String,
 }
 
-/// The boot to perform.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Plan {
-    pub machine: Machine,
-    pub arch: Arch,
-    /// The QEMU binary to run.
-    pub program: String,
-    /// Why this machine (for `auto`).
-    pub reason: String,
-    pub kernel: String,
-    pub dtb: Option<String>,
-    pub initramfs: Option<String>,
-    pub cmdline: String,
-}
-
-/// Device trees QEMU's raspi models can boot, Pi OS naming first, then mainline.
-const RASPI3B_DTBS: &[&str] = &[
-    "bcm2710-rpi-3-b.dtb",
-    "bcm2837-rpi-3-b.dtb",
-    "bcm2710-rpi-3-b-plus.dtb",
-    "bcm2837-rpi-3-b-plus.dtb",
-];
-const RASPI2B_DTBS: &[&str] = &["bcm2709-rpi-2-b.dtb", "bcm2836-rpi-2-b.dtb"];
-
-/// Which kernel the firmware would start, and so the image's architecture: an explicit
-/// `kernel=`, else `kernel8.img` (unless `arm_64bit=0`), else the 32-bit `kernel7*.img`.
-fn pick_kernel(
-    facts: &Facts,
-    has: &impl Fn(&str) -> Option<String>,
-) -> anyhow::Result<(String, Arch)> {
-    if let Some(k) = &facts.config.kernel {
-        let arch = match facts.config.arm_64bit {
-            Some(true) => Arch::Arm64,
-            Some(false) => Arch::Armhf,
-            None if k.contains('8') => Arch::Arm64,
-            None => Arch::Armhf,
-        };
-        return has(k).map(|f| (f, arch)).ok_or_else(|| {
-            anyhow::anyhow!(
-                "no kernel in the boot partition: config.txt names `{k}`, which is missing"
-            )
-        });
-    }
-    if facts.config.arm_64bit != Some(false)
-        && let Some(k) = has("kernel8.img")
-    {
-        return Ok((k, Arch::Arm64));
-    }
-    for name in ["kernel7.img", "kernel7l.img"] {
-        if let Some(k) = has(name) {
-            return Ok((k, Arch::Armhf));
-        }
-    }
-    bail!(
-        "no kernel in the boot partition: `kernel8.img` is missing, and no 32-bit `kernel7.img` either (files: {})",
-        facts
-            .files
-            .iter()
-            .take(20)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(" ")
-    )
-}
-
-/// Chooses machine and boot files. Pure.
-pub fn plan(input: &Input, facts: &Facts) -> anyhow::Result<Plan> {
-    let has =
-        |name: &str| bootfs::find(&facts.files, name).map(|f| f.trim_start_matches('/').to_owned());
-    let (kernel, arch) = pick_kernel(facts, &has)?;
-    let (board, board_dtbs, qemu_bin, qemu) = match arch {
-        Arch::Arm64 => (
-            Machine::Raspi3b,
-            RASPI3B_DTBS,
-            &input.qemu,
-            &facts.qemu_aarch64,
-        ),
-        Arch::Armhf => (
-            Machine::Raspi2b,
-            RASPI2B_DTBS,
-            &input.qemu_arm,
-            &facts.qemu_arm,
-        ),
-    };
-    let machines = match qemu {
-        Ok((_, m)) => m,
-        Err(e) => {
-            return Err(usage(format!(
-                "{e} (needed for this {} image)",
-                if arch == Arch::Arm64 {
-                    "arm64"
-                } else {
-                    "armhf"
-                }
-            )));
-        }
-    };
-    let dtb = match &facts.config.device_tree {
-        Some(named) => has(named).or_else(|| has(&format!("broadcom/{named}"))),
-        None => None,
-    }
-    .or_else(|| {
-        board_dtbs
-            .iter()
-            .find_map(|d| has(d).or_else(|| has(&format!("broadcom/{d}"))))
-    });
-    let board_ok = machines.iter().any(|m| m == board.name());
-    let virt_ok = machines.iter().any(|m| m == "virt");
-    let wanted = match input.machine {
-        MachineChoice::Raspi3b => Some(Machine::Raspi3b),
-        MachineChoice::Raspi2b => Some(Machine::Raspi2b),
-        _ => None,
-    };
-    if let Some(w) = wanted
-        && w != board
-    {
-        return Err(usage(format!(
-            "--machine {} cannot boot this {} image; use {} or virt",
-            w.name(),
-            if arch == Arch::Arm64 {
-                "arm64 (kernel8.img)"
-            } else {
-                "armhf (kernel7*.img)"
-            },
-            board.name()
-        )));
-    }
-    let (machine, reason) = match input.machine {
-        MachineChoice::Auto | MachineChoice::Raspi3b | MachineChoice::Raspi2b
-            if board_ok && dtb.is_some() =>
-        {
-            (
-                board,
-                format!(
-                    "a Raspberry Pi {} device tree is in the boot partition",
-                    if board == Machine::Raspi3b { 3 } else { 2 }
-                ),
-            )
-        }
-        MachineChoice::Raspi3b | MachineChoice::Raspi2b if !board_ok => {
-            return Err(usage(format!(
-                "`{qemu_bin}` has no {} machine: install QEMU 7.2 or newer (apt-get install qemu-system-arm)",
-                board.name()
-            )));
-        }
-        MachineChoice::Raspi3b | MachineChoice::Raspi2b => bail!(
-            "--machine {} needs one of these device trees in the boot partition: {}",
-            board.name(),
-            board_dtbs.join(", ")
-        ),
-        MachineChoice::Virt | MachineChoice::Auto if virt_ok => {
-            let why = if input.machine == MachineChoice::Virt {
-                "chosen with --machine virt".to_owned()
-            } else if !board_ok {
-                format!(
-                    "`{qemu_bin}` has no {} machine; falling back to virt (the kernel needs virtio drivers)",
-                    board.name()
-                )
-            } else {
-                format!(
-                    "no device tree for {} ({}) in the boot partition; falling back to virt (the kernel needs virtio drivers)",
-                    board.name(),
-                    board_dtbs.join(", ")
-                )
-            };
-            (Machine::Virt, why)
-        }
-        _ => {
-            return Err(usage(format!(
-                "`{qemu_bin}` has no virt machine: install qemu-system-arm"
-            )));
-        }
-    };
-    let initramfs = match &facts.config.initramfs {
-        Some(name) => match has(name) {
-            Some(found) => Some(found),
-            None => bail!(
-                "config.txt names the initramfs `{name}` but the boot partition has no such file"
-            ),
-        },
-        // auto_initramfs only loads the file when it is there, as the firmware does.
-        None if facts.config.auto_initramfs => {
-            bootfs::auto_initramfs_name(&kernel).and_then(|n| has(&n))
-        }
-        None => None,
-    };
-    Ok(Plan {
-        machine,
-        arch,
-        program: qemu_bin.clone(),
-        reason,
-        cmdline: bootfs::rewrite_cmdline(&facts.cmdline, machine.root_device(), &input.append),
-        kernel,
-        dtb: if machine == Machine::Virt { None } else { dtb },
-        initramfs,
-    })
-}
-
 /// Finds QEMU and the machines it offers.
 fn probe_qemu(program: &str) -> Result<(String, Vec<String>), String> {
     probe_qemu_inner(program).map_err(|e| format!("{e:#}"))
@@ -461,7 +266,7 @@ fn gather(input: &Input, copy: &Path, scratch: &Path) -> anyhow::Result<Facts> {
     })?;
     let files = bootfs::list(copy, boot.start)?;
     let read = |name: &str| -> anyhow::Result<Option<String>> {
-        let Some(found) = bootfs::find(&files, name) else {
+        let Some(found) = firmware::find(&files, name) else {
             return Ok(None);
         };
         let dest = scratch.join(name);
@@ -471,7 +276,7 @@ fn gather(input: &Input, copy: &Path, scratch: &Path) -> anyhow::Result<Facts> {
         ))
     };
     let config = read("config.txt")?
-        .map(|t| bootfs::parse_config(&t))
+        .map(|t| firmware::parse_config(&t))
         .unwrap_or_default();
     let cmdline = read("cmdline.txt")?
         .map(|t| t.split_whitespace().collect::<Vec<_>>().join(" "))
@@ -817,7 +622,7 @@ fn boot_copy(
         let found = if let Some(rel) = guest.strip_prefix("/boot/firmware/") {
             let dest = private.join(guest.trim_start_matches('/'));
             std::fs::create_dir_all(dest.parent().unwrap_or(&private))?;
-            match bootfs::find(&bootfs::list(&copy, facts.boot.start)?, rel) {
+            match firmware::find(&bootfs::list(&copy, facts.boot.start)?, rel) {
                 Some(found) => {
                     bootfs::extract(&copy, facts.boot.start, found, &dest)?;
                     true

@@ -4,26 +4,17 @@
 //! `OUTPUT_DIR/IMG_NAME.pipeline.json`; a re-run resumes after the last completed step.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
 
+mod plan;
+
+pub use self::plan::{Decision, Plan, STEPS, StepPlan, plan, signing_identity, step_args};
 use crate::config::ImageArgs;
-use crate::error::usage;
 use crate::gha::{Gha, StepReport, md_cell};
 use crate::model::to_canonical_json;
-
-/// Every step, in order.
-pub const STEPS: &[&str] = &[
-    "prepare-mirrors",
-    "run-pi-gen",
-    "collect-artifacts",
-    "manifest",
-    "smoke",
-    "sign",
-    "release",
-];
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -82,99 +73,61 @@ impl StepReport for Outcome {
     }
 }
 
-/// Arguments that chain one step's outputs into the next.
-fn step_args(
-    step: &str,
-    out: &BTreeMap<String, String>,
-    publish: bool,
-    smoke_dir: &str,
-) -> Vec<String> {
-    let mut a = vec![step.to_owned()];
-    let mut pass = |flag: &str, key: &str| {
-        if let Some(v) = out.get(key).filter(|v| !v.is_empty()) {
-            a.push(flag.to_owned());
-            a.push(v.clone());
-        }
-    };
-    match step {
-        "run-pi-gen" => pass("--pi-gen-dir", "pi-gen-dir"),
-        "collect-artifacts" => {
-            pass("--deploy-dir", "deploy-dir");
-            pass("--pi-gen-dir", "pi-gen-dir");
-        }
-        "manifest" => {
-            pass("--build-start", "build-start");
-            pass("--build-end", "build-end");
-            pass("--pi-gen-commit", "pi-gen-commit");
-            pass("--pi-gen-ref", "pi-gen-ref");
-            if out.contains_key("status") {
-                a.extend(["--smoke-dir".to_owned(), smoke_dir.to_owned()]);
-            }
-        }
-        "smoke" => a.extend(["--artifacts-dir".to_owned(), smoke_dir.to_owned()]),
-        "release" => a.push(if publish { "--publish" } else { "--dry-run" }.to_owned()),
-        _ => {}
-    }
-    a
+/// What `pipeline` reads before deciding.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    pub state: State,
+    pub signing_identity: bool,
 }
 
-pub fn run(args: &Args) -> anyhow::Result<Outcome> {
-    let paths = args.image.artifact_paths()?;
-    for s in &args.skip {
-        if !STEPS.contains(&s.as_str()) {
-            return Err(usage(format!(
-                "--skip `{s}` is not a step; the steps are {}",
-                STEPS.join(", ")
-            )));
-        }
-    }
-    std::fs::create_dir_all(&paths.dir)
-        .with_context(|| format!("cannot create `{}`", paths.dir.display()))?;
-    let state_path = paths.dir.join(format!("{}.pipeline.json", paths.img_name));
-    let mut state: State = if args.restart {
+/// Reads the saved progress (unless `--restart`) and looks for a signing identity.
+pub fn gather(args: &Args, state_path: &Path) -> Facts {
+    let state = if args.restart {
         State::default()
     } else {
-        std::fs::read_to_string(&state_path)
+        std::fs::read_to_string(state_path)
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default()
     };
+    Facts {
+        state,
+        signing_identity: signing_identity(&|n| std::env::var(n).ok()),
+    }
+}
+
+fn state_path(args: &Args) -> anyhow::Result<PathBuf> {
+    let paths = args.image.artifact_paths()?;
+    Ok(paths.dir.join(format!("{}.pipeline.json", paths.img_name)))
+}
+
+/// Runs the steps the plan runs, each as this binary, chaining outputs and saving
+/// progress after each.
+pub fn run(args: &Args, facts: Facts, plan: &Plan) -> anyhow::Result<Outcome> {
+    let paths = args.image.artifact_paths()?;
+    std::fs::create_dir_all(&paths.dir)
+        .with_context(|| format!("cannot create `{}`", paths.dir.display()))?;
+    let state_path = state_path(args)?;
+    let mut state = facts.state;
     let exe = std::env::current_exe().context("cannot find the pi-image executable")?;
     let smoke_dir = paths.dir.join("smoke").display().to_string();
     let mut outcome = Outcome::default();
-    // Smoke evidence only counts if this run's manifest step comes after a smoke run:
-    // run smoke before manifest when both are to run.
-    let order: Vec<&str> = {
-        let mut o: Vec<&str> = STEPS.to_vec();
-        let (m, s) = (
-            o.iter().position(|x| *x == "manifest"),
-            o.iter().position(|x| *x == "smoke"),
-        );
-        if let (Some(m), Some(s)) = (m, s) {
-            o.remove(s);
-            o.insert(m, "smoke");
-        }
-        o
-    };
-    for step in order {
-        let unsigned =
-            step == "sign" && !args.sign && !signing_identity(&|n| std::env::var(n).ok());
-        if args.skip.iter().any(|s| s == step) || unsigned {
-            let why = if unsigned {
-                "no signing identity: run in GitHub Actions with `permissions: id-token: write`, set SIGSTORE_ID_TOKEN or COSIGN_KEY (a cosign key file), or pass --sign to sign in with a browser"
-            } else {
-                "--skip"
-            };
-            tracing::info!("pipeline: {step}: skipped ({why})");
-            outcome.skipped.push(step.to_owned());
-            continue;
-        }
-        if state.completed.iter().any(|c| c == step) {
-            tracing::info!(
-                "pipeline: {step}: completed in an earlier run (pass --restart to run it again)"
-            );
-            outcome.resumed_past.push(step.to_owned());
-            continue;
+    for StepPlan { step, decision } in &plan.steps {
+        let step = *step;
+        match decision {
+            Decision::Skip { why } => {
+                tracing::info!("pipeline: {step}: skipped ({why})");
+                outcome.skipped.push(step.to_owned());
+                continue;
+            }
+            Decision::Done => {
+                tracing::info!(
+                    "pipeline: {step}: completed in an earlier run (pass --restart to run it again)"
+                );
+                outcome.resumed_past.push(step.to_owned());
+                continue;
+            }
+            Decision::Run => {}
         }
         let step_output = tempfile::NamedTempFile::new().context("cannot create a scratch file")?;
         let argv = step_args(step, &state.outputs, args.publish, &smoke_dir);
@@ -220,24 +173,17 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
     Ok(outcome)
 }
 
-/// Whether `sign` can get an identity without a person: GitHub Actions' OIDC endpoint
-/// or a given token.
-pub fn signing_identity(env: &dyn Fn(&str) -> Option<String>) -> bool {
-    [
-        "ACTIONS_ID_TOKEN_REQUEST_URL",
-        "SIGSTORE_ID_TOKEN",
-        "COSIGN_KEY",
-    ]
-    .iter()
-    .any(|n| env(n).is_some_and(|v| !v.trim().is_empty()))
-}
-
 fn atomic_state(path: &Path, state: &State) -> anyhow::Result<()> {
     crate::atomic::write(path, to_canonical_json(state)?.as_bytes())
 }
 
 pub fn main(gha: &Gha, args: Args) -> anyhow::Result<()> {
-    let outcome = run(&args)?;
+    let facts = gather(&args, &state_path(&args)?);
+    let plan = plan(&args, &facts)?;
+    if gha.print_plan(&plan)? {
+        return Ok(());
+    }
+    let outcome = run(&args, facts, &plan)?;
     gha.publish(&outcome)
 }
 

@@ -3,9 +3,14 @@
 //! installs the missing Debian packages. Stands in for the seed design's
 //! `sugarkube-setup` wizard and `just mac-setup`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+use anyhow::Context as _;
+
+mod plan;
+
+pub use self::plan::{Plan, plan};
 use crate::gha::{Gha, StepReport, md_cell};
 use crate::process::find_program;
 
@@ -17,6 +22,9 @@ pub struct Args {
     /// Free disk wanted for a pi-gen build, in GB
     #[arg(long, env = "REQUIRED_SPACE_GB", default_value_t = 30)]
     pub min_free_gb: u64,
+    /// pi-gen checkout whose `depends` lists the tools a native build needs
+    #[arg(long, env = "PI_GEN_DIR", default_value = "pi-gen")]
+    pub pi_gen_dir: PathBuf,
 }
 
 /// One thing a subcommand needs.
@@ -27,7 +35,7 @@ pub struct Check {
     pub ok: bool,
     pub detail: String,
     /// Debian package that provides it, if any.
-    pub apt: Option<&'static str>,
+    pub apt: Option<String>,
     /// Homebrew formula, if any.
     pub brew: Option<&'static str>,
 }
@@ -43,46 +51,14 @@ fn output(program: &Path, args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// pi-gen's `depends` (bookworm/arm64 branches): tool and Debian package.
-const PI_GEN_DEPENDS: &[(&str, &str)] = &[
-    ("quilt", "quilt"),
-    ("parted", "parted"),
-    ("realpath", "coreutils"),
-    ("qemu-arm", "qemu-user-binfmt"),
-    ("debootstrap", "debootstrap"),
-    ("zerofree", "zerofree"),
-    ("zip", "zip"),
-    ("mkdosfs", "dosfstools"),
-    ("mke2fs", "e2fsprogs"),
-    ("capsh", "libcap2-bin"),
-    ("bsdtar", "libarchive-tools"),
-    ("grep", "grep"),
-    ("rsync", "rsync"),
-    ("xz", "xz-utils"),
-    ("curl", "curl"),
-    ("xxd", "xxd"),
-    ("file", "file"),
-    ("git", "git"),
-    ("lsmod", "kmod"),
-    ("bc", "bc"),
-    ("gpg", "gpg"),
-    ("pigz", "pigz"),
-    ("arch-test", "arch-test"),
-];
-
-fn tool(
-    needed_by: &'static str,
-    name: &str,
-    apt: &'static str,
-    brew: Option<&'static str>,
-) -> Check {
+fn tool(needed_by: &'static str, name: &str, apt: &str, brew: Option<&'static str>) -> Check {
     let found = find_program(name);
     Check {
         needed_by,
         what: format!("`{name}`"),
         ok: found.is_some(),
         detail: found.map_or_else(|| "not found".into(), |p| p.display().to_string()),
-        apt: Some(apt),
+        apt: Some(apt.to_owned()),
         brew,
     }
 }
@@ -113,13 +89,13 @@ fn qemu(binary: &'static str, machine: &str, needed_by: &'static str) -> Check {
         what: format!("`{binary}` with `-M {machine}`"),
         ok,
         detail,
-        apt: Some("qemu-system-arm"),
+        apt: Some("qemu-system-arm".to_owned()),
         brew: Some("qemu"),
     }
 }
 
 /// Everything the subcommands need. Looks at the machine; changes nothing.
-pub fn checks(min_free_gb: u64) -> Vec<Check> {
+pub fn checks(min_free_gb: u64, pi_gen_dir: &Path) -> Vec<Check> {
     let mut c = vec![
         qemu("qemu-system-aarch64", "raspi3b", "smoke"),
         qemu("qemu-system-arm", "raspi2b", "smoke (armhf images)"),
@@ -135,7 +111,7 @@ pub fn checks(min_free_gb: u64) -> Vec<Check> {
         what: "Docker daemon".into(),
         ok: docker.is_none(),
         detail: docker.unwrap_or_else(|| "`docker info` answers".into()),
-        apt: Some("docker.io"),
+        apt: Some("docker.io".to_owned()),
         brew: Some("--cask docker"),
     });
     if cfg!(target_os = "linux") {
@@ -150,7 +126,7 @@ pub fn checks(min_free_gb: u64) -> Vec<Check> {
                 } else {
                     format!("not registered: update-binfmts --enable {entry}")
                 },
-                apt: Some("qemu-user-static"),
+                apt: Some("qemu-user-static".to_owned()),
                 brew: None,
             });
         }
@@ -166,11 +142,26 @@ pub fn checks(min_free_gb: u64) -> Vec<Check> {
             } else {
                 "Run as root or install sudo".into()
             },
-            apt: Some("sudo"),
+            apt: Some("sudo".to_owned()),
             brew: None,
         });
-        for (t, pkg) in PI_GEN_DEPENDS {
-            c.push(tool("run-pi-gen (native)", t, pkg, None));
+        // The checkout's own list, read as run-pi-gen reads it: branches differ.
+        if pi_gen_dir.join("depends").is_file() {
+            for (t, pkg) in crate::host::pi_gen_depends(pi_gen_dir) {
+                c.push(tool("run-pi-gen (native)", &t, &pkg, None));
+            }
+        } else {
+            c.push(Check {
+                needed_by: "run-pi-gen (native)",
+                what: "pi-gen's `depends`".into(),
+                ok: true,
+                detail: format!(
+                    "not checked: no pi-gen checkout at `{}` (pass --pi-gen-dir); run-pi-gen checks them after checking pi-gen out",
+                    pi_gen_dir.display()
+                ),
+                apt: None,
+                brew: None,
+            });
         }
         // pi-gen's export: loop devices with partition scanning, then vfat.
         for (what, known) in [
@@ -206,33 +197,51 @@ pub fn checks(min_free_gb: u64) -> Vec<Check> {
     c
 }
 
+/// Which advice applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Platform {
+    Linux,
+    Macos,
+    Windows,
+    Other,
+}
+
+/// What `doctor` found.
+#[derive(Debug, Clone)]
+pub struct Facts {
+    pub checks: Vec<Check>,
+    pub platform: Platform,
+    pub root: bool,
+}
+
+/// Looks at the machine.
+pub fn gather(args: &Args) -> Facts {
+    Facts {
+        checks: checks(args.min_free_gb, &args.pi_gen_dir),
+        platform: if cfg!(target_os = "linux") {
+            Platform::Linux
+        } else if cfg!(target_os = "macos") {
+            Platform::Macos
+        } else if cfg!(windows) {
+            Platform::Windows
+        } else {
+            Platform::Other
+        },
+        root: rustix::process::geteuid().is_root(),
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub checks: Vec<Check>,
-}
-
-impl Outcome {
-    fn missing_apt(&self) -> Vec<&'static str> {
-        let mut p: Vec<&'static str> = self
-            .checks
-            .iter()
-            .filter(|c| !c.ok)
-            .filter_map(|c| c.apt)
-            .collect();
-        p.sort_unstable();
-        p.dedup();
-        p
-    }
+    pub plan: Plan,
 }
 
 impl StepReport for Outcome {
     fn outputs(&self) -> Vec<(&'static str, String)> {
         vec![
-            (
-                "missing",
-                self.checks.iter().filter(|c| !c.ok).count().to_string(),
-            ),
-            ("apt-packages", self.missing_apt().join(" ")),
+            ("missing", self.plan.missing.to_string()),
+            ("apt-packages", self.plan.apt.join(" ")),
         ]
     }
 
@@ -264,69 +273,43 @@ fn print(gha: &Gha, o: &Outcome) {
             c.detail
         ));
     }
-    let apt = o.missing_apt();
-    if apt.is_empty() {
-        return;
-    }
-    if cfg!(target_os = "macos") {
-        let mut brew: Vec<&str> = o
-            .checks
-            .iter()
-            .filter(|c| !c.ok)
-            .filter_map(|c| c.brew)
-            .collect();
-        brew.dedup();
-        gha.line(&format!("to install: brew install {} (pi-gen itself runs only in the container strategies on macOS)", brew.join(" ")));
-    } else if cfg!(windows) {
-        gha.line("on Windows, use Docker Desktop (WSL 2 backend) and the container strategies; run smoke inside WSL");
-    } else {
-        gha.line(&format!(
-            "to install: apt-get install {} (or: pi-image doctor --apply)",
-            apt.join(" ")
-        ));
+    if let Some(advice) = &o.plan.advice {
+        gha.line(advice);
     }
 }
 
 pub fn main(gha: &Gha, args: Args) -> anyhow::Result<()> {
-    let outcome = Outcome {
-        checks: checks(args.min_free_gb),
+    let facts = gather(&args);
+    let decided = plan(args.apply, &facts)?;
+    if gha.print_plan(&decided)? {
+        return Ok(());
+    }
+    let mut outcome = Outcome {
+        checks: facts.checks,
+        plan: decided,
     };
     print(gha, &outcome);
-    if args.apply {
-        let pkgs = outcome.missing_apt();
-        if !cfg!(target_os = "linux") {
-            return Err(crate::error::usage(
-                "--apply installs Debian packages and works on Linux only",
-            ));
-        }
-        if !pkgs.is_empty() {
-            let mut cmd = if rustix::process::geteuid().is_root() {
-                crate::process::command("apt-get")
-            } else {
-                let mut c = crate::process::command("sudo");
-                c.arg("apt-get");
-                c
-            };
-            cmd.env("DEBIAN_FRONTEND", "noninteractive")
-                .args(["install", "-y", "--no-install-recommends"])
-                .args(&pkgs);
-            // apt prints what the mirror says (package names, descriptions): fenced.
-            let status =
-                crate::process::run_fenced(gha, cmd, "install the missing packages with apt-get")?;
-            anyhow::ensure!(
-                status.success(),
-                "apt-get install {} failed ({status})",
-                pkgs.join(" ")
-            );
-            let after = Outcome {
-                checks: checks(args.min_free_gb),
-            };
-            print(gha, &after);
-            return gha.publish(&after);
-        }
+    if let Some(argv) = &outcome.plan.install {
+        let (program, rest) = argv.split_first().context("an empty install command")?;
+        let mut cmd = crate::process::command(program);
+        cmd.env("DEBIAN_FRONTEND", "noninteractive").args(rest);
+        // apt prints what the mirror says (package names, descriptions): fenced.
+        let status =
+            crate::process::run_fenced(gha, cmd, "install the missing packages with apt-get")?;
+        anyhow::ensure!(
+            status.success(),
+            "apt-get install {} failed ({status})",
+            outcome.plan.apt.join(" ")
+        );
+        let after = gather(&args);
+        outcome = Outcome {
+            plan: plan(false, &after)?,
+            checks: after.checks,
+        };
+        print(gha, &outcome);
     }
     gha.publish(&outcome)?;
-    let missing = outcome.checks.iter().filter(|c| !c.ok).count();
+    let missing = outcome.plan.missing;
     anyhow::ensure!(
         missing == 0,
         "{missing} requirement(s) missing on this machine (see above)"
