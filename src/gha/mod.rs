@@ -113,7 +113,8 @@ impl Gha {
         if !self.plan_only {
             return Ok(false);
         }
-        let json = serde_json::to_string_pretty(plan)?;
+        // A plan quotes mirror and proxy URLs: their credentials are never shown.
+        let json = escape::redact_credentials(&serde_json::to_string_pretty(plan)?);
         if self.actions {
             self.block(&json);
         } else {

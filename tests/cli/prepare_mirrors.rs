@@ -1176,6 +1176,27 @@ fn the_printed_plan_lists_every_mirror_file_with_its_text() {
         before,
         "--print-plan changed the checkout"
     );
+    // Credentials in a mirror or proxy URL are never shown, in a plan either.
+    let (code, shown, err) = run(pi_image(tmp.path()).args([
+        "--print-plan",
+        "prepare-mirrors",
+        "--pi-gen-dir",
+        "pi-gen",
+        "--offline",
+        "--debian-mirror",
+        "http://user:s3cret@mirror.example/debian",
+        "--apt-proxy",
+        "http://proxyuser:pr0xy@proxy.example:3128",
+    ]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        shown.contains("http://***@mirror.example/debian"),
+        "redacted, not dropped"
+    );
+    assert!(
+        !shown.contains("s3cret") && !shown.contains("pr0xy"),
+        "a credential was shown"
+    );
     let root = tmp.path().display().to_string();
     // The hook is a file of its own (apt-mirrors.sh): shown by name, not by its text.
     let hook = fs::read_to_string(
