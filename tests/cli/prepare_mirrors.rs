@@ -1161,34 +1161,26 @@ fn the_printed_plan_lists_every_mirror_file_with_its_text() {
         v
     };
     let before = listing(&checkout);
-    let (code, plan, err) = run(pi_image(tmp.path()).args([
-        "--print-plan",
-        "prepare-mirrors",
-        "--pi-gen-dir",
-        "pi-gen",
-        "--offline",
-        "--debian-mirror",
-        "http://mirror.example/debian",
-    ]));
-    assert_eq!(code, 0, "{err}");
+    let print_plan = |mirror_and_more: &[&str]| {
+        let (code, plan, err) = run(pi_image(tmp.path())
+            .args(["--print-plan", "prepare-mirrors", "--pi-gen-dir", "pi-gen"])
+            .args(["--offline", "--debian-mirror"])
+            .args(mirror_and_more));
+        assert_eq!(code, 0, "{err}");
+        plan
+    };
+    let plan = print_plan(&["http://mirror.example/debian"]);
     assert_eq!(
         listing(&checkout),
         before,
         "--print-plan changed the checkout"
     );
     // Credentials in a mirror or proxy URL are never shown, in a plan either.
-    let (code, shown, err) = run(pi_image(tmp.path()).args([
-        "--print-plan",
-        "prepare-mirrors",
-        "--pi-gen-dir",
-        "pi-gen",
-        "--offline",
-        "--debian-mirror",
+    let shown = print_plan(&[
         "http://user:s3cret@mirror.example/debian",
         "--apt-proxy",
         "http://proxyuser:pr0xy@proxy.example:3128",
-    ]));
-    assert_eq!(code, 0, "{err}");
+    ]);
     assert!(
         shown.contains("http://***@mirror.example/debian"),
         "redacted, not dropped"
