@@ -103,11 +103,10 @@ fn state_path(args: &Args) -> anyhow::Result<PathBuf> {
 
 /// Runs the steps the plan runs, each as this binary, chaining outputs and saving
 /// progress after each.
-pub fn run(args: &Args, facts: Facts, plan: &Plan) -> anyhow::Result<Outcome> {
+pub fn run(args: &Args, state_path: &Path, facts: Facts, plan: &Plan) -> anyhow::Result<Outcome> {
     let paths = args.image.artifact_paths()?;
     std::fs::create_dir_all(&paths.dir)
         .with_context(|| format!("cannot create `{}`", paths.dir.display()))?;
-    let state_path = state_path(args)?;
     let mut state = facts.state;
     let exe = std::env::current_exe().context("cannot find the pi-image executable")?;
     let smoke_dir = paths.dir.join("smoke").display().to_string();
@@ -160,13 +159,13 @@ pub fn run(args: &Args, facts: Facts, plan: &Plan) -> anyhow::Result<Outcome> {
             state.outputs.insert(k, v);
         }
         if !status.success() {
-            atomic_state(&state_path, &state)?;
+            atomic_state(state_path, &state)?;
             bail!(
                 "pipeline stopped: step `{step}` failed ({status}); fix it and run `pi-image pipeline` again to resume from `{step}`"
             );
         }
         state.completed.push(step.to_owned());
-        atomic_state(&state_path, &state)?;
+        atomic_state(state_path, &state)?;
         outcome.ran.push(step.to_owned());
     }
     outcome.outputs = state.outputs;
@@ -178,12 +177,13 @@ fn atomic_state(path: &Path, state: &State) -> anyhow::Result<()> {
 }
 
 pub fn main(gha: &Gha, args: Args) -> anyhow::Result<()> {
-    let facts = gather(&args, &state_path(&args)?);
+    let state_path = state_path(&args)?;
+    let facts = gather(&args, &state_path);
     let plan = plan(&args, &facts)?;
     if gha.print_plan(&plan)? {
         return Ok(());
     }
-    let outcome = run(&args, facts, &plan)?;
+    let outcome = run(&args, &state_path, facts, &plan)?;
     gha.publish(&outcome)
 }
 

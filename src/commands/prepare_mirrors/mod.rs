@@ -227,19 +227,20 @@ fn is_ours(path: &Path) -> bool {
 
 /// Probes each archive's candidates in order and picks the first healthy one (an
 /// archive none answered for has an empty `chosen`).
-fn choose(input: &Input, gha: &Gha) -> Vec<ArchivePlan> {
+fn choose(input: &Input, gha: &Gha, tree: &Tree) -> Vec<ArchivePlan> {
     let known = input.known();
-    let dir = &input.pi_gen_dir;
     // The source templates first: the upstream URL recorded for each archive is the
     // form the image's sources use, restored at export; debootstrap's line comes last.
-    let mut files: Vec<PathBuf> = patchable(dir).into_iter().map(|(p, _)| p).collect();
-    files.rotate_left(1);
+    let mut texts: Vec<&Patchable> = tree.texts.iter().collect();
+    texts.rotate_left(1);
+    let files: Vec<PathBuf> = texts.iter().map(|t| t.rel.clone()).collect();
     let mut used = mirrors::archives_in_checkout(
         &files,
         |rel| {
-            std::fs::read_to_string(dir.join(upstream_copy(rel)))
-                .or_else(|_| std::fs::read_to_string(dir.join(rel)))
-                .ok()
+            texts
+                .iter()
+                .find(|t| t.rel == rel)
+                .and_then(|t| t.pristine.clone())
         },
         &known,
     );
@@ -372,15 +373,16 @@ pub fn gather(gha: &Gha, input: &Input) -> anyhow::Result<Facts> {
         input.source.ref_explicit,
     )?
     .commit;
+    let tree = read_tree(&input.pi_gen_dir);
     let archives = if input.skip {
         Vec::new()
     } else {
-        choose(input, gha)
+        choose(input, gha, &tree)
     };
     Ok(Facts {
         commit,
         archives,
-        tree: read_tree(&input.pi_gen_dir),
+        tree,
     })
 }
 
