@@ -24,6 +24,7 @@ pub mod mirror_url;
 pub mod model;
 pub mod process;
 pub mod progress;
+pub mod retry;
 pub mod shell;
 pub mod sigstore;
 pub mod units;

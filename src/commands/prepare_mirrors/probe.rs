@@ -57,11 +57,11 @@ pub fn probe(s: &ProbeSettings, base: &str, suite: &str) -> Probe {
     let url = format!("{base}/dists/{suite}/InRelease");
     let host = crate::mirror_url::host_of(base);
     let started = Instant::now();
+    let backoff = crate::retry::Backoff::mirror_probe(s.retries);
     let mut attempts = 0;
-    let mut result = String::new();
-    while attempts <= s.retries {
+    let result = loop {
         attempts += 1;
-        match once(s, &url, &host) {
+        let why = match once(s, &url, &host) {
             Ok(()) => {
                 return Probe {
                     url: base.to_owned(),
@@ -71,12 +71,13 @@ pub fn probe(s: &ProbeSettings, base: &str, suite: &str) -> Probe {
                     millis: elapsed_ms(started),
                 };
             }
-            Err(why) => result = why,
-        }
-        if attempts <= s.retries {
-            std::thread::sleep(Duration::from_millis(200 * u64::from(attempts)));
-        }
-    }
+            Err(why) => why,
+        };
+        let Some(wait) = backoff.next(attempts, None) else {
+            break why;
+        };
+        std::thread::sleep(wait);
+    };
     Probe {
         url: base.to_owned(),
         result,

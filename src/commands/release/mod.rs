@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::Context as _;
 use serde_json::json;
@@ -17,6 +16,7 @@ use crate::error::usage;
 use crate::gha::{Gha, StepReport, md_cell};
 use crate::github::{Asset, GitHub, Release};
 use crate::model::manifest::Manifest;
+use crate::retry::Backoff;
 use crate::units::human_size;
 
 /// GitHub refuses release assets of 2 GiB and more.
@@ -500,13 +500,10 @@ where
             Err(e) => {
                 let api = e.downcast_ref::<crate::github::ApiError>();
                 let transient = api.is_some_and(|a| a.status == 0 || a.is_transient());
-                if !transient || attempt >= attempts {
+                let next = Backoff::github(attempts).next(attempt, api.and_then(|a| a.retry_after));
+                let (true, Some(wait)) = (transient, next) else {
                     return Err(e).with_context(|| format!("failed to {what}"));
-                }
-                let wait = api
-                    .and_then(|a| a.retry_after)
-                    .unwrap_or_else(|| Duration::from_secs(1 << (attempt - 1).min(5)))
-                    .min(Duration::from_secs(120));
+                };
                 tracing::warn!(
                     "{what}: {e:#}; retrying in {}s (attempt {}/{attempts})",
                     wait.as_secs(),
@@ -571,19 +568,19 @@ pub async fn upload(
                 let transient = api
                     .as_ref()
                     .is_some_and(|a| a.status == 0 || a.is_transient());
-                if !(conflict || transient) || attempt >= attempts {
+                let next = Backoff::github(attempts)
+                    .next(attempt, api.as_ref().and_then(|a| a.retry_after));
+                let (true, Some(wait)) = (conflict || transient, next) else {
                     return Err(e).with_context(|| format!("failed to upload `{}`", asset.name));
-                }
+                };
                 tracing::warn!(
                     "uploading `{}`: {e:#}; cleaning up and retrying (attempt {}/{attempts})",
                     asset.name,
                     attempt + 1
                 );
+                // A conflict is cleaned up at once; only a transient failure waits.
                 if !conflict {
-                    let wait = api
-                        .and_then(|a| a.retry_after)
-                        .unwrap_or_else(|| Duration::from_secs(1 << (attempt - 1).min(5)));
-                    tokio::time::sleep(wait.min(Duration::from_secs(120))).await;
+                    tokio::time::sleep(wait).await;
                 }
                 crate::atomic::check_interrupted()?;
                 // Whatever the failed attempt left under this name goes first.
