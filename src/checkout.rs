@@ -18,11 +18,15 @@ pub struct Checkout {
     pub git_ref: String,
 }
 
-fn git(dir: &Path, summary: &str) -> CmdSpec {
-    // A checkout made by another user (a container, the runner) is still ours to read.
+/// `git -C dir` for reading a checkout. A checkout made by another user (a container,
+/// the runner) is still ours to read (`safe.directory`), so nothing its own config names
+/// may run: `core.fsmonitor` is a command git starts for `status`/`ls-files`.
+pub fn git(dir: &Path, summary: &str) -> CmdSpec {
     CmdSpec::new("git", summary)
         .arg("-c")
         .arg("safe.directory=*")
+        .arg("-c")
+        .arg("core.fsmonitor=false")
         .arg("-C")
         .arg(dir)
 }
@@ -40,6 +44,14 @@ pub fn checkout_pi_gen(
 ) -> anyhow::Result<Checkout> {
     if dir.exists() {
         return existing(dir, git_ref, explicit);
+    }
+    if std::fs::symlink_metadata(dir).is_ok() {
+        // A symlink to nothing: cloning through it, and cleaning up after a failed
+        // clone, would act on whatever it names.
+        return Err(usage(format!(
+            "the pi-gen directory `{}` is a symlink that leads nowhere: remove it or point --pi-gen-dir elsewhere",
+            dir.display()
+        )));
     }
     if find_program("git").is_none() {
         return Err(usage(

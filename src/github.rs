@@ -288,6 +288,15 @@ impl GitHub {
                 .get(LINK)
                 .and_then(|v| v.to_str().ok())
                 .and_then(next_link);
+            // The token goes with every page: a link away from the API is not followed.
+            if let Some(n) = &next {
+                anyhow::ensure!(
+                    n.starts_with(&format!("{}/", self.api)),
+                    "GitHub's `Link` header points outside the API ({}): not followed, so the token stays with {}",
+                    crate::gha::escape::redact_credentials(n),
+                    self.api
+                );
+            }
         }
         Ok(out)
     }

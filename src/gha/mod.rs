@@ -212,7 +212,8 @@ impl Gha {
     /// Appends Markdown to the job summary. Best effort: a summary is never worth
     /// failing a step that did its work.
     pub fn summary(&self, markdown: &str) {
-        let Some(path) = &self.summary_file else {
+        // Under --print-plan nothing was done: there is nothing to report.
+        let Some(path) = self.summary_file.as_ref().filter(|_| !self.plan_only) else {
             return;
         };
         let markdown = escape::redact_credentials(markdown);
@@ -231,7 +232,6 @@ impl Gha {
 
     /// Publishes a finished step's outputs and summary.
     pub fn publish(&self, report: &impl StepReport) -> anyhow::Result<()> {
-        // Under --print-plan nothing was done: there is nothing to report.
         if self.plan_only {
             return Ok(());
         }

@@ -1203,3 +1203,49 @@ fn the_printed_plan_lists_every_mirror_file_with_its_text() {
             .replace(&hook, "\"[apt-mirrors.sh]\"")
     );
 }
+
+/// `--print-plan` writes no step summary, not even the one a failed probe writes.
+#[test]
+fn a_printed_plan_writes_no_summary_even_when_no_mirror_answers() {
+    let tmp = tempfile::tempdir().unwrap();
+    crate::run_pi_gen::skeleton_in(tmp.path(), "");
+    let summary = tmp.path().join("summary.md");
+    let (code, _, err) = run(pi_image(tmp.path())
+        .args(["--print-plan", "prepare-mirrors", "--pi-gen-dir", "pi-gen"])
+        .args(["--debian-mirror", "http://127.0.0.1:9/debian"])
+        .args(["--raspberrypi-mirror", "http://127.0.0.1:9/rpi"])
+        .args(["--probe-timeout", "1", "--probe-retries", "0"])
+        .env("GITHUB_STEP_SUMMARY", &summary));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("no healthy mirror"), "{err}");
+    assert!(
+        !summary.exists(),
+        "a summary was written under --print-plan"
+    );
+}
+
+/// A `--pi-gen-dir` that is a symlink to nothing is refused, and left where it is.
+#[test]
+fn a_dangling_pi_gen_symlink_is_refused_and_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let link = tmp.path().join("pg");
+    std::os::unix::fs::symlink(tmp.path().join("nowhere"), &link).unwrap();
+    let (code, _, err) = run(pi_image(tmp.path()).args([
+        "prepare-mirrors",
+        "--offline",
+        "--pi-gen-dir",
+        "pg",
+        "--pi-gen-url",
+        "file:///nonexistent/repo",
+    ]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("symlink that leads nowhere"), "{err}");
+    assert!(
+        fs::symlink_metadata(&link).is_ok(),
+        "the symlink was removed"
+    );
+    assert!(
+        !tmp.path().join("nowhere").exists(),
+        "something was made through it"
+    );
+}

@@ -1732,3 +1732,55 @@ fn the_printed_plan_is_what_would_be_written_and_run() {
                 .is_empty()
     );
 }
+
+/// A printed plan shows a secret setting as `***` (a mask would not match its quoted
+/// form), and reading a hostile checkout runs nothing its git config names.
+#[test]
+fn the_printed_plan_hides_secret_settings_and_runs_nothing_of_the_checkouts() {
+    let ws = Ws::new();
+    let checkout = ws.skeleton("");
+    let build = checkout.join("build.sh");
+    let text = fs::read_to_string(&build).unwrap();
+    fs::write(&build, text.replace("# reads ", "# reads FIRST_USER_PASS ")).unwrap();
+    // pi-image's state directory makes run-pi-gen ask git whether it is tracked.
+    fs::create_dir_all(checkout.join(".pi-image")).unwrap();
+    let ran = ws.root().join("fsmonitor-ran");
+    write_exec(
+        &ws.root().join("fsmonitor.sh"),
+        &format!("#!/bin/sh\ntouch '{}'\n", ran.display()),
+    );
+    crate::support::sh(
+        "git",
+        &[
+            "config",
+            "core.fsmonitor",
+            ws.root().join("fsmonitor.sh").to_str().unwrap(),
+        ],
+        &checkout,
+    );
+    let bin = ws.docker_shim(0, 0);
+    let secret = "hunter2\"q'uote\\";
+    let mut c = ws.cmd_any_kernel();
+    c.args([
+        "--pi-gen-dir",
+        "pi-gen",
+        "--strategy",
+        "container",
+        "--print-plan",
+    ])
+    .arg("--setting")
+    .arg(format!("FIRST_USER_PASS={secret}"))
+    .env("GITHUB_ACTIONS", "true");
+    ws.with_path(&mut c, &bin);
+    let (code, out, err) = run(&mut c);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(r"FIRST_USER_PASS='***'\n"), "{out}");
+    // Only the mask command itself carries the value (the runner hides it from then on).
+    let shown: Vec<&str> = out
+        .lines()
+        .chain(err.lines())
+        .filter(|l| l.contains("hunter2") && !l.starts_with("::add-mask::"))
+        .collect();
+    assert!(shown.is_empty(), "the secret was shown: {shown:?}");
+    assert!(!ran.exists(), "the checkout's core.fsmonitor ran");
+}

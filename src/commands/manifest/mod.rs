@@ -22,7 +22,6 @@ use crate::model::manifest::{
 };
 use crate::model::metadata::{BuildInfo, ImageInfo, Metadata, PiGenInfo, RepoInfo, RunnerInfo};
 use crate::model::{self, SCHEMA_VERSION, to_canonical_json};
-use crate::process::CmdSpec;
 use crate::validate;
 use crate::{atomic, xz};
 
@@ -408,11 +407,7 @@ fn raw_digest(image: &Path) -> anyhow::Result<Digest> {
 }
 
 fn git(dir: &Path, summary: &str, args: &[&str]) -> Option<String> {
-    // `safe.directory` because root builds of user checkouts hit git's ownership guard.
-    let mut cmd = CmdSpec::new("git", summary)
-        .arg("-c")
-        .arg("safe.directory=*")
-        .cwd(dir);
+    let mut cmd = crate::checkout::git(dir, summary);
     for a in args {
         cmd = cmd.arg(*a);
     }

@@ -471,11 +471,7 @@ pub fn gather(gha: &Gha, input: &Input) -> anyhow::Result<Gathered> {
     // A ledger that came with the checkout (committed to a fork) is not ours to follow.
     if dir.join(".git").exists()
         && dir.join(tree::STATE_DIR).exists()
-        && CmdSpec::new("git", "see whether the checkout tracks pi-image's state")
-            .arg("-c")
-            .arg("safe.directory=*")
-            .arg("-C")
-            .arg(dir)
+        && crate::checkout::git(dir, "see whether the checkout tracks pi-image's state")
             .arg("ls-files")
             .arg("--")
             .arg(tree::STATE_DIR)
@@ -942,7 +938,17 @@ pub fn run(gha: &Gha, input: &Input) -> anyhow::Result<Outcome> {
     }
     let gathered = gather(gha, input)?;
     let plan = plan(input, &gathered)?;
-    if gha.print_plan(&plan)? {
+    if gha.is_plan_only() {
+        // The config quotes every setting: a secret one is shown as `***`, never its value
+        // (a mask would not match its quoted form).
+        let mut shown = plan.clone();
+        for (k, v) in input.settings.iter().filter(|(k, _)| heredoc::is_secret(k)) {
+            shown.config = shown.config.replace(
+                &format!("{k}={}\n", config::shell_quote(v)),
+                &format!("{k}='***'\n"),
+            );
+        }
+        gha.print_plan(&shown)?;
         return Ok(Outcome::default());
     }
     for w in &plan.warnings {
