@@ -1685,6 +1685,21 @@ fn the_generated_tree_is_pinned() {
     insta::assert_snapshot!("run-pi-gen-tree", listing.replace(&root, "[ws]"));
 }
 
+/// `run-pi-gen --print-plan` on `ws/pi-gen` with the container strategy and `bin` (the
+/// docker shim) first on PATH.
+fn print_plan_in_container(ws: &Ws, bin: &Path) -> Command {
+    let mut c = ws.cmd_any_kernel();
+    c.args([
+        "--pi-gen-dir",
+        "pi-gen",
+        "--strategy",
+        "container",
+        "--print-plan",
+    ]);
+    ws.with_path(&mut c, bin);
+    c
+}
+
 /// `--print-plan`: the config, the generated files and each strategy's command lines,
 /// in the order they would be tried, and nothing written or run.
 #[test]
@@ -1700,17 +1715,9 @@ fn the_printed_plan_is_what_would_be_written_and_run() {
         v.sort();
         v
     };
-    let mut c = ws.cmd_any_kernel();
+    let mut c = print_plan_in_container(&ws, &bin);
     let before = tree(ws.root());
-    c.args([
-        "--pi-gen-dir",
-        "pi-gen",
-        "--strategy",
-        "container",
-        "--print-plan",
-    ])
-    .env("APT_MIRROR", "http://mirror.example/raspbian");
-    ws.with_path(&mut c, &bin);
+    c.env("APT_MIRROR", "http://mirror.example/raspbian");
     let (code, plan, err) = run(&mut c);
     assert_eq!(code, 0, "{err}");
     let root = ws.root().display().to_string();
@@ -1760,18 +1767,10 @@ fn the_printed_plan_hides_secret_settings_and_runs_nothing_of_the_checkouts() {
     );
     let bin = ws.docker_shim(0, 0);
     let secret = "hunter2\"q'uote\\";
-    let mut c = ws.cmd_any_kernel();
-    c.args([
-        "--pi-gen-dir",
-        "pi-gen",
-        "--strategy",
-        "container",
-        "--print-plan",
-    ])
-    .arg("--setting")
-    .arg(format!("FIRST_USER_PASS={secret}"))
-    .env("GITHUB_ACTIONS", "true");
-    ws.with_path(&mut c, &bin);
+    let mut c = print_plan_in_container(&ws, &bin);
+    c.arg("--setting")
+        .arg(format!("FIRST_USER_PASS={secret}"))
+        .env("GITHUB_ACTIONS", "true");
     let (code, out, err) = run(&mut c);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(r"FIRST_USER_PASS='***'\n"), "{out}");
