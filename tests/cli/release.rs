@@ -527,3 +527,21 @@ fn the_manifests_own_bundle_is_uploaded_and_a_stale_one_refused() {
     assert!(err.contains("does not sign the current manifest"), "{err}");
     assert_eq!(gh.log(), Vec::<String>::new(), "nothing reached the server");
 }
+
+/// The token goes with every page request: a `Link` to another host is refused before
+/// any request is sent there.
+#[test]
+fn a_next_page_outside_the_api_is_not_followed() {
+    let gh = FakeGitHub::start();
+    let d = ReleaseDir::new(Some("pass"));
+    // A draft with more assets than one page holds.
+    assert_eq!(run(d.cmd(&gh).args(["--publish", "--draft"])).0, 0);
+    gh.state.lock().unwrap().faults.foreign_link = Some("http://127.0.0.1:9".to_owned());
+    let (code, _, err) = run(d.cmd(&gh).arg("--publish"));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("points outside the API"), "{err}");
+    assert!(
+        !err.contains("onnection refused"),
+        "a request was sent there: {err}"
+    );
+}

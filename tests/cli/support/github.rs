@@ -233,6 +233,8 @@ pub struct Faults {
     pub rate_limit: bool,
     /// Assets are reported without `digest` (older GitHub).
     pub no_digests: bool,
+    /// The asset list's `Link: rel="next"` names this base instead of the API's.
+    pub foreign_link: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -420,10 +422,11 @@ impl FakeGitHub {
                     let mut headers =
                         vec![("content-type", "application/json; charset=utf-8".to_owned())];
                     if r.assets.len() > page * PER_PAGE {
+                        let next_base = s.faults.foreign_link.as_deref().unwrap_or(base);
                         headers.push((
                             "link",
                             format!(
-                                "<{base}/repos/o/r/releases/{id}/assets?page={}>; rel=\"next\"",
+                                "<{next_base}/repos/o/r/releases/{id}/assets?page={}>; rel=\"next\"",
                                 page + 1
                             ),
                         ));
