@@ -180,6 +180,10 @@ impl Gha {
 
     /// Publishes step outputs: the `GITHUB_OUTPUT` file when set, readable lines always.
     pub fn set_outputs(&self, outputs: &[(&str, String)]) -> anyhow::Result<()> {
+        // Under --print-plan nothing was done: there is nothing to report.
+        if self.plan_only {
+            return Ok(());
+        }
         // No output carries a URL's credentials (a proxy's, a mirror's).
         let outputs: Vec<(&str, String)> = outputs
             .iter()
@@ -232,9 +236,6 @@ impl Gha {
 
     /// Publishes a finished step's outputs and summary.
     pub fn publish(&self, report: &impl StepReport) -> anyhow::Result<()> {
-        if self.plan_only {
-            return Ok(());
-        }
         self.set_outputs(&report.outputs())?;
         self.summary(&report.summary());
         Ok(())
