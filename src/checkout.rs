@@ -59,11 +59,21 @@ pub fn checkout_pi_gen(
         ));
     }
     check_url(url)?;
+    // The parents the clone will create, deepest first: a failed clone takes them away
+    // again (each only while empty), leaving the tree as it found it.
+    let new_parents: Vec<&Path> = dir
+        .ancestors()
+        .skip(1)
+        .take_while(|p| !p.as_os_str().is_empty() && std::fs::symlink_metadata(p).is_err())
+        .collect();
     let _g = gha.group(&format!("cloning pi-gen {url} at {git_ref}"));
     let cloned = clone(dir, url, git_ref);
     if cloned.is_err() {
         // A half-made checkout would be taken for a checkout by the next run.
         let _ = std::fs::remove_dir_all(dir);
+        for p in new_parents {
+            let _ = std::fs::remove_dir(p);
+        }
     }
     cloned
 }

@@ -1249,3 +1249,23 @@ fn a_dangling_pi_gen_symlink_is_refused_and_kept() {
         "something was made through it"
     );
 }
+
+/// A clone that fails (no such repository) leaves nothing behind: not the checkout,
+/// and not the parent directories made for it; a parent that was there stays.
+#[test]
+fn a_failed_clone_leaves_no_directory_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    fs::create_dir(tmp.path().join("kept")).unwrap();
+    let (code, _, err) = run(pi_image(tmp.path()).args([
+        "prepare-mirrors",
+        "--offline",
+        "--pi-gen-dir",
+        "kept/a/b/pi-gen",
+        "--pi-gen-url",
+        "file:///nonexistent/repo",
+    ]));
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("clone pi-gen"), "{err}");
+    let left: Vec<_> = fs::read_dir(tmp.path().join("kept")).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

@@ -175,6 +175,9 @@ function flush(   k, m, us, ss) {
 	}
 	enabled = 1; uris = ""; suites = ""
 }
+# mode=classify: one URI per line in, its archive (or -) out: how the shared test
+# vectors of both classifiers reach this one (tests/fixtures/mirror-urls).
+mode == "classify" { a = classify($0); print (a == "" ? "-" : a); next }
 {
 	line = $0
 	if (deb822) {

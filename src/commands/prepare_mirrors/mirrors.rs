@@ -69,25 +69,39 @@ impl fmt::Display for Archive {
     }
 }
 
-/// Which archive a source URI names, by the same rules as the hook: an exact candidate
-/// or upstream URL first, then the well-known hosts and the `/raspbian` path.
+/// Which archive a source URI names, by the same rules as the hook's awk `classify`
+/// (both are tested against `tests/fixtures/mirror-urls/classes.tsv`): an exact
+/// candidate or upstream URL first, then the hook's own `mirror+file:` lists, then the
+/// well-known hosts and the `/raspbian` path. Host names are case-blind; paths are not.
 pub fn classify(uri: &str, known: &BTreeMap<Archive, Vec<String>>) -> Option<Archive> {
     let n = uri.trim_end_matches('/');
     for (a, urls) in known {
-        if urls.iter().any(|u| u == n) {
+        if urls.iter().any(|u| u.trim_end_matches('/') == n) {
             return Some(*a);
         }
     }
-    let lower = n.to_ascii_lowercase();
-    let rest = lower
-        .strip_prefix("http://")
-        .or_else(|| lower.strip_prefix("https://"))?;
+    if let Some(list) = n.strip_prefix("mirror+file:")
+        && let Some((_, name)) = list.rsplit_once("/pi-image-mirrors/")
+    {
+        let key = name.strip_suffix(".list")?;
+        return Archive::ALL.into_iter().find(|a| a.key() == key);
+    }
+    let scheme_end = n.find("://")?;
+    if !matches!(
+        n[..scheme_end].to_ascii_lowercase().as_str(),
+        "http" | "https"
+    ) {
+        return None;
+    }
+    let rest = &n[scheme_end + 3..];
     let (host, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, ""),
     };
     let host = host.rsplit('@').next().unwrap_or(host);
-    let host = host.split(':').next().unwrap_or(host);
+    // `host:port`; an IPv6 literal (`[::1]:3142`) is no archive's host either way.
+    let host = host.split(':').next().unwrap_or(host).to_ascii_lowercase();
+    let host = host.as_str();
     let raspbian_host = matches!(
         host,
         "raspbian.raspberrypi.com"
@@ -390,41 +404,81 @@ pub fn archives_in_checkout(
 mod tests {
     use super::*;
 
-    fn known() -> BTreeMap<Archive, Vec<String>> {
-        candidates(&MirrorVars::default()).unwrap()
+    type Known = BTreeMap<Archive, Vec<String>>;
+
+    /// The shared vectors: the known mirror lists, and each URI with its archive.
+    fn vectors() -> (Known, Vec<(String, Option<Archive>)>) {
+        let text = include_str!("../../../tests/fixtures/mirror-urls/classes.tsv");
+        let archive = |key: &str| Archive::ALL.into_iter().find(|a| a.key() == key);
+        let mut known = Known::new();
+        let mut rows = Vec::new();
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
+            let f: Vec<&str> = line.split('\t').collect();
+            match f.as_slice() {
+                ["known", a, url] => known
+                    .entry(archive(a).unwrap())
+                    .or_default()
+                    .push((*url).to_owned()),
+                [uri, "-"] => rows.push(((*uri).to_owned(), None)),
+                [uri, a] => rows.push(((*uri).to_owned(), Some(archive(a).unwrap()))),
+                _ => panic!("bad vector line {line:?}"),
+            }
+        }
+        assert!(rows.len() > 30, "{rows:?}");
+        (known, rows)
     }
 
     #[test]
-    fn classify_follows_hosts_and_paths() {
-        let k = known();
-        for (uri, want) in [
-            (
-                "http://raspbian.raspberrypi.com/raspbian/",
-                Some(Archive::Raspbian),
-            ),
-            (
-                "https://mirror.fcix.net/raspbian/raspbian",
-                Some(Archive::Raspbian),
-            ),
-            (
-                "http://mirror.as43289.net/raspbian/raspbian",
-                Some(Archive::Raspbian),
-            ),
-            ("http://mirrors.pidginhost.com/x", Some(Archive::Raspbian)),
-            ("http://example.org/raspbian", Some(Archive::Raspbian)),
-            ("http://example.org/raspbianx", None),
-            (
-                "http://archive.raspberrypi.com/debian/",
-                Some(Archive::RaspberryPi),
-            ),
-            ("http://deb.debian.org/debian", Some(Archive::Debian)),
-            ("http://ftp.de.debian.org/debian/", Some(Archive::Debian)),
-            ("http://deb.debian.org/debian-security", None),
-            ("http://archive.raspberrypi.com/debian-x", None),
-            ("ftp://deb.debian.org/debian", None),
-        ] {
-            assert_eq!(classify(uri, &k), want, "{uri}");
+    fn rust_classifier_meets_the_shared_vectors() {
+        let (known, rows) = vectors();
+        let wrong: Vec<String> = rows
+            .iter()
+            .filter(|(uri, want)| classify(uri, &known) != *want)
+            .map(|(uri, want)| format!("{uri}: want {want:?}, got {:?}", classify(uri, &known)))
+            .collect();
+        assert!(wrong.is_empty(), "{wrong:#?}");
+    }
+
+    /// The hook's awk program, cut from the shipped script and run by the host's awk in
+    /// its `classify` mode, on the same rows.
+    #[test]
+    fn hook_awk_classifier_meets_the_shared_vectors() {
+        let (known, rows) = vectors();
+        let script = super::super::HOOK_SCRIPT;
+        let start = script.find("AWK_PROG='").unwrap() + "AWK_PROG='".len();
+        let len = script[start..].find("\n}'\n").unwrap() + 2;
+        let program = &script[start..start + len];
+        let input: String = rows.iter().map(|(u, _)| format!("{u}\n")).collect();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("uris"), input).unwrap();
+        let mut cmd = crate::process::CmdSpec::new("awk", "run the hook's classifier")
+            .args([
+                "-v",
+                "mode=classify",
+                "-v",
+                "archives=raspbian debian raspberrypi",
+            ])
+            .args(["-v", "FILENAME_HINT=uris", program, "uris"])
+            .cwd(dir.path());
+        for (a, urls) in &known {
+            cmd = cmd.env(&format!("KNOWN_{}", a.key()), &urls.join(" "));
         }
+        let out = cmd.output().unwrap();
+        let got: Vec<&str> = out.lines().collect();
+        assert_eq!(got.len(), rows.len(), "{out}");
+        let wrong: Vec<String> = rows
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (uri, want))| {
+                let g = got[i];
+                let w = want.map_or("-", Archive::key);
+                (g != w).then(|| format!("{uri}: want {w:?}, got {g:?}"))
+            })
+            .collect();
+        assert!(wrong.is_empty(), "{wrong:#?}");
     }
 
     #[test]

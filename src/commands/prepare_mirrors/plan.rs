@@ -14,16 +14,6 @@ use super::{
 };
 use crate::error::usage;
 
-/// Refuses a root filesystem whose apt directories are symlinks: the steps below run on
-/// the build host, where such a link would lead outside the image.
-const NO_SYMLINKED_DIRS: &str = "for d in usr usr/local usr/local/sbin etc etc/apt etc/apt/apt.conf.d \\\n\
-\tetc/apt/sources.list.d etc/apt/pi-image-mirrors var var/lib var/lib/apt var/lib/apt/lists; do\n\
-\tif [ -L \"${ROOTFS_DIR}/$d\" ]; then\n\
-\t\techo \"pi-image-apt-mirrors: /$d is a symlink in the image; refusing to write through it\" >&2\n\
-\t\texit 1\n\
-\tfi\n\
-done\n";
-
 /// A file to write into the pi-gen tree, relative to it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TreeFile {
@@ -119,44 +109,25 @@ pub fn apt_options_file(options: &[AptOption]) -> String {
     s
 }
 
+/// `00-run.sh` of our sub-stage in stage0 and stage2 (`templates/stage-run.sh`). Both
+/// templates first refuse a root filesystem whose apt directories are symlinks: they
+/// run on the build host, where such a link would lead outside the image.
 fn stage_script(with_proxy: bool) -> String {
     let proxy_line = if with_proxy {
         "install -m 644 files/apt.conf.d/81pi-image-proxy \"${ROOTFS_DIR}/etc/apt/apt.conf.d/81pi-image-proxy\""
     } else {
         "rm -f \"${ROOTFS_DIR}/etc/apt/apt.conf.d/81pi-image-proxy\""
     };
-    format!(
-        "#!/bin/bash -e\n\
-         # {MARKER}. Runs on the build host before this stage's first\n\
-         # apt call: installs the apt mirror hook into the stage's root filesystem, then points\n\
-         # its sources at a healthy mirror (rotating when the chosen one stopped answering).\n\
-         # The checkout's own copy of the hook does the work here: what is in the image may\n\
-         # have been replaced by a package or an overlay, and this runs on the build host.\n\
-         {NO_SYMLINKED_DIRS}\
-         install -d \"${{ROOTFS_DIR}}/usr/local/sbin\" \"${{ROOTFS_DIR}}/etc/apt/apt.conf.d\" \"${{ROOTFS_DIR}}/var/lib/apt\"\n\
-         rm -f \"${{ROOTFS_DIR}}/usr/local/sbin/pi-image-apt-mirrors\" \"${{ROOTFS_DIR}}/etc/apt/pi-image-mirrors.conf\" \\\n\
-         \t\"${{ROOTFS_DIR}}/var/lib/apt/pi-image-mirrors.state\" \"${{ROOTFS_DIR}}/etc/apt/apt.conf.d/10pi-image-mirrors\" \\\n\
-         \t\"${{ROOTFS_DIR}}/etc/apt/apt.conf.d/80pi-image-apt\"\n\
-         install -m 755 files/pi-image-apt-mirrors \"${{ROOTFS_DIR}}/usr/local/sbin/pi-image-apt-mirrors\"\n\
-         install -m 644 files/pi-image-mirrors.conf \"${{ROOTFS_DIR}}/etc/apt/pi-image-mirrors.conf\"\n\
-         install -m 644 files/pi-image-mirrors.state \"${{ROOTFS_DIR}}/var/lib/apt/pi-image-mirrors.state\"\n\
-         install -m 644 files/apt.conf.d/10pi-image-mirrors \"${{ROOTFS_DIR}}/etc/apt/apt.conf.d/10pi-image-mirrors\"\n\
-         install -m 644 files/apt.conf.d/80pi-image-apt \"${{ROOTFS_DIR}}/etc/apt/apt.conf.d/80pi-image-apt\"\n\
-         {proxy_line}\n\
-         sh files/pi-image-apt-mirrors --root \"${{ROOTFS_DIR}}\" update\n"
-    )
+    include_str!("templates/stage-run.sh")
+        .replace("@MARKER@", MARKER)
+        .replace("@PROXY_LINE@", proxy_line)
 }
 
+/// The export step that restores upstream sources (`templates/export-run.sh`).
 fn export_script() -> String {
-    format!(
-        "#!/bin/bash -e\n\
-         # {MARKER}. Runs after pi-gen's last apt call of the export\n\
-         # (01-run.sh): points the image's sources back at the upstream archives and removes\n\
-         # the build-time mirror hook, so the shipped image has standard sources. It runs the\n\
-         # checkout's copy of the hook, never the one in the image, on the build host.\n\
-         {NO_SYMLINKED_DIRS}\
-         sh \"${{BASE_DIR}}/stage0/{SUBSTAGE}/files/pi-image-apt-mirrors\" --root \"${{ROOTFS_DIR}}\" remove\n"
-    )
+    include_str!("templates/export-run.sh")
+        .replace("@MARKER@", MARKER)
+        .replace("@SUBSTAGE@", SUBSTAGE)
 }
 
 /// `text` with every URL that names an in-use archive replaced by that archive's target

@@ -1,7 +1,6 @@
 //! Mirror health probes: GET `dists/<suite>/InRelease`, with a short timeout and a few
 //! retries, through `APT_PROXY` unless the host is fetched DIRECT.
 
-use std::io::Read as _;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -31,25 +30,25 @@ pub struct ProbeSettings {
 /// Index files are small (Debian's `InRelease` is ~150 KiB); anything far bigger is not one.
 const MAX_BODY: u64 = 16 << 20;
 
-fn agent(s: &ProbeSettings, host: &str) -> anyhow::Result<ureq::Agent> {
+/// A client for one candidate: the step's timeout, and `APT_PROXY` unless the host is
+/// fetched DIRECT (then no proxy at all). Without `APT_PROXY`, the usual proxy variables
+/// apply, as they do to apt.
+fn client(s: &ProbeSettings, host: &str) -> anyhow::Result<reqwest::Client> {
     let direct = s.direct_hosts.iter().any(|h| h.eq_ignore_ascii_case(host));
-    let mut config = ureq::Agent::config_builder()
-        .timeout_global(Some(s.timeout))
-        .http_status_as_error(false)
+    let mut b = reqwest::Client::builder()
+        .timeout(s.timeout)
         .user_agent(concat!(
             "pi-image/",
             env!("CARGO_PKG_VERSION"),
             " (mirror probe)"
         ));
     if let Some(p) = s.proxy.as_deref() {
-        let proxy = if direct {
-            None
-        } else {
-            Some(ureq::Proxy::new(p)?)
-        };
-        config = config.proxy(proxy);
+        b = b.no_proxy();
+        if !direct {
+            b = b.proxy(reqwest::Proxy::all(p)?);
+        }
     }
-    Ok(config.build().into())
+    Ok(b.build()?)
 }
 
 /// Probes `{base}/dists/{suite}/InRelease`.
@@ -88,18 +87,27 @@ pub fn probe(s: &ProbeSettings, base: &str, suite: &str) -> Probe {
 }
 
 fn once(s: &ProbeSettings, url: &str, host: &str) -> Result<(), String> {
-    let agent = agent(s, host).map_err(|e| format!("bad proxy: {e}"))?;
-    let mut resp = agent.get(url).call().map_err(describe)?;
-    let status = resp.status();
-    if !status.is_success() {
-        return Err(format!("http {}", status.as_u16()));
-    }
-    let mut body = Vec::new();
-    resp.body_mut()
-        .as_reader()
-        .take(MAX_BODY)
-        .read_to_end(&mut body)
-        .map_err(|e| describe_io(&e))?;
+    crate::sigstore::install_tls_provider();
+    let client = client(s, host).map_err(|e| format!("bad proxy: {e}"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let body = runtime.block_on(async {
+        let mut resp = client.get(url).send().await.map_err(|e| describe(&e))?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(format!("http {}", status.as_u16()));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| describe(&e))? {
+            body.extend_from_slice(&chunk);
+            if body.len() as u64 > MAX_BODY {
+                break;
+            }
+        }
+        Ok(body)
+    })?;
     // A captive portal or a directory listing answers 200 too.
     let text = String::from_utf8_lossy(&body);
     if text
@@ -116,12 +124,20 @@ fn elapsed_ms(t: Instant) -> u64 {
     u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
-fn describe(e: ureq::Error) -> String {
-    match e {
-        ureq::Error::Timeout(_) => "timeout".into(),
-        ureq::Error::Io(io) => describe_io(&io),
-        other => other.to_string(),
+/// What went wrong, in the words of the innermost cause (reqwest's own message only
+/// says that sending failed).
+fn describe(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        return "timeout".into();
     }
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(next) = cause.source() {
+        if let Some(io) = next.downcast_ref::<std::io::Error>() {
+            return describe_io(io);
+        }
+        cause = next;
+    }
+    cause.to_string()
 }
 
 fn describe_io(e: &std::io::Error) -> String {

@@ -1,0 +1,24 @@
+#!/bin/bash -e
+# @MARKER@. Runs on the build host before this stage's first
+# apt call: installs the apt mirror hook into the stage's root filesystem, then points
+# its sources at a healthy mirror (rotating when the chosen one stopped answering).
+# The checkout's own copy of the hook does the work here: what is in the image may
+# have been replaced by a package or an overlay, and this runs on the build host.
+for d in usr usr/local usr/local/sbin etc etc/apt etc/apt/apt.conf.d \
+	etc/apt/sources.list.d etc/apt/pi-image-mirrors var var/lib var/lib/apt var/lib/apt/lists; do
+	if [ -L "${ROOTFS_DIR}/$d" ]; then
+		echo "pi-image-apt-mirrors: /$d is a symlink in the image; refusing to write through it" >&2
+		exit 1
+	fi
+done
+install -d "${ROOTFS_DIR}/usr/local/sbin" "${ROOTFS_DIR}/etc/apt/apt.conf.d" "${ROOTFS_DIR}/var/lib/apt"
+rm -f "${ROOTFS_DIR}/usr/local/sbin/pi-image-apt-mirrors" "${ROOTFS_DIR}/etc/apt/pi-image-mirrors.conf" \
+	"${ROOTFS_DIR}/var/lib/apt/pi-image-mirrors.state" "${ROOTFS_DIR}/etc/apt/apt.conf.d/10pi-image-mirrors" \
+	"${ROOTFS_DIR}/etc/apt/apt.conf.d/80pi-image-apt"
+install -m 755 files/pi-image-apt-mirrors "${ROOTFS_DIR}/usr/local/sbin/pi-image-apt-mirrors"
+install -m 644 files/pi-image-mirrors.conf "${ROOTFS_DIR}/etc/apt/pi-image-mirrors.conf"
+install -m 644 files/pi-image-mirrors.state "${ROOTFS_DIR}/var/lib/apt/pi-image-mirrors.state"
+install -m 644 files/apt.conf.d/10pi-image-mirrors "${ROOTFS_DIR}/etc/apt/apt.conf.d/10pi-image-mirrors"
+install -m 644 files/apt.conf.d/80pi-image-apt "${ROOTFS_DIR}/etc/apt/apt.conf.d/80pi-image-apt"
+@PROXY_LINE@
+sh files/pi-image-apt-mirrors --root "${ROOTFS_DIR}" update
