@@ -88,6 +88,14 @@ pub fn sha256_file(path: &Path) -> anyhow::Result<Digest> {
     Ok(reader.finish().0)
 }
 
+/// The digest of bytes in memory (a file's text before it is written). Pure.
+pub fn of_bytes(bytes: &[u8]) -> Digest {
+    Digest {
+        sha256: hex(&Sha256::digest(bytes)),
+        size: bytes.len() as u64,
+    }
+}
+
 /// One `sha256sum` line: `<64 lowercase hex>␠␠<basename>\n`. The name is a bare file
 /// name so `sha256sum -c` works from the directory holding both files, wherever it is.
 pub fn checksum_line(sha256: &str, file_name: &str) -> String {

@@ -21,7 +21,9 @@ pub struct Cli {
     pub quiet: bool,
     /// Read what the step needs, print its plan (every file it would write, command it
     /// would run and request it would send) as JSON, and stop before changing anything.
-    /// A missing pi-gen checkout is still cloned: the plan is read from it.
+    /// Exits 0 once the plan is made, whatever it says (doctor's missing count, verify's
+    /// checks). A missing pi-gen checkout is still cloned: the plan is read from it; smoke
+    /// reads the image through its private copy, in a scratch directory it removes.
     #[arg(long, global = true)]
     pub print_plan: bool,
     #[command(subcommand)]

@@ -2,8 +2,10 @@
 //! "failed to <summary>" with the command, its exit code and its stderr.
 
 use std::ffi::OsString;
+use std::io::Read;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
 
 use anyhow::{Context as _, bail};
 
@@ -111,6 +113,10 @@ pub struct CmdSpec {
     pub args: Vec<OsString>,
     pub cwd: Option<PathBuf>,
     pub env: Vec<(String, String)>,
+    /// Start from an empty environment (then only `env` is set).
+    pub env_clear: bool,
+    /// Run in a process group of its own, so that the whole tree can be signalled.
+    pub own_group: bool,
     /// What the command is for, e.g. "read the pi-gen commit".
     pub summary: String,
 }
@@ -122,8 +128,99 @@ impl CmdSpec {
             args: Vec::new(),
             cwd: None,
             env: Vec::new(),
+            env_clear: false,
+            own_group: false,
             summary: summary.to_owned(),
         }
+    }
+
+    pub fn args<I: Into<OsString>>(mut self, args: impl IntoIterator<Item = I>) -> Self {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// The child sees only the variables given with [`CmdSpec::env`].
+    pub fn env_clear(mut self) -> Self {
+        self.env_clear = true;
+        self
+    }
+
+    pub fn own_group(mut self) -> Self {
+        self.own_group = true;
+        self
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = command(&self.program);
+        if self.env_clear {
+            cmd.env_clear();
+        }
+        cmd.args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        if let Some(dir) = &self.cwd {
+            cmd.current_dir(dir);
+        }
+        if self.own_group {
+            std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        }
+        cmd
+    }
+
+    /// Starts the command with stdout and stderr delivered line by line ([`Streaming`]);
+    /// stdin is empty.
+    pub fn stream(&self) -> anyhow::Result<Streaming> {
+        let mut cmd = self.command();
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        tracing::debug!("running `{}` to {}", display_command(&cmd), self.summary);
+        let mut child = cmd.spawn().with_context(|| {
+            format!("failed to {}: cannot run `{}`", self.summary, self.program)
+        })?;
+        let (tx, rx) = mpsc::channel();
+        let pipes: [(Pipe, Option<Box<dyn Read + Send>>); 2] = [
+            (
+                Pipe::Stdout,
+                child
+                    .stdout
+                    .take()
+                    .map(|p| Box::new(p) as Box<dyn Read + Send>),
+            ),
+            (
+                Pipe::Stderr,
+                child
+                    .stderr
+                    .take()
+                    .map(|p| Box::new(p) as Box<dyn Read + Send>),
+            ),
+        ];
+        let mut open = 0;
+        for (pipe, reader) in pipes {
+            let Some(mut reader) = reader else { continue };
+            open += 1;
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 8192];
+                loop {
+                    match reader.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if tx.send((pipe, Some(buf[..n].to_vec()))).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+                let _ = tx.send((pipe, None));
+            });
+        }
+        Ok(Streaming {
+            child,
+            rx,
+            open,
+            pending: [Vec::new(), Vec::new()],
+            ready: std::collections::VecDeque::new(),
+        })
     }
 
     pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
@@ -141,25 +238,16 @@ impl CmdSpec {
         self
     }
 
-    fn display(&self) -> String {
-        let mut s = self.program.clone();
-        for a in &self.args {
-            s.push(' ');
-            s.push_str(&a.to_string_lossy());
-        }
-        s
+    /// The command line for a log line, quoted as a shell would need it; never the
+    /// environment.
+    pub fn display(&self) -> String {
+        display_command(&self.command())
     }
 
     /// Runs the command and returns its trimmed stdout; the exact exit code is reported.
     pub fn output(&self) -> anyhow::Result<String> {
         tracing::debug!("running `{}` to {}", self.display(), self.summary);
-        let mut cmd = command(&self.program);
-        cmd.args(&self.args);
-        if let Some(dir) = &self.cwd {
-            cmd.current_dir(dir);
-        }
-        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
-        let out = cmd.output().with_context(|| {
+        let out = self.command().output().with_context(|| {
             format!("failed to {}: cannot run `{}`", self.summary, self.program)
         })?;
         if !out.status.success() {
@@ -175,6 +263,104 @@ impl CmdSpec {
             );
         }
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+}
+
+/// Which output of the child a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pipe {
+    Stdout,
+    Stderr,
+}
+
+/// What [`Streaming::next`] saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A complete line, without its `\n`.
+    Line(Pipe, Vec<u8>),
+    /// Bytes that end no line yet arrived ([`Streaming::pending`] holds them): a prompt
+    /// such as `login: ` never ends its line.
+    Partial(Pipe),
+    /// Nothing arrived within the wait.
+    Idle,
+    /// Both pipes are closed: the child has exited, or closed them.
+    Closed,
+}
+
+/// A running child whose stdout and stderr are read by two threads and handed out as
+/// lines, so that the caller can keep its own clock (deadlines, stall checks,
+/// interruption) between lines. The one reading loop for pi-gen and QEMU.
+pub struct Streaming {
+    pub child: std::process::Child,
+    rx: mpsc::Receiver<(Pipe, Option<Vec<u8>>)>,
+    open: usize,
+    pending: [Vec<u8>; 2],
+    ready: std::collections::VecDeque<Event>,
+}
+
+impl Streaming {
+    fn slot(pipe: Pipe) -> usize {
+        match pipe {
+            Pipe::Stdout => 0,
+            Pipe::Stderr => 1,
+        }
+    }
+
+    /// The next line (or partial line), waiting at most `wait` for one.
+    pub fn next(&mut self, wait: std::time::Duration) -> Event {
+        if let Some(e) = self.ready.pop_front() {
+            return e;
+        }
+        if self.open == 0 {
+            return Event::Closed;
+        }
+        match self.rx.recv_timeout(wait) {
+            Err(mpsc::RecvTimeoutError::Timeout) => Event::Idle,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                self.open = 0;
+                self.flush_all();
+                self.ready.pop_front().unwrap_or(Event::Closed)
+            }
+            Ok((pipe, None)) => {
+                self.open -= 1;
+                self.flush(pipe);
+                self.ready.pop_front().unwrap_or(Event::Idle)
+            }
+            Ok((pipe, Some(bytes))) => {
+                let buf = &mut self.pending[Self::slot(pipe)];
+                for b in bytes {
+                    if b == b'\n' {
+                        self.ready.push_back(Event::Line(pipe, std::mem::take(buf)));
+                    } else {
+                        buf.push(b);
+                    }
+                }
+                if !buf.is_empty() {
+                    self.ready.push_back(Event::Partial(pipe));
+                }
+                self.ready.pop_front().unwrap_or(Event::Idle)
+            }
+        }
+    }
+
+    /// The unfinished line of `pipe` so far.
+    pub fn pending(&self, pipe: Pipe) -> &[u8] {
+        &self.pending[Self::slot(pipe)]
+    }
+
+    /// At a pipe's end, its unfinished last line is a line.
+    fn flush(&mut self, pipe: Pipe) {
+        let buf = std::mem::take(&mut self.pending[Self::slot(pipe)]);
+        // A Partial queued for it is spent: the Line below carries the bytes.
+        self.ready.retain(|e| *e != Event::Partial(pipe));
+        if !buf.is_empty() {
+            self.ready.push_back(Event::Line(pipe, buf));
+        }
+    }
+
+    fn flush_all(&mut self) {
+        self.flush(Pipe::Stdout);
+        self.flush(Pipe::Stderr);
     }
 }
 
@@ -203,6 +389,43 @@ mod tests {
         let shown = display_command(&c);
         assert_eq!(shown, "docker run --env APT_PROXY 'a b' 'it'\\''s'");
         assert!(!shown.contains("secret"));
+    }
+
+    /// Lines of both pipes arrive whole, split however the child wrote them; a
+    /// trailing partial line is announced, then handed out as a line at the end.
+    #[test]
+    fn streamed_lines_arrive_whole_from_both_pipes() {
+        let mut s = CmdSpec::new("sh", "test streaming")
+            .args([
+                "-c",
+                "printf 'a'; sleep 0.2; printf 'b\\nc\\n'; echo err >&2; printf 'login: '",
+            ])
+            .stream()
+            .unwrap();
+        let mut lines = Vec::new();
+        let mut partial_seen = false;
+        loop {
+            match s.next(std::time::Duration::from_millis(50)) {
+                Event::Line(p, l) => lines.push((p, String::from_utf8(l).unwrap())),
+                Event::Partial(Pipe::Stdout) => {
+                    partial_seen |= s.pending(Pipe::Stdout) == b"login: ";
+                }
+                Event::Partial(Pipe::Stderr) | Event::Idle => {}
+                Event::Closed => break,
+            }
+        }
+        assert!(s.child.wait().unwrap().success());
+        assert!(partial_seen, "{lines:?}");
+        let out: Vec<&str> = lines
+            .iter()
+            .filter(|(p, _)| *p == Pipe::Stdout)
+            .map(|(_, l)| l.as_str())
+            .collect();
+        assert_eq!(out, ["ab", "c", "login: "]);
+        assert!(
+            lines.contains(&(Pipe::Stderr, "err".to_owned())),
+            "{lines:?}"
+        );
     }
 
     #[test]

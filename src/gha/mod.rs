@@ -114,7 +114,12 @@ impl Gha {
             return Ok(false);
         }
         // A plan quotes mirror and proxy URLs: their credentials are never shown.
-        let json = escape::redact_credentials(&serde_json::to_string_pretty(plan)?);
+        let json = serde_json::to_string_pretty(plan).map_err(|e| {
+            crate::error::usage(format!(
+                "cannot print the plan: {e} (a path given on the command line that is not UTF-8 cannot be shown; run without --print-plan, or use a UTF-8 path)"
+            ))
+        })?;
+        let json = escape::redact_credentials(&json);
         if self.actions {
             self.block(&json);
         } else {

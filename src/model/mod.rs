@@ -20,6 +20,24 @@ pub fn to_canonical_json<T: Serialize>(value: &T) -> anyhow::Result<String> {
     Ok(text)
 }
 
+/// `#[serde(serialize_with = "crate::model::lossy_path")]`: a path as text even when it
+/// is not UTF-8 (a file name found on disk is whatever bytes it is), undecodable bytes
+/// shown as U+FFFD. For what is shown, never for a path read back.
+pub fn lossy_path<S: serde::Serializer>(path: &std::path::Path, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&path.to_string_lossy())
+}
+
+/// [`lossy_path`] for an optional path.
+pub fn lossy_opt_path<S: serde::Serializer>(
+    path: &Option<std::path::PathBuf>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match path {
+        Some(p) => s.serialize_some(&p.to_string_lossy()),
+        None => s.serialize_none(),
+    }
+}
+
 /// RFC 3339 UTC with seconds precision and a `Z` suffix: `2026-11-26T08:35:07Z`.
 pub fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)

@@ -869,3 +869,107 @@ fn sign_with_cosign_key_and_wrong_password_exits_2_and_writes_nothing() {
     );
     assert_eq!(code, 0, "{text}");
 }
+
+/// `--print-plan`: the files in signing order (the manifest last, the statement as an
+/// attestation, each with the digest the manifest records) and the services, and then
+/// nothing: no token asked for, no Fulcio or Rekor request, no bundle, no lock, the
+/// manifest unchanged. The request token is not printed.
+#[test]
+fn the_printed_sign_plan_contacts_no_service_and_writes_nothing() {
+    let stack = Stack::start();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let manifest = artifacts(dir);
+    let before = fs::read(&manifest).unwrap();
+    let listing = |d: &Path| {
+        let mut v: Vec<_> = fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        v.sort();
+        v
+    };
+    let files = listing(dir);
+    let mut cmd = sign_cmd(&stack, dir, None);
+    cmd.arg("--print-plan").env_remove("GITHUB_ACTIONS");
+    let (code, out, err) = run(cmd);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(!out.contains(&stack.request_token), "{out}");
+    let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let items = plan["items"].as_array().unwrap();
+    let names: Vec<String> = items
+        .iter()
+        .map(|i| {
+            let p = PathBuf::from(i["path"].as_str().unwrap());
+            p.file_name().unwrap().to_string_lossy().into_owned()
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "x.img.xz",
+            "x.img.xz.sha256",
+            "x.intoto.json",
+            "x.img.xz.manifest.json"
+        ]
+    );
+    assert_eq!(items[2]["kind"], "attestation");
+    assert_eq!(items[3]["is_manifest"], true);
+    let recorded: serde_json::Value = serde_json::from_slice(&before).unwrap();
+    assert_eq!(
+        items[0]["expect_sha256"],
+        recorded["artifacts"][0]["sha256"]
+    );
+    assert_eq!(plan["signer"], "keyless: GitHub Actions' OIDC token");
+    assert_eq!(plan["self_check"], true);
+    let counts = stack.counts();
+    for service in ["token", "fulcio", "rekor"] {
+        assert_eq!(counts[service], 0, "{service} was contacted: {counts}");
+    }
+    assert_eq!(listing(dir), files, "--print-plan wrote into the directory");
+    assert_eq!(fs::read(&manifest).unwrap(), before);
+}
+
+/// `verify --print-plan --manifest`: one check per listed artifact with the digests
+/// the manifest records, the policy in words, and no verification (a changed image
+/// still prints its plan; only the real run fails on it).
+#[test]
+fn the_printed_verify_plan_lists_each_check_and_verifies_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let manifest = artifacts(dir);
+    fs::write(dir.join("x.img.xz"), b"changed").unwrap();
+    let verify = |plan_only: bool| {
+        let mut cmd = pi_image(dir);
+        if plan_only {
+            cmd.arg("--print-plan");
+        }
+        cmd.arg("verify")
+            .arg("--manifest")
+            .arg(&manifest)
+            .args(["--repository", "sugarkube/pi-image-test"]);
+        run(cmd)
+    };
+    let (code, out, err) = verify(true);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let recorded: serde_json::Value =
+        serde_json::from_slice(&fs::read(&manifest).unwrap()).unwrap();
+    let checks = plan["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 4, "{plan:#}");
+    for (check, artifact) in checks.iter().zip(recorded["artifacts"].as_array().unwrap()) {
+        assert_eq!(check["name"], artifact["name"]);
+        assert_eq!(check["expect_sha256"], artifact["sha256"]);
+        assert!(check["bundle"].is_null(), "{check}");
+    }
+    assert!(
+        plan["policy"]
+            .as_str()
+            .unwrap()
+            .contains(r"github\.com/sugarkube/pi\-image\-test/"),
+        "{plan:#}"
+    );
+    assert_eq!(plan["trusted_root"], "public-good");
+    let (code, _, err) = verify(false);
+    assert_eq!(code, 1, "{err}");
+}

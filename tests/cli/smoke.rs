@@ -102,11 +102,39 @@ impl Smoke {
 
 const OK: &str = r"\[first-boot\] ok";
 
+/// QEMU's arguments with the scratch directory (a new one per run) as `[scratch]`.
+fn without_scratch(args: &serde_json::Value) -> Vec<String> {
+    let re = regex::Regex::new(r"/pi-image-smoke-[^/]+/").unwrap();
+    args.as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            re.replace_all(a.as_str().unwrap(), "/[scratch]/")
+                .into_owned()
+        })
+        .collect()
+}
+
+/// Also: `--print-plan` first prints the QEMU command line the boot then uses, and
+/// boots nothing, writes no artifacts and leaves no scratch directory.
 #[test]
 fn passes_on_raspi3b_and_leaves_the_input_alone() {
     let img = images().join("ok.img");
     let before = sha256_of(&img);
     let s = Smoke::new();
+    let (code, printed, err) = run(s.cmd(&img).arg("--print-plan"));
+    assert_eq!(code, 0, "{printed}{err}");
+    let plan: serde_json::Value = serde_json::from_str(&printed).unwrap();
+    assert_eq!(plan["machine"], "raspi3b");
+    assert!(
+        !s.artifacts().exists(),
+        "--print-plan made the artifacts directory"
+    );
+    assert!(
+        !s.dir().join("gh-output").exists(),
+        "--print-plan wrote outputs"
+    );
+    s.assert_no_qemu_left();
     let _one = one_boot_at_a_time();
     let (code, stdout, err) = run(s.cmd(&img).args(["--marker", OK, "--timeout", "120"]));
     assert_eq!(code, 0, "{stdout}{err}");
@@ -135,6 +163,11 @@ fn passes_on_raspi3b_and_leaves_the_input_alone() {
             .any(|a| a == "tcg,thread=single")
     );
     assert_eq!(summary["image_sha256"], before);
+    assert_eq!(
+        without_scratch(&summary["qemu_args"]),
+        without_scratch(&plan["qemu_args"]),
+        "the boot did not use the printed plan"
+    );
     let serial = fs::read_to_string(s.artifacts().join("serial.log")).unwrap();
     assert!(serial.contains("[first-boot] ok"), "{serial}");
     assert_eq!(

@@ -118,3 +118,71 @@ fn plans_as_printed() {
         "--print-plan changed files"
     );
 }
+
+/// `manifest --print-plan` prints the texts of the four files it writes (metadata,
+/// in-toto statement, manifest, notes) and writes none; the real run then writes exactly
+/// those texts, each digest in a later file matching an earlier file's bytes.
+#[test]
+fn the_printed_manifest_plan_is_what_manifest_writes() {
+    let ws = Workspace::new();
+    ws.put_zip(
+        "image_2026-11-25-sugarkube-lite.zip",
+        "2026-11-25-sugarkube-lite.img",
+    );
+    assert_eq!(run(&mut ws.collect()).0, 0);
+    let manifest = |plan_only: bool| {
+        let mut cmd = pi_image(ws.root());
+        if plan_only {
+            cmd.arg("--print-plan");
+        }
+        cmd.args(["manifest", "--output-dir", "out"])
+            .args(["--build-start", "1764151200", "--build-end", "1764151500"])
+            .args(["--repository", "sugarkube/demo"])
+            .args(["--commit", "0123456789abcdef0123456789abcdef01234567"])
+            .env("SOURCE_DATE_EPOCH", "1764151500");
+        run(&mut cmd)
+    };
+    let before = Workspace::files(ws.root());
+    let (code, printed, err) = manifest(true);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        Workspace::files(ws.root()),
+        before,
+        "--print-plan changed files"
+    );
+    let plan: serde_json::Value = serde_json::from_str(&printed).unwrap();
+    assert_eq!(plan["release"]["tag"], "v2025.11.26+g0123456");
+    let writes = plan["writes"].as_array().unwrap();
+    let names: Vec<&str> = writes
+        .iter()
+        .map(|w| w["path"].as_str().unwrap().rsplit('/').next().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "sugarkube.img.xz.metadata.json",
+            "sugarkube.intoto.json",
+            "sugarkube.img.xz.manifest.json",
+            "RELEASE_NOTES.md"
+        ]
+    );
+    let (code, _, err) = manifest(false);
+    assert_eq!(code, 0, "{err}");
+    for w in writes {
+        let path = ws.root().join(w["path"].as_str().unwrap());
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            w["text"].as_str().unwrap(),
+            "{} differs from its plan",
+            path.display()
+        );
+    }
+    let written: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(ws.out().join("sugarkube.img.xz.manifest.json")).unwrap(),
+    )
+    .unwrap();
+    for a in written["artifacts"].as_array().unwrap() {
+        let bytes = fs::read(ws.out().join(a["name"].as_str().unwrap())).unwrap();
+        assert_eq!(a["sha256"], crate::support::hex_sha256(&bytes), "{a}");
+    }
+}

@@ -52,6 +52,7 @@ impl Format {
 /// An image file found under the deploy directory.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Candidate {
+    #[serde(serialize_with = "crate::model::lossy_path")]
     pub path: PathBuf,
     /// Path relative to the deploy directory, `/`-separated.
     pub rel: String,

@@ -374,12 +374,8 @@ pub fn run(gha: &Gha, input: &Input, plan: &Plan) -> anyhow::Result<Outcome> {
     }
     drop(lock);
 
-    if let Some((uid, gid)) = input.chown {
-        let mut targets: Vec<&Path> = vec![&paths.image, &paths.checksum, &paths.metadata];
-        if let Some(log) = &build_log {
-            targets.push(log);
-        }
-        targets.extend(created_dirs.iter().map(PathBuf::as_path));
+    if let Some((uid, gid)) = plan.chown {
+        let targets = plan.outputs.iter().chain(&created_dirs);
         for t in targets {
             std::os::unix::fs::chown(t, Some(uid), Some(gid)).with_context(|| {
                 format!(

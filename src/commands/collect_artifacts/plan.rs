@@ -33,9 +33,24 @@ pub struct Plan {
     pub ignored: Vec<Candidate>,
     /// Entries with an image's name that were not taken, each `rel: why`.
     pub skipped: Vec<String>,
+    #[serde(serialize_with = "crate::model::lossy_opt_path")]
     pub build_log: Option<PathBuf>,
     /// What the user should know about the choice (logged by `run`).
     pub notes: Vec<String>,
+    /// The files `run` writes, each atomically and all or none: the image, its checksum
+    /// file, the copy of the build log when there is one, the metadata.
+    #[serde(serialize_with = "lossy_paths")]
+    pub outputs: Vec<PathBuf>,
+    /// An earlier run's build log copy, removed when this build has none (it is not this
+    /// image's).
+    #[serde(serialize_with = "crate::model::lossy_opt_path")]
+    pub removes: Option<PathBuf>,
+    /// `--chown`: the outputs and the directories made for them get this owner.
+    pub chown: Option<(u32, u32)>,
+}
+
+fn lossy_paths<S: serde::Serializer>(paths: &[PathBuf], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(paths.iter().map(|p| p.to_string_lossy()))
 }
 
 /// Chooses the source image. Pure: works only on what `facts` holds.
@@ -129,6 +144,12 @@ pub fn plan(input: &Input, facts: &Facts) -> anyhow::Result<Plan> {
             source.rel
         ));
     }
+    let paths = &input.paths;
+    let mut outputs = vec![paths.image.clone(), paths.checksum.clone()];
+    if facts.build_log.is_some() {
+        outputs.push(paths.build_log.clone());
+    }
+    outputs.push(paths.metadata.clone());
     Ok(Plan {
         source,
         action,
@@ -136,6 +157,9 @@ pub fn plan(input: &Input, facts: &Facts) -> anyhow::Result<Plan> {
         skipped: facts.skipped.clone(),
         build_log: facts.build_log.clone(),
         notes,
+        outputs,
+        removes: facts.build_log.is_none().then(|| paths.build_log.clone()),
+        chown: input.chown,
     })
 }
 

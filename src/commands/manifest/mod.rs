@@ -5,6 +5,8 @@ pub mod evidence;
 pub mod notes;
 pub mod provenance;
 
+use plan::plan;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -12,16 +14,14 @@ use anyhow::{Context as _, bail};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::buildlog::{self, StageTimings};
+use crate::buildlog;
 use crate::checksum::{Digest, Hashing, parse_checksum_line, sha256_file};
 use crate::config::{ArtifactPaths, ImageArgs, PiGenArgs, file_name};
 use crate::error::usage;
 use crate::gha::{Gha, StepReport, md_cell};
-use crate::model::manifest::{
-    Artifact, ArtifactKind, BundleRef, Channel, Manifest, Release, Source,
-};
-use crate::model::metadata::{BuildInfo, ImageInfo, Metadata, PiGenInfo, RepoInfo, RunnerInfo};
-use crate::model::{self, SCHEMA_VERSION, to_canonical_json};
+use crate::model;
+use crate::model::manifest::{Artifact, BundleRef, Channel, Release, Source};
+use crate::model::metadata::{ImageInfo, Metadata, PiGenInfo, RepoInfo, RunnerInfo};
 use crate::validate;
 use crate::{atomic, xz};
 
@@ -239,101 +239,9 @@ impl Input {
     }
 }
 
-/// The release a build becomes: tag, name, prerelease and make-latest.
-pub fn release(channel: Channel, title: &str, end: DateTime<Utc>, commit: Option<&str>) -> Release {
-    match channel {
-        Channel::Stable => {
-            let date = end.format("%Y.%m.%d");
-            let tag = match commit {
-                Some(c) => format!("v{date}+g{}", c.get(..7).unwrap_or(c)),
-                None => format!("v{date}"),
-            };
-            Release {
-                channel,
-                tag,
-                name: format!("{title} {}", end.format("%Y-%m-%d")),
-                prerelease: false,
-                make_latest: true,
-            }
-        }
-        Channel::Nightly => Release {
-            channel,
-            tag: format!("nightly-{}", end.format("%Y%m%d")),
-            name: format!("{title} nightly {}", end.format("%Y-%m-%d")),
-            prerelease: true,
-            make_latest: false,
-        },
-    }
-}
-
-/// Facts read from disk and git before planning.
-#[derive(Debug, Clone)]
-pub struct Facts {
-    pub metadata: Metadata,
-    pub timings: Option<StageTimings>,
-    pub build_log: Option<PathBuf>,
-    pub repo: RepoInfo,
-    pub pi_gen_commit: Option<String>,
-    pub now: DateTime<Utc>,
-}
-
-/// Everything `run` writes, decided up front.
-#[derive(Debug, Clone)]
-pub struct Plan {
-    pub metadata: Metadata,
-    pub release: Release,
-    pub source: Source,
-}
-
-/// Merges the collected metadata with the build facts. Pure.
-pub fn plan(input: &Input, facts: &Facts) -> anyhow::Result<Plan> {
-    let end = input.build_end.unwrap_or(facts.now);
-    let timings = facts.timings.clone().unwrap_or_default();
-    let duration = match input.build_start {
-        Some(start) if start > end => {
-            return Err(usage(format!(
-                "build start {} is after build end {}",
-                model::rfc3339(start),
-                model::rfc3339(end)
-            )));
-        }
-        Some(start) => u64::try_from((end - start).num_seconds()).ok(),
-        None => (timings.observed_elapsed_seconds > 0).then_some(timings.observed_elapsed_seconds),
-    };
-    let mut pi_gen = input.pi_gen.clone();
-    pi_gen.commit = pi_gen.commit.or_else(|| facts.pi_gen_commit.clone());
-    let mut metadata = facts.metadata.clone();
-    metadata.schema_version = SCHEMA_VERSION;
-    metadata.generated_at = model::rfc3339(facts.now);
-    metadata.build_log_path = facts.build_log.as_deref().map(file_name);
-    metadata.build = Some(BuildInfo {
-        start: input.build_start.map(model::rfc3339),
-        end: model::rfc3339(end),
-        duration_seconds: duration,
-        stage_durations: timings.durations.clone(),
-        stages: timings.spans.clone(),
-        incomplete_stages: timings.incomplete.clone(),
-        observed_elapsed_seconds: timings.observed_elapsed_seconds,
-        result: timings.result.clone(),
-        pi_gen,
-        runner: input.runner.clone(),
-    });
-    metadata.options = input.options.clone();
-    metadata.repository = Some(facts.repo.clone());
-    metadata.verifier = evidence::verifier(input.verifier_json.as_deref());
-    let mut source = input.source.clone();
-    source.commit.clone_from(&facts.repo.commit);
-    source.git_ref.clone_from(&facts.repo.git_ref);
-    let release = release(input.channel, &input.title, end, source.commit.as_deref());
-    Ok(Plan {
-        metadata,
-        release,
-        source,
-    })
-}
-
-/// Reads the collected image's metadata, checking it against the files on disk.
-fn read_image_metadata(paths: &ArtifactPaths) -> anyhow::Result<Metadata> {
+/// Reads the collected image's metadata, checking it against the files on disk; with
+/// the image's digest (the one pass over it).
+fn read_image_metadata(paths: &ArtifactPaths) -> anyhow::Result<(Metadata, Digest)> {
     if !paths.image.is_file() {
         bail!(
             "image not found: `{}`: run `pi-image collect-artifacts` first (same IMG_NAME and OUTPUT_DIR)",
@@ -369,17 +277,17 @@ fn read_image_metadata(paths: &ArtifactPaths) -> anyhow::Result<Metadata> {
         None
     };
     match existing {
-        Some(m) if m.image.sha256 == out.sha256 && !m.image.raw_sha256.is_empty() => Ok(m),
+        Some(m) if m.image.sha256 == out.sha256 && !m.image.raw_sha256.is_empty() => Ok((m, out)),
         _ => {
             tracing::info!(
                 "no matching collect-artifacts metadata; hashing the raw image inside {}",
                 paths.image.display()
             );
             let raw = raw_digest(&paths.image)?;
-            Ok(Metadata {
+            let metadata = Metadata {
                 image: ImageInfo {
                     path: file_name(&paths.image),
-                    sha256: out.sha256,
+                    sha256: out.sha256.clone(),
                     size_bytes: out.size,
                     raw_sha256: raw.sha256,
                     raw_size_bytes: raw.size,
@@ -392,7 +300,8 @@ fn read_image_metadata(paths: &ArtifactPaths) -> anyhow::Result<Metadata> {
                     .is_ok()
                     .then(|| file_name(&paths.build_log)),
                 ..Metadata::default()
-            })
+            };
+            Ok((metadata, out))
         }
     }
 }
@@ -421,9 +330,30 @@ fn git(dir: &Path, summary: &str, args: &[&str]) -> Option<String> {
     }
 }
 
-/// Looks at the disk and git.
+/// The bundle `sign` left beside `path`, if any.
+fn bundle_of(path: &Path) -> anyhow::Result<Option<(String, BundleRef)>> {
+    let name = file_name(path);
+    let bundle = path.with_file_name(format!("{name}.sigstore.json"));
+    if !bundle.is_file() {
+        return Ok(None);
+    }
+    let d = sha256_file(&bundle)?;
+    Ok(Some((
+        name,
+        BundleRef {
+            name: file_name(&bundle),
+            sha256: d.sha256,
+            size_bytes: d.size,
+        },
+    )))
+}
+
+/// Does all the reading: the image and its checksum (hashed once), the build log, the
+/// bundles beside the artifacts, the smoke and verifier evidence, and git.
 pub fn gather(input: &Input) -> anyhow::Result<Facts> {
-    let metadata = read_image_metadata(&input.paths)?;
+    let paths = &input.paths;
+    let (metadata, image) = read_image_metadata(paths)?;
+    let checksum = sha256_file(&paths.checksum)?;
     let build_log = match &input.build_log {
         Some(p) if std::fs::symlink_metadata(p).is_ok() => Some(p.clone()),
         Some(p) => {
@@ -485,10 +415,34 @@ pub fn gather(input: &Input) -> anyhow::Result<Facts> {
         (None, Some(dir)) => git(dir, "read the pi-gen commit", &["rev-parse", "HEAD"]),
         _ => None,
     };
+    let build_log_digest = match &build_log {
+        Some(log) if log == &paths.build_log => Some(sha256_file(log)?),
+        _ => None,
+    };
+    let mut bundles = BTreeMap::new();
+    for p in [
+        &paths.image,
+        &paths.checksum,
+        &paths.metadata,
+        &paths.build_log,
+        &paths.intoto,
+    ] {
+        bundles.extend(bundle_of(p)?);
+    }
     Ok(Facts {
         metadata,
+        image,
+        checksum,
         timings,
         build_log,
+        build_log_digest,
+        bundles,
+        smoke: input
+            .smoke_dir
+            .as_deref()
+            .map(evidence::smoke)
+            .transpose()?,
+        verifier: evidence::verifier(input.verifier_json.as_deref()),
         repo,
         pi_gen_commit,
         now: model::now()?,
@@ -541,109 +495,38 @@ impl StepReport for Outcome {
     }
 }
 
-fn artifact(path: &Path, kind: ArtifactKind) -> anyhow::Result<Artifact> {
-    let digest = sha256_file(path)?;
-    let name = file_name(path);
-    let bundle_path = path.with_file_name(format!("{name}.sigstore.json"));
-    let bundle = if bundle_path.is_file() {
-        let d = sha256_file(&bundle_path)?;
-        Some(BundleRef {
-            name: file_name(&bundle_path),
-            sha256: d.sha256,
-            size_bytes: d.size,
-        })
-    } else {
-        None
-    };
-    Ok(Artifact {
-        name,
-        kind,
-        size_bytes: digest.size,
-        sha256: digest.sha256,
-        contains_sha256: None,
-        raw_sha256: None,
-        raw_size_bytes: None,
-        bundle,
-    })
-}
-
-/// Writes metadata, in-toto statement, manifest and notes (each atomically), hashing
-/// every artifact as it is on disk after it was written.
-pub fn run(input: &Input, facts: &Facts, plan: &Plan) -> anyhow::Result<Outcome> {
-    let paths = &input.paths;
-    let meta = &plan.metadata;
-    atomic::write(&paths.metadata, to_canonical_json(meta)?.as_bytes())?;
-
-    let mut image = artifact(&paths.image, ArtifactKind::Image)?;
-    image.raw_sha256 = Some(meta.image.raw_sha256.clone());
-    image.raw_size_bytes = Some(meta.image.raw_size_bytes);
-    let mut checksum = artifact(&paths.checksum, ArtifactKind::Checksum)?;
-    checksum.contains_sha256 = Some(meta.image.sha256.clone());
-    let mut subjects = vec![
-        image,
-        checksum,
-        artifact(&paths.metadata, ArtifactKind::Metadata)?,
-    ];
-    if let Some(log) = &facts.build_log {
-        if log == &paths.build_log {
-            subjects.push(artifact(log, ArtifactKind::BuildLog)?);
-        } else {
-            tracing::info!(
-                "build log `{}` is recorded but not one of the artifacts (it is not in OUTPUT_DIR under IMG_NAME.build.log)",
-                log.display()
-            );
+/// Writes metadata, in-toto statement, manifest and notes, each atomically, with the
+/// texts the plan holds (so each file hashes to the digest the next one records).
+pub fn run(input: &Input, plan: &Plan) -> anyhow::Result<Outcome> {
+    for w in &plan.writes {
+        if let Some(dir) = w.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create `{}`", dir.display()))?;
         }
+        atomic::write(&w.path, w.text.as_bytes())?;
     }
-    let statement = provenance::statement(&subjects, meta, &plan.source);
-    atomic::write(&paths.intoto, to_canonical_json(&statement)?.as_bytes())?;
-    let mut artifacts = subjects;
-    artifacts.push(artifact(&paths.intoto, ArtifactKind::Provenance)?);
-
-    let smoke = input
-        .smoke_dir
-        .as_deref()
-        .map(evidence::smoke)
-        .transpose()?;
-    let manifest = Manifest {
-        schema_version: SCHEMA_VERSION,
-        generated_at: meta.generated_at.clone(),
-        release: plan.release.clone(),
-        source: plan.source.clone(),
-        build: meta.build.clone(),
-        options: meta.options.clone(),
-        artifacts: artifacts.clone(),
-        smoke: smoke.clone(),
-        verifier: meta.verifier.clone(),
-    };
-    atomic::write(&paths.manifest, to_canonical_json(&manifest)?.as_bytes())?;
-
-    let start_epoch = input.build_start.map(|t| t.timestamp());
-    let notes = notes::render(&manifest, facts.timings.as_ref(), start_epoch);
-    if let Some(dir) = input
-        .notes_path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-    {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create `{}`", dir.display()))?;
+    for n in &plan.notices {
+        tracing::info!("{n}");
     }
-    atomic::write(&input.notes_path, notes.as_bytes())?;
+    let written: Vec<String> = plan
+        .writes
+        .iter()
+        .map(|w| w.path.display().to_string())
+        .collect();
     tracing::info!(
-        "release {} ({}): wrote {}, {}, {}",
+        "release {} ({}): wrote {}",
         plan.release.tag,
         plan.release.name,
-        paths.manifest.display(),
-        paths.intoto.display(),
-        input.notes_path.display()
+        written.join(", ")
     );
     Ok(Outcome {
         release: plan.release.clone(),
-        manifest_path: paths.manifest.clone(),
+        metadata_path: input.paths.metadata.clone(),
+        intoto_path: input.paths.intoto.clone(),
+        manifest_path: input.paths.manifest.clone(),
         notes_path: input.notes_path.clone(),
-        metadata_path: paths.metadata.clone(),
-        intoto_path: paths.intoto.clone(),
-        artifacts,
-        smoke_status: smoke.map(|s| s.status),
+        artifacts: plan.artifacts.clone(),
+        smoke_status: plan.smoke_status.clone(),
     })
 }
 
@@ -652,43 +535,19 @@ pub fn main(gha: &Gha, args: Args) -> anyhow::Result<()> {
     let input = Input::from_args(args)?;
     let facts = gather(&input)?;
     let plan = plan(&input, &facts)?;
-    let outcome = run(&input, &facts, &plan)?;
+    if gha.print_plan(&plan)? {
+        return Ok(());
+    }
+    let outcome = run(&input, &plan)?;
     gha.publish(&outcome)
 }
+
+mod plan;
+pub use plan::{Facts, Plan, release};
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn at(s: &str) -> DateTime<Utc> {
-        model::parse_time(s).unwrap()
-    }
-
-    #[test]
-    fn tags_and_names() {
-        let r = release(
-            Channel::Stable,
-            "Sugarkube Pi Image",
-            at("2024-05-21T10:00:00Z"),
-            Some("89abcdef0123"),
-        );
-        assert_eq!(r.tag, "v2024.05.21+g89abcde");
-        assert_eq!(r.name, "Sugarkube Pi Image 2024-05-21");
-        assert!(!r.prerelease && r.make_latest);
-        let r = release(
-            Channel::Nightly,
-            "Sugarkube Pi Image",
-            at("2024-05-22T23:59:59Z"),
-            Some("89abcdef"),
-        );
-        assert_eq!(r.tag, "nightly-20240522");
-        assert_eq!(r.name, "Sugarkube Pi Image nightly 2024-05-22");
-        assert!(r.prerelease && !r.make_latest);
-        assert_eq!(
-            release(Channel::Stable, "x", at("2024-05-21T00:00:00Z"), None).tag,
-            "v2024.05.21"
-        );
-    }
 
     #[test]
     fn option_typing() {

@@ -78,6 +78,8 @@ impl StepReport for Outcome {
 pub struct Facts {
     pub state: State,
     pub signing_identity: bool,
+    /// Where smoke leaves its evidence (`OUTPUT_DIR/smoke`).
+    pub smoke_dir: String,
 }
 
 /// Reads the saved progress (unless `--restart`) and looks for a signing identity.
@@ -93,7 +95,15 @@ pub fn gather(args: &Args, state_path: &Path) -> Facts {
     Facts {
         state,
         signing_identity: signing_identity(&|n| std::env::var(n).ok()),
+        smoke_dir: smoke_dir(args),
     }
+}
+
+fn smoke_dir(args: &Args) -> String {
+    args.image.artifact_paths().map_or_else(
+        |_| "smoke".to_owned(),
+        |p| p.dir.join("smoke").display().to_string(),
+    )
 }
 
 fn state_path(args: &Args) -> anyhow::Result<PathBuf> {
@@ -108,10 +118,10 @@ pub fn run(args: &Args, state_path: &Path, facts: Facts, plan: &Plan) -> anyhow:
     std::fs::create_dir_all(&paths.dir)
         .with_context(|| format!("cannot create `{}`", paths.dir.display()))?;
     let mut state = facts.state;
+    let facts_smoke_dir = facts.smoke_dir;
     let exe = std::env::current_exe().context("cannot find the pi-image executable")?;
-    let smoke_dir = paths.dir.join("smoke").display().to_string();
     let mut outcome = Outcome::default();
-    for StepPlan { step, decision } in &plan.steps {
+    for StepPlan { step, decision, .. } in &plan.steps {
         let step = *step;
         match decision {
             Decision::Skip { why } => {
@@ -129,7 +139,7 @@ pub fn run(args: &Args, state_path: &Path, facts: Facts, plan: &Plan) -> anyhow:
             Decision::Run => {}
         }
         let step_output = tempfile::NamedTempFile::new().context("cannot create a scratch file")?;
-        let argv = step_args(step, &state.outputs, args.publish, &smoke_dir);
+        let argv = step_args(step, &state.outputs, args.publish, &facts_smoke_dir);
         tracing::info!("pipeline: running {}", argv.join(" "));
         let mut cmd = crate::process::command(&exe);
         cmd.args(&argv)
@@ -202,6 +212,46 @@ mod tests {
             &|n| (n == "COSIGN_KEY").then(|| "cosign.key".to_owned())
         ));
         assert!(STEPS.contains(&"sign"));
+    }
+
+    /// Before run-pi-gen has run, the plan shows where its outputs will go.
+    #[test]
+    fn a_planned_step_names_the_outputs_it_waits_for() {
+        use clap::Parser as _;
+        let cli =
+            crate::cli::Cli::try_parse_from(["pi-image", "pipeline", "--output-dir", "o"]).unwrap();
+        let crate::cli::Command::Pipeline(args) = cli.command else {
+            panic!("not pipeline");
+        };
+        let facts = Facts {
+            state: State::default(),
+            signing_identity: false,
+            smoke_dir: "o/smoke".into(),
+        };
+        let plan = plan(&args, &facts).unwrap();
+        let argv = |step: &str| {
+            plan.steps
+                .iter()
+                .find(|s| s.step == step)
+                .unwrap()
+                .argv
+                .clone()
+        };
+        assert_eq!(
+            argv("collect-artifacts"),
+            [
+                "collect-artifacts",
+                "--deploy-dir",
+                "<deploy-dir>",
+                "--pi-gen-dir",
+                "<pi-gen-dir>"
+            ]
+        );
+        assert_eq!(
+            argv("manifest")[..3],
+            ["manifest", "--build-start", "<build-start>"]
+        );
+        assert!(argv("manifest").ends_with(&["--smoke-dir".to_owned(), "o/smoke".to_owned()]));
     }
 
     #[test]

@@ -39,6 +39,9 @@ pub struct StepPlan {
     pub step: &'static str,
     #[serde(flatten)]
     pub decision: Decision,
+    /// The step's command line (after `pi-image`) as far as it is known now: a value an
+    /// earlier step has yet to report is shown as `<name of the output>`.
+    pub argv: Vec<String>,
 }
 
 /// Every step with its decision, in order.
@@ -59,6 +62,7 @@ pub fn plan(args: &Args, facts: &Facts) -> anyhow::Result<Plan> {
             )));
         }
     }
+    let mut known = facts.state.outputs.clone();
     let steps = STEPS
         .iter()
         .map(|&step| {
@@ -76,11 +80,43 @@ pub fn plan(args: &Args, facts: &Facts) -> anyhow::Result<Plan> {
             } else {
                 Decision::Run
             };
-            StepPlan { step, decision }
+            let argv = step_args(step, &known, args.publish, &facts.smoke_dir);
+            if decision == Decision::Run {
+                for key in PRODUCES
+                    .iter()
+                    .filter(|(s, _)| *s == step)
+                    .flat_map(|(_, k)| *k)
+                {
+                    known
+                        .entry((*key).to_owned())
+                        .or_insert_with(|| format!("<{key}>"));
+                }
+            }
+            StepPlan {
+                step,
+                decision,
+                argv,
+            }
         })
         .collect();
     Ok(Plan { steps })
 }
+
+/// The outputs of each step that later steps take as arguments ([`step_args`]).
+const PRODUCES: &[(&str, &[&str])] = &[
+    (
+        "run-pi-gen",
+        &[
+            "pi-gen-dir",
+            "deploy-dir",
+            "build-start",
+            "build-end",
+            "pi-gen-commit",
+            "pi-gen-ref",
+        ],
+    ),
+    ("smoke", &["status"]),
+];
 
 /// Whether `sign` can get an identity without a person: GitHub Actions' OIDC endpoint
 /// or a given token.

@@ -29,6 +29,16 @@ pub enum AssetOp {
 /// What `run` will change on GitHub.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Plan {
+    /// The release as it will be: repository, tag, name, notes and flags.
+    pub repository: String,
+    pub tag: String,
+    pub name: String,
+    pub notes: String,
+    pub prerelease: bool,
+    pub make_latest: bool,
+    pub target_commitish: Option<String>,
+    /// Nothing is sent without `--publish`: the plan is the dry run's report.
+    pub dry_run: bool,
     pub create: bool,
     pub update_fields: bool,
     pub publish: bool,
@@ -70,6 +80,14 @@ pub fn plan(input: &Input, existing: Option<&Release>, remote: &[Asset]) -> Plan
             || r.prerelease != input.prerelease
     });
     Plan {
+        repository: input.repository.clone(),
+        tag: input.tag.clone(),
+        name: input.name.clone(),
+        notes: input.notes.clone(),
+        prerelease: input.prerelease,
+        make_latest: input.make_latest,
+        target_commitish: input.target_commitish.clone(),
+        dry_run: input.mode == Mode::DryRun,
         create: existing.is_none(),
         update_fields,
         publish: input.mode == Mode::Publish && existing.is_none_or(|r| r.draft),

@@ -692,7 +692,6 @@ fn host_style() -> strategy::HostPathStyle {
 
 fn host_facts(input: &Input) -> HostFacts {
     let depends = crate::host::pi_gen_depends(&input.pi_gen_dir);
-    let wants_native = matches!(input.strategy, Strategy::Auto | Strategy::Native);
     let wants_docker = !matches!(input.strategy, Strategy::Native);
     let root = rustix::process::geteuid().is_root();
     let check_kernel = !input.skip_kernel_check && cfg!(target_os = "linux");
@@ -700,15 +699,11 @@ fn host_facts(input: &Input) -> HostFacts {
         linux: cfg!(target_os = "linux"),
         root,
         sudo: !root && crate::process::find_program("sudo").is_some(),
-        missing_depends: if wants_native {
-            depends
-                .iter()
-                .filter(|(t, _)| crate::process::find_program(t).is_none())
-                .cloned()
-                .collect()
-        } else {
-            Vec::new()
-        },
+        missing_depends: depends
+            .iter()
+            .filter(|(t, _)| crate::process::find_program(t).is_none())
+            .cloned()
+            .collect(),
         depends,
         missing_binfmt: crate::host::missing_binfmt(input.source.arm64),
         docker: if wants_docker {
@@ -880,13 +875,6 @@ fn execute(gha: &Gha, input: &Input, sp: &StrategyPlan) -> anyhow::Result<(Ended
     let n = sp.commands.len();
     for (i, argv) in sp.commands.iter().enumerate() {
         let is_build = i + 1 == n;
-        let mut cmd = crate::process::command(&argv[0]);
-        cmd.args(&argv[1..])
-            .env_clear()
-            .envs(sp.env.iter().map(|(k, v)| (k, v)));
-        if sp.strategy == Strategy::Native {
-            cmd.current_dir(&input.pi_gen_dir);
-        }
         let what = match (sp.strategy, is_build) {
             (Strategy::Native, _) => "pi-gen (native ./build.sh)".to_owned(),
             (Strategy::DebianContainer, true) => "pi-gen in debian:bookworm".to_owned(),
@@ -907,6 +895,15 @@ fn execute(gha: &Gha, input: &Input, sp: &StrategyPlan) -> anyhow::Result<(Ended
             timeout: input.timeout,
             stall: input.stall,
         };
+        let mut cmd = CmdSpec::new(&argv[0], &format!("run {what}"))
+            .args(&argv[1..])
+            .env_clear();
+        for (k, v) in &sp.env {
+            cmd = cmd.env(k, v);
+        }
+        if sp.strategy == Strategy::Native {
+            cmd = cmd.cwd(&input.pi_gen_dir);
+        }
         let out = stream::stream(gha, cmd, &watch)?;
         if is_build || out.ended != Ended::Success {
             return Ok((out.ended, what, out.log));
@@ -956,8 +953,8 @@ pub fn run(gha: &Gha, input: &Input) -> anyhow::Result<Outcome> {
     }
     std::fs::create_dir_all(input.output_dir.join("deploy"))
         .with_context(|| format!("cannot create `{}`", input.output_dir.display()))?;
-    if input.install_deps && !input.dry_run {
-        install_deps(&gathered.host.depends)?;
+    for argv in &plan.install {
+        install_deps(argv)?;
     }
     let applied = tree::apply(&input.pi_gen_dir, &gathered.ledger, &plan)?;
     let resume = resume::decide(input, &applied.fingerprints)?;
@@ -1081,38 +1078,16 @@ pub fn run(gha: &Gha, input: &Input) -> anyhow::Result<Outcome> {
     Err(err)
 }
 
-fn install_deps(depends: &[(String, String)]) -> anyhow::Result<()> {
-    let missing: Vec<String> = depends
-        .iter()
-        .filter(|(t, _)| crate::process::find_program(t).is_none())
-        .map(|(_, p)| p.clone())
-        .collect();
-    if missing.is_empty() {
+/// Runs one planned apt-get command of `--install-deps`.
+fn install_deps(argv: &[String]) -> anyhow::Result<()> {
+    let Some((program, args)) = argv.split_first() else {
         return Ok(());
-    }
-    let mut pkgs = missing;
-    pkgs.sort();
-    pkgs.dedup();
-    let sudo = !rustix::process::geteuid().is_root();
-    let run = |args: &[&str]| -> anyhow::Result<()> {
-        let mut c = if sudo {
-            CmdSpec::new("sudo", "install pi-gen's build dependencies")
-                .arg("-n")
-                .arg("apt-get")
-        } else {
-            CmdSpec::new("apt-get", "install pi-gen's build dependencies")
-        };
-        for a in args {
-            c = c.arg(*a);
-        }
-        c.env("DEBIAN_FRONTEND", "noninteractive")
-            .output()
-            .map(|_| ())
     };
-    run(&["update", "-qq"])?;
-    let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
-    args.extend(pkgs.iter().map(String::as_str));
-    run(&args)
+    CmdSpec::new(program, "install pi-gen's build dependencies")
+        .args(args)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .output()
+        .map(|_| ())
 }
 
 pub fn main(gha: &Gha, args: Args) -> anyhow::Result<()> {

@@ -40,6 +40,13 @@ pub struct Plan {
     pub markers: Vec<(PathBuf, String)>,
     /// What could not be checked (logged by `run`).
     pub warnings: Vec<String>,
+    /// What run-pi-gen keeps besides the files above: in the checkout, the record of what
+    /// it wrote (undone by the next run) and of the stages that ended (for `--continue`);
+    /// in the output directory, pi-gen's `deploy/` and the stage timeline.
+    pub records: Vec<PathBuf>,
+    /// `--install-deps`: the apt-get commands that install pi-gen's missing build
+    /// dependencies (through `sudo -n` when not root), run before anything else.
+    pub install: Vec<Vec<String>>,
 }
 
 fn files_as_paths<S: serde::Serializer>(files: &[GeneratedFile], s: S) -> Result<S::Ok, S::Error> {
@@ -167,7 +174,38 @@ pub fn plan(input: &Input, g: &Gathered) -> anyhow::Result<Plan> {
         strategies: strategies(input, g),
         markers,
         warnings,
+        install: install_commands(input, &g.host),
+        records: vec![
+            input.pi_gen_dir.join(super::tree::LEDGER),
+            input.pi_gen_dir.join(super::resume::RECORD),
+            input.output_dir.join("deploy"),
+            input
+                .output_dir
+                .join(format!("{}.stages.json", input.img_name)),
+        ],
     })
+}
+
+/// `apt-get update` and `apt-get install` of the packages holding the missing tools of
+/// pi-gen's `depends`, or nothing when none is missing (or without `--install-deps`).
+fn install_commands(input: &Input, h: &HostFacts) -> Vec<Vec<String>> {
+    if !input.install_deps || input.dry_run || h.missing_depends.is_empty() {
+        return Vec::new();
+    }
+    let mut pkgs: Vec<String> = h.missing_depends.iter().map(|(_, p)| p.clone()).collect();
+    pkgs.sort();
+    pkgs.dedup();
+    let apt_get = |args: &[&str]| -> Vec<String> {
+        let sudo: &[&str] = if h.root { &[] } else { &["sudo", "-n"] };
+        sudo.iter()
+            .chain(std::iter::once(&"apt-get"))
+            .chain(args)
+            .map(|a| (*a).to_owned())
+            .collect()
+    };
+    let mut install = apt_get(&["install", "-y", "-qq", "--no-install-recommends"]);
+    install.extend(pkgs);
+    vec![apt_get(&["update", "-qq"]), install]
 }
 
 /// What pi-gen's export needs from the kernel, checked before any work.

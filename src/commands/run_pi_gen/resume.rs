@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::Input;
 use super::strategy::Strategy;
 
-const RECORD: &str = ".pi-image/stages.json";
+pub const RECORD: &str = ".pi-image/stages.json";
 
 /// Completed stages per image name: stage → fingerprint.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -2,11 +2,7 @@
 //! per stage, the stage timeline written as stages end, an overall `--timeout`, and a
 //! stall watchdog (`--stall-timeout`) for builds that stop printing and stop working.
 
-use std::io::{BufRead as _, BufReader};
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -14,6 +10,7 @@ use serde_json::json;
 
 use crate::gha::Gha;
 use crate::model::to_canonical_json;
+use crate::process::{CmdSpec, Event};
 
 /// How long to wait after SIGTERM (pi-gen's EXIT trap unmounts) before SIGKILL.
 const GRACE: Duration = Duration::from_secs(30);
@@ -64,57 +61,10 @@ static STAGE_LINE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(
 
 /// Runs `cmd` in its own process group and streams its stdout and stderr.
 /// `Err` only when it could not start or the user interrupted (the tree is stopped).
-pub fn stream(gha: &Gha, mut cmd: Command, watch: &Watch<'_>) -> anyhow::Result<Streamed> {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    tracing::info!(
-        "running {}: {}",
-        watch.what,
-        crate::process::display_command(&cmd)
-    );
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("failed to start {}", watch.what))?;
-    let (tx, rx) = mpsc::channel::<Option<String>>();
-    for pipe in [
-        child
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        child
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            // Lossy: a build log is text, but one stray byte must not end the stream.
-            let mut reader = BufReader::new(pipe);
-            let mut buf = Vec::new();
-            loop {
-                buf.clear();
-                match reader.read_until(b'\n', &mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        let line = String::from_utf8_lossy(&buf)
-                            .trim_end_matches(['\n', '\r'])
-                            .to_owned();
-                        if tx.send(Some(line)).is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-            let _ = tx.send(None);
-        });
-    }
-    drop(tx);
-    let tree = Tree::new(child.id());
+pub fn stream(gha: &Gha, cmd: CmdSpec, watch: &Watch<'_>) -> anyhow::Result<Streamed> {
+    tracing::info!("running {}: {}", watch.what, cmd.display());
+    let mut out = cmd.own_group().stream()?;
+    let tree = Tree::new(out.child.id());
     let started = Instant::now();
     let mut last_output = Instant::now();
     let mut cpu_at_last_output = tree.cpu_ticks();
@@ -124,12 +74,11 @@ pub fn stream(gha: &Gha, mut cmd: Command, watch: &Watch<'_>) -> anyhow::Result<
     let fence = gha.fence();
     let mut group = None;
     let mut log = String::new();
-    let mut open_streams = 2;
     let mut stopped: Option<Ended> = None;
-    while open_streams > 0 {
+    loop {
         if let Err(e) = crate::atomic::check_interrupted() {
             drop(group.take());
-            tree.stop(&mut child);
+            tree.stop(&mut out.child);
             return Err(e);
         }
         if let Some(limit) = watch.timeout
@@ -153,13 +102,18 @@ pub fn stream(gha: &Gha, mut cmd: Command, watch: &Watch<'_>) -> anyhow::Result<
             last_output = Instant::now();
             cpu_at_last_output = cpu;
         }
-        let line = match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(Some(l)) => l,
-            Ok(None) => {
-                open_streams -= 1;
+        let line = match out.next(Duration::from_millis(200)) {
+            // Lossy: a build log is text, but one stray byte must not end the stream.
+            Event::Line(_, l) => String::from_utf8_lossy(&l)
+                .trim_end_matches('\r')
+                .to_owned(),
+            // Output without a newline yet (a progress bar) is still output.
+            Event::Partial(_) => {
+                last_output = Instant::now();
+                cpu_stale = true;
                 continue;
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => {
+            Event::Idle => {
                 // The CPU baseline of a silence is taken once, when it starts: reading
                 // /proc for every line of apt's output would cost more than the build's
                 // own logging.
@@ -169,7 +123,7 @@ pub fn stream(gha: &Gha, mut cmd: Command, watch: &Watch<'_>) -> anyhow::Result<
                 }
                 continue;
             }
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Event::Closed => break,
         };
         last_output = Instant::now();
         cpu_stale = true;
@@ -209,10 +163,10 @@ pub fn stream(gha: &Gha, mut cmd: Command, watch: &Watch<'_>) -> anyhow::Result<
     drop(group);
     drop(fence);
     let ended = if let Some(why) = stopped {
-        tree.stop(&mut child);
+        tree.stop(&mut out.child);
         why
     } else {
-        let status = child.wait().context("cannot wait for pi-gen")?;
+        let status = out.child.wait().context("cannot wait for pi-gen")?;
         if status.success() {
             Ended::Success
         } else {

@@ -24,7 +24,7 @@ use crate::error::usage;
 
 /// run-pi-gen's state inside the checkout.
 pub const STATE_DIR: &str = ".pi-image";
-const LEDGER: &str = ".pi-image/run-pi-gen.json";
+pub const LEDGER: &str = ".pi-image/run-pi-gen.json";
 /// Files a run may replace (their earlier content is kept and put back).
 const REPLACEABLE: &[&str] = &["config", "stage2/04-cloud-init/files/user-data"];
 /// What a `SKIP` file written by `--continue` holds.

@@ -19,6 +19,9 @@ use crate::model::to_canonical_json;
 use crate::sigstore::signing::{self, Services, Signer, SigningKey};
 use crate::sigstore::{self, Trust, keyfile, token};
 
+mod plan;
+pub use plan::{Credential, Facts, Item, Kind, Plan, plan};
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     #[command(flatten)]
@@ -60,76 +63,30 @@ pub struct Args {
     pub key: Option<PathBuf>,
 }
 
-/// How a file is signed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// A message signature over the file's SHA-256 (`cosign sign-blob`).
-    Blob,
-    /// A DSSE envelope around the in-toto statement the file holds (`cosign attest-blob`).
-    Attestation,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Item {
-    pub path: PathBuf,
-    pub bundle: PathBuf,
-    pub kind: Kind,
-    /// The digest the manifest records, checked before signing.
-    pub expect_sha256: Option<String>,
-    /// Whether this is the manifest (signed after it records the other bundles).
-    pub is_manifest: bool,
-}
-
-/// Keyless (token source) or key-based.
+/// Validated input: what to sign and how, before anything is read.
 #[derive(Clone)]
-pub enum Credential {
-    Keyless(token::Source),
-    /// A cosign key file and its password (`COSIGN_PASSWORD`, empty when unset).
-    Key {
-        path: PathBuf,
-        password: String,
-    },
-}
-
-// By hand, so that no debug log can print the password.
-impl std::fmt::Debug for Credential {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Keyless(source) => f.debug_tuple("Keyless").field(source).finish(),
-            Self::Key { path, .. } => f
-                .debug_struct("Key")
-                .field("path", path)
-                .finish_non_exhaustive(),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
 pub struct Input {
     pub files: Vec<PathBuf>,
     pub manifest_path: PathBuf,
-    pub manifest: Option<Manifest>,
-    pub credential: Credential,
-    pub services: Services,
-    pub trust: Trust,
+    pub trusted_root: Option<PathBuf>,
+    pub trust_config: Option<PathBuf>,
+    pub fulcio_url: Option<String>,
+    pub rekor_url: Option<String>,
+    pub tsa_url: Option<String>,
+    pub oidc_issuer: Option<String>,
+    /// A JWT or a file holding one: never shown.
+    pub identity_token: Option<String>,
+    pub key: Option<PathBuf>,
     /// False when custom services are used without a trusted root for them.
     pub self_check: bool,
+    /// Files were named on the command line (then a missing manifest is no error).
+    pub files_named: bool,
 }
 
 impl Input {
-    pub fn from_args(args: Args, gha: &Gha) -> anyhow::Result<Self> {
+    pub fn from_args(args: Args) -> anyhow::Result<Self> {
         let paths = args.image.artifact_paths()?;
         let manifest_path = args.manifest.clone().unwrap_or(paths.manifest.clone());
-        let manifest = match crate::model::manifest::load_if_present(&manifest_path)? {
-            Some((m, _)) => Some(m),
-            None if !args.files.is_empty() => None,
-            None => {
-                return Err(usage(format!(
-                    "cannot read the manifest `{}`: there is no such file; run `pi-image manifest` first, or name the files to sign",
-                    manifest_path.display()
-                )));
-            }
-        };
         let files = if args.files.is_empty() {
             vec![
                 paths.image.clone(),
@@ -140,89 +97,97 @@ impl Input {
         } else {
             args.files.clone()
         };
-        for f in &files {
-            if !f.is_file() {
-                return Err(usage(format!("`{}` is not a file to sign", f.display())));
-            }
-        }
         let custom_services = args.fulcio_url.is_some() || args.rekor_url.is_some();
-        let trust = Trust::load(args.trusted_root.as_deref(), args.trust_config.as_deref())?;
-        let services = Services::resolve(
-            args.fulcio_url.as_deref(),
-            args.rekor_url.as_deref(),
-            args.tsa_url.as_deref(),
-            trust.signing_config.as_ref(),
-        )?;
         let self_check =
             !custom_services || args.trusted_root.is_some() || args.trust_config.is_some();
-        let credential = if let Some(path) = &args.key {
-            let password = std::env::var("COSIGN_PASSWORD").unwrap_or_default();
-            gha.mask(&password);
-            Credential::Key {
-                path: path.clone(),
-                password,
-            }
-        } else {
-            let source = token::choose(
-                args.identity_token.as_deref(),
-                &|name| std::env::var(name).ok(),
-                std::io::stdin().is_terminal(),
-                args.oidc_issuer.as_deref().or(services.oidc.as_deref()),
-            )?;
-            for s in source.secrets() {
-                gha.mask(s);
-            }
-            Credential::Keyless(source)
-        };
         Ok(Self {
             files,
             manifest_path,
-            manifest,
-            credential,
-            services,
-            trust,
+            trusted_root: args.trusted_root,
+            trust_config: args.trust_config,
+            fulcio_url: args.fulcio_url,
+            rekor_url: args.rekor_url,
+            tsa_url: args.tsa_url,
+            oidc_issuer: args.oidc_issuer,
+            identity_token: args.identity_token,
+            key: args.key,
             self_check,
+            files_named: !args.files.is_empty(),
         })
     }
 }
 
-/// What to sign, in which order: everything but the manifest, then the manifest (it
-/// records the other bundles first). `*.intoto.json` files are attestations. Pure.
-pub fn plan(input: &Input) -> Vec<Item> {
-    let manifest_dir = input.manifest_path.parent().unwrap_or(Path::new(""));
-    let recorded = |path: &Path| {
-        input.manifest.as_ref().and_then(|m| {
-            m.artifacts
-                .iter()
-                .find(|a| same_file(&manifest_dir.join(&a.name), path))
-                .map(|a| a.sha256.clone())
-        })
+/// Does all the reading: the manifest, the files to sign, the trust material and the
+/// signing services it names, the credential's source (masking its secrets at once),
+/// and each file's canonical path.
+pub fn gather(gha: &Gha, input: &Input) -> anyhow::Result<Facts> {
+    let manifest = match crate::model::manifest::load_if_present(&input.manifest_path)? {
+        Some((m, _)) => Some(m),
+        None if input.files_named => None,
+        None => {
+            return Err(usage(format!(
+                "cannot read the manifest `{}`: there is no such file; run `pi-image manifest` first, or name the files to sign",
+                input.manifest_path.display()
+            )));
+        }
     };
-    let mut items: Vec<Item> = input
+    for f in &input.files {
+        if !f.is_file() {
+            return Err(usage(format!("`{}` is not a file to sign", f.display())));
+        }
+    }
+    let trust = Trust::load(input.trusted_root.as_deref(), input.trust_config.as_deref())?;
+    let services = Services::resolve(
+        input.fulcio_url.as_deref(),
+        input.rekor_url.as_deref(),
+        input.tsa_url.as_deref(),
+        trust.signing_config.as_ref(),
+    )?;
+    let credential = if let Some(path) = &input.key {
+        let password = std::env::var("COSIGN_PASSWORD").unwrap_or_default();
+        gha.mask(&password);
+        if let Err(e) = std::fs::symlink_metadata(path) {
+            return Err(usage(format!(
+                "cannot read the key `{}`: {e}",
+                path.display()
+            )));
+        }
+        Credential::Key {
+            path: path.clone(),
+            password,
+            text: crate::input::read_text("the key (--key)", path, None)?,
+        }
+    } else {
+        let source = token::choose(
+            input.identity_token.as_deref(),
+            &|name| std::env::var(name).ok(),
+            std::io::stdin().is_terminal(),
+            input.oidc_issuer.as_deref().or(services.oidc.as_deref()),
+        )?;
+        for s in source.secrets() {
+            gha.mask(s);
+        }
+        Credential::Keyless(source)
+    };
+    let dir = input.manifest_path.parent().unwrap_or(Path::new(""));
+    let listed = manifest
+        .iter()
+        .flat_map(|m| m.artifacts.iter().map(|a| dir.join(&a.name)));
+    let canonical = input
         .files
         .iter()
-        .map(|path| Item {
-            path: path.clone(),
-            bundle: sigstore::bundle_path_for(path),
-            kind: if file_name(path).ends_with(".intoto.json") {
-                Kind::Attestation
-            } else {
-                Kind::Blob
-            },
-            expect_sha256: recorded(path),
-            is_manifest: same_file(path, &input.manifest_path),
-        })
+        .cloned()
+        .chain([input.manifest_path.clone()])
+        .chain(listed)
+        .filter_map(|p| p.canonicalize().ok().map(|c| (p, c)))
         .collect();
-    items.sort_by_key(|i| i.is_manifest);
-    items.dedup_by(|a, b| same_file(&a.path, &b.path));
-    items
-}
-
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => a == b,
-    }
+    Ok(Facts {
+        manifest,
+        trust,
+        services,
+        credential,
+        canonical,
+    })
 }
 
 /// One bundle written.
@@ -399,9 +364,10 @@ impl StepReport for Outcome {
 }
 
 /// Gets the key (token + Fulcio, or the cosign key), then signs every item.
-pub async fn run(gha: &Gha, input: &Input, items: &[Item]) -> anyhow::Result<Outcome> {
+pub async fn run(gha: &Gha, input: &Input, facts: &Facts, plan: &Plan) -> anyhow::Result<Outcome> {
+    let items = &plan.items;
     let http = signing::http_client()?;
-    let (key, key_path) = match &input.credential {
+    let (key, key_path) = match &facts.credential {
         Credential::Keyless(source) => {
             let token = token::fetch(source, &http).await.with_context(|| {
                 format!("cannot get an identity token from {}", source.describe())
@@ -412,25 +378,22 @@ pub async fn run(gha: &Gha, input: &Input, items: &[Item]) -> anyhow::Result<Out
                 "signing as `{}` (issuer {}) with Fulcio {} and Rekor {}",
                 token.identity(),
                 token.issuer(),
-                input.services.fulcio,
-                input.services.rekor
+                facts.services.fulcio,
+                facts.services.rekor
             );
             (
-                SigningKey::keyless(&input.services.fulcio, &http, &token).await?,
+                SigningKey::keyless(&facts.services.fulcio, &http, &token).await?,
                 None,
             )
         }
-        Credential::Key { path, password } => {
-            if let Err(e) = std::fs::symlink_metadata(path) {
-                return Err(usage(format!(
-                    "cannot read the key `{}`: {e}",
-                    path.display()
-                )));
-            }
-            let text = crate::input::read_text("the key (--key)", path, None)?;
+        Credential::Key {
+            path,
+            password,
+            text,
+        } => {
             // Decrypted before any service is contacted: a wrong password costs nothing
             // and leaves no bundle or log entry behind.
-            let der = keyfile::decrypt(&text, password.as_bytes(), &path.display().to_string())?;
+            let der = keyfile::decrypt(text, password.as_bytes(), &path.display().to_string())?;
             let key = SigningKey::from_pkcs8(&der).map_err(|e| {
                 usage(format!(
                     "the key `{}` cannot sign: {e:#} (pi-image signs with ECDSA P-256 keys, cosign's default)",
@@ -440,7 +403,7 @@ pub async fn run(gha: &Gha, input: &Input, items: &[Item]) -> anyhow::Result<Out
             tracing::info!(
                 "signing with the key `{}` and Rekor {}",
                 path.display(),
-                input.services.rekor
+                facts.services.rekor
             );
             (key, Some(path.clone()))
         }
@@ -454,7 +417,7 @@ pub async fn run(gha: &Gha, input: &Input, items: &[Item]) -> anyhow::Result<Out
         None => (None, None),
     };
     let verifier = if input.self_check {
-        Some(sigstore::verifier(&input.trust)?)
+        Some(sigstore::verifier(&facts.trust)?)
     } else {
         tracing::warn!(
             "custom --fulcio-url/--rekor-url without --trusted-root or --trust-config: new bundles are not checked against a trusted root"
@@ -462,7 +425,7 @@ pub async fn run(gha: &Gha, input: &Input, items: &[Item]) -> anyhow::Result<Out
         None
     };
     let signer = Signer {
-        services: input.services.clone(),
+        services: facts.services.clone(),
         key,
         http,
     };
@@ -489,20 +452,20 @@ pub async fn run(gha: &Gha, input: &Input, items: &[Item]) -> anyhow::Result<Out
         identity,
         issuer,
         key: key_path,
-        rekor_url: input.services.rekor.clone(),
-        trust_flag: input
+        rekor_url: facts.services.rekor.clone(),
+        trust_flag: facts
             .trust
             .flag()
             .map(|(f, p)| (f.to_owned(), p.to_path_buf())),
         ..Outcome::default()
     };
-    let mut manifest = input.manifest.clone();
+    let mut manifest = facts.manifest.clone();
     for item in items {
         if item.is_manifest
             && let Some(m) = &manifest
             && !outcome.signed.is_empty()
         {
-            record_bundles(&input.manifest_path, m.clone(), &outcome.signed)?;
+            record_bundles(facts, &input.manifest_path, m.clone(), &outcome.signed)?;
             outcome.manifest_updated = Some(input.manifest_path.clone());
             manifest = None;
         }
@@ -527,28 +490,33 @@ pub async fn run(gha: &Gha, input: &Input, items: &[Item]) -> anyhow::Result<Out
         && outcome
             .signed
             .iter()
-            .any(|s| listed(&input.manifest_path, &m, &s.file))
+            .any(|s| listed(facts, &input.manifest_path, &m, &s.file))
     {
-        record_bundles(&input.manifest_path, m, &outcome.signed)?;
+        record_bundles(facts, &input.manifest_path, m, &outcome.signed)?;
         outcome.manifest_updated = Some(input.manifest_path.clone());
     }
     Ok(outcome)
 }
 
-fn listed(manifest_path: &Path, m: &Manifest, file: &Path) -> bool {
+fn listed(facts: &Facts, manifest_path: &Path, m: &Manifest, file: &Path) -> bool {
     let dir = manifest_path.parent().unwrap_or(Path::new(""));
     m.artifacts
         .iter()
-        .any(|a| same_file(&dir.join(&a.name), file))
+        .any(|a| facts.same_file(&dir.join(&a.name), file))
 }
 
 /// Writes each bundle's name and digest into the manifest's artifacts (atomically).
-fn record_bundles(path: &Path, mut m: Manifest, signed: &[Signed]) -> anyhow::Result<()> {
+fn record_bundles(
+    facts: &Facts,
+    path: &Path,
+    mut m: Manifest,
+    signed: &[Signed],
+) -> anyhow::Result<()> {
     let dir = path.parent().unwrap_or(Path::new(""));
     for a in &mut m.artifacts {
         if let Some(s) = signed
             .iter()
-            .find(|s| same_file(&dir.join(&a.name), &s.file))
+            .find(|s| facts.same_file(&dir.join(&a.name), &s.file))
         {
             a.bundle = Some(BundleRef {
                 name: file_name(&s.bundle),
@@ -621,16 +589,20 @@ fn check_recorded(item: &Item, actual: &str) -> anyhow::Result<()> {
     }
 }
 
-/// Entry point: parse → plan → sign → publish.
+/// Entry point: parse → gather → plan → sign → publish.
 pub fn main(gha: &Gha, args: Args) -> anyhow::Result<()> {
     crate::atomic::install_signal_handlers()?;
-    let input = Input::from_args(args, gha)?;
-    let items = plan(&input);
+    let input = Input::from_args(args)?;
+    let facts = gather(gha, &input)?;
+    let plan = plan(&input, &facts);
+    if gha.print_plan(&plan)? {
+        return Ok(());
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let outcome = rt.block_on(run(gha, &input, &items))?;
+    let outcome = rt.block_on(run(gha, &input, &facts, &plan))?;
     gha.publish(&outcome)
 }
 
@@ -647,33 +619,6 @@ mod tests {
             "https://github.com/o/r/.github/workflows/x.yml@refs/tags/v1"
         );
         assert_eq!(crate::shell::quote("a b'c"), "'a b'\\''c'");
-    }
-
-    #[test]
-    fn manifest_is_signed_last_and_statements_are_attestations() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = |n: &str| {
-            let path = dir.path().join(n);
-            std::fs::write(&path, n).unwrap();
-            path
-        };
-        let m = p("x.img.xz.manifest.json");
-        let files = vec![m.clone(), p("x.img.xz"), p("x.intoto.json")];
-        let input = Input {
-            files,
-            manifest_path: m.clone(),
-            manifest: None,
-            credential: Credential::Keyless(token::Source::Given("a.b.c".into())),
-            services: Services::resolve(None, None, None, None).unwrap(),
-            trust: Trust::public_good().unwrap(),
-            self_check: true,
-        };
-        let items = plan(&input);
-        assert_eq!(items.len(), 3);
-        assert!(items[2].is_manifest && items[2].path == m);
-        assert_eq!(items[1].kind, Kind::Attestation);
-        assert_eq!(items[0].kind, Kind::Blob);
-        assert_eq!(items[0].bundle, dir.path().join("x.img.xz.sigstore.json"));
     }
 
     #[test]

@@ -201,6 +201,10 @@ pub struct Facts {
     pub files: Vec<String>,
     pub config: FirmwareConfig,
     pub cmdline: String,
+    /// smoke's private copy of the image, which QEMU boots.
+    pub disk: PathBuf,
+    /// Where boot files are copied out to.
+    pub scratch: PathBuf,
 }
 
 /// Finds QEMU and the machines it offers.
@@ -291,6 +295,8 @@ fn gather(input: &Input, copy: &Path, scratch: &Path) -> anyhow::Result<Facts> {
         files,
         config,
         cmdline,
+        disk: copy.to_path_buf(),
+        scratch: scratch.to_path_buf(),
     })
 }
 
@@ -442,20 +448,38 @@ pub fn run(gha: &Gha, input: &Input) -> anyhow::Result<Outcome> {
     result.map(|()| outcome)
 }
 
-fn boot_and_collect(gha: &Gha, input: &Input, record: &mut Record) -> anyhow::Result<()> {
-    require_tool("mdir", "mtools")?;
-    require_tool("debugfs", "e2fsprogs")?;
-    let scratch_parent =
-        std::env::var_os("RUNNER_TEMP").map_or_else(std::env::temp_dir, PathBuf::from);
-    let scratch = tempfile::Builder::new()
+/// smoke's private directory (in `RUNNER_TEMP`), removed when dropped.
+fn scratch_dir() -> anyhow::Result<tempfile::TempDir> {
+    let parent = std::env::var_os("RUNNER_TEMP").map_or_else(std::env::temp_dir, PathBuf::from);
+    tempfile::Builder::new()
         .prefix("pi-image-smoke-")
-        .tempdir_in(&scratch_parent)
+        .tempdir_in(&parent)
         .with_context(|| {
             format!(
                 "cannot create a scratch directory in `{}`",
-                scratch_parent.display()
+                parent.display()
             )
-        })?;
+        })
+}
+
+/// `--print-plan`: reads the image as a boot would (through the same private copy, in a
+/// scratch directory removed on return), prints the plan, and writes nothing else: no
+/// artifacts directory, no serial log, no QEMU.
+fn print_plan(gha: &Gha, input: &Input) -> anyhow::Result<()> {
+    require_tool("mdir", "mtools")?;
+    require_tool("debugfs", "e2fsprogs")?;
+    let scratch = scratch_dir()?;
+    let copy = scratch.path().join("disk.img");
+    disk::sparse_copy(&input.image, &copy)?;
+    let facts = gather(input, &copy, scratch.path())?;
+    gha.print_plan(&plan(input, &facts)?)?;
+    Ok(())
+}
+
+fn boot_and_collect(gha: &Gha, input: &Input, record: &mut Record) -> anyhow::Result<()> {
+    require_tool("mdir", "mtools")?;
+    require_tool("debugfs", "e2fsprogs")?;
+    let scratch = scratch_dir()?;
     let copy = scratch.path().join("disk.img");
     boot_copy(gha, input, record, scratch.path(), &copy).map_err(|e| {
         // The copy is private; the user knows the image by the name they gave.
@@ -513,23 +537,10 @@ fn boot_copy(
     }
     rootfs::inject(&copy, facts.root.start, &staged, scratch)?;
 
-    let take = |name: &str| -> anyhow::Result<PathBuf> {
-        let dest = scratch.join(name.replace('/', "_"));
-        bootfs::extract(&copy, facts.boot.start, &format!("/{name}"), &dest)?;
-        Ok(dest)
-    };
-    let kernel = take(&plan.kernel)?;
-    let dtb = plan.dtb.as_deref().map(take).transpose()?;
-    let initrd = plan.initramfs.as_deref().map(take).transpose()?;
-    let args = qemu::args(
-        plan.machine,
-        plan.arch,
-        &kernel,
-        dtb.as_deref(),
-        initrd.as_deref(),
-        &plan.cmdline,
-        &copy,
-    );
+    for f in &plan.extract {
+        bootfs::extract(&copy, facts.boot.start, &format!("/{}", f.name), &f.dest)?;
+    }
+    let args = plan.qemu_args.clone();
     record.qemu_args.clone_from(&args);
 
     let serial_path = input.artifacts_dir.join("serial.log");
@@ -663,5 +674,8 @@ fn last_lines(path: &Path, n: usize) -> String {
 pub fn main(gha: &Gha, args: Args) -> anyhow::Result<()> {
     atomic::install_signal_handlers()?;
     let input = Input::from_args(args)?;
+    if gha.is_plan_only() {
+        return print_plan(gha, &input);
+    }
     run(gha, &input).map(|_| ())
 }

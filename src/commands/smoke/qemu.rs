@@ -1,12 +1,9 @@
-//! QEMU: the command line for each machine (pure), and one boot watched on the serial
+//! QEMU: one boot (its command line is planned in [`super::plan`]), watched on the serial
 //! console until a success marker, a failure marker, a guest reboot, QEMU's exit or
 //! the deadline. QEMU is always stopped (SIGTERM, then SIGKILL) and reaped.
 
 use std::fs::File;
-use std::io::{Read, Write};
-use std::path::Path;
-use std::process::{Child, Stdio};
-use std::sync::mpsc;
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -14,6 +11,7 @@ use regex::Regex;
 
 use crate::atomic::check_interrupted;
 use crate::gha::Gha;
+use crate::process::{CmdSpec, Event, Pipe, Streaming};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -47,80 +45,6 @@ impl Machine {
             Machine::Virt => "/dev/vda2",
         }
     }
-}
-
-/// QEMU option values are comma-separated; a literal comma is written twice.
-fn qemu_escape(path: &Path) -> String {
-    path.display().to_string().replace(',', ",,")
-}
-
-/// Arguments for `qemu-system-aarch64` (arm64) or `qemu-system-arm` (armhf). The raspi
-/// boards take exactly 1 GiB (the only size their models accept). raspi3b runs
-/// single-threaded TCG, measured faster on 2-core runners than MTTCG with 4 emulated
-/// cores; raspi2b must not: its 32-bit kernel then hangs in a `stop_machine` TLB flush.
-/// 32-bit virt needs `highmem=off` for its PCI virtio disk.
-pub fn args(
-    machine: Machine,
-    arch: Arch,
-    kernel: &Path,
-    dtb: Option<&Path>,
-    initrd: Option<&Path>,
-    cmdline: &str,
-    disk: &Path,
-) -> Vec<String> {
-    let board: &[&str] = match (machine, arch) {
-        (Machine::Raspi3b, _) => &["-M", "raspi3b", "-accel", "tcg,thread=single", "-m", "1G"],
-        (Machine::Raspi2b, _) => &["-M", "raspi2b", "-m", "1G"],
-        (Machine::Virt, Arch::Arm64) => &[
-            "-M",
-            "virt",
-            "-cpu",
-            "cortex-a72",
-            "-m",
-            "1G",
-            "-nic",
-            "none",
-        ],
-        (Machine::Virt, Arch::Armhf) => &[
-            "-M",
-            "virt,highmem=off",
-            "-cpu",
-            "cortex-a15",
-            "-m",
-            "1G",
-            "-nic",
-            "none",
-        ],
-    };
-    let mut a: Vec<String> = board.iter().map(|s| (*s).to_owned()).collect();
-    a.extend(
-        [
-            "-display",
-            "none",
-            "-monitor",
-            "none",
-            "-serial",
-            "stdio",
-            "-no-reboot",
-        ]
-        .map(String::from),
-    );
-    a.extend(["-kernel".into(), kernel.display().to_string()]);
-    if let Some(dtb) = dtb {
-        a.extend(["-dtb".into(), dtb.display().to_string()]);
-    }
-    if let Some(initrd) = initrd {
-        a.extend(["-initrd".into(), initrd.display().to_string()]);
-    }
-    a.extend(["-append".into(), cmdline.to_owned()]);
-    let drive = match machine {
-        Machine::Raspi3b | Machine::Raspi2b => {
-            format!("file={},if=sd,format=raw", qemu_escape(disk))
-        }
-        Machine::Virt => format!("file={},if=virtio,format=raw", qemu_escape(disk)),
-    };
-    a.extend(["-drive".into(), drive]);
-    a
 }
 
 /// How one QEMU run ended.
@@ -162,14 +86,15 @@ pub struct Watch<'a> {
 }
 
 /// Kills and reaps QEMU however the boot ends (error, panic, interruption).
-struct Reaper(Child);
+struct Reaper(Streaming);
 
 impl Reaper {
     fn stop(&mut self) {
-        if let Ok(Some(_)) = self.0.try_wait() {
+        let child = &mut self.0.child;
+        if let Ok(Some(_)) = child.try_wait() {
             return;
         }
-        if let Some(pid) = i32::try_from(self.0.id())
+        if let Some(pid) = i32::try_from(child.id())
             .ok()
             .and_then(rustix::process::Pid::from_raw)
         {
@@ -177,13 +102,13 @@ impl Reaper {
         }
         let until = Instant::now() + Duration::from_secs(5);
         while Instant::now() < until {
-            if let Ok(Some(_)) = self.0.try_wait() {
+            if let Ok(Some(_)) = child.try_wait() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
 
@@ -191,11 +116,6 @@ impl Drop for Reaper {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-enum Msg {
-    Out(Vec<u8>),
-    Eof,
 }
 
 /// Kernel messages that end a boot without a marker.
@@ -212,47 +132,18 @@ pub fn boot(
     seen: &mut Vec<Seen>,
 ) -> anyhow::Result<Ending> {
     tracing::info!("starting {program} {}", shell_words(args));
-    let mut child = crate::process::command(program)
+    let mut reaper = Reaper(
+        CmdSpec::new(
+            program,
+            "boot the image (QEMU: apt-get install qemu-system-arm)",
+        )
         .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| {
-            format!(
-                "failed to boot the image: cannot run `{program}` (apt-get install qemu-system-arm)"
-            )
-        })?;
-    let mut stdout = child.stdout.take().context("QEMU has no stdout")?;
-    let mut stderr = child.stderr.take().context("QEMU has no stderr")?;
-    let mut reaper = Reaper(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 8192];
-        loop {
-            match stdout.read(&mut buf) {
-                Ok(0) | Err(_) => {
-                    let _ = tx.send(Msg::Eof);
-                    return;
-                }
-                Ok(n) => {
-                    if tx.send(Msg::Out(buf[..n].to_vec())).is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-    });
-    let err_thread = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-
+        .stream()?,
+    );
     // The console is the guest's to write: fenced, so the runner executes nothing a
     // (possibly malicious) image prints.
     let fence = gha.fence();
-    let mut line = Vec::new();
+    let mut stderr = String::new();
     let mut passed_at: Option<Instant> = None;
     let mut rebooting = false;
     let ending = loop {
@@ -266,63 +157,60 @@ pub fn boot(
         if passed_at.is_none() && now >= watch.deadline {
             break Ending::TimedOut;
         }
-        let msg = match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(m) => m,
-            Err(mpsc::RecvTimeoutError::Timeout) => continue,
-            Err(mpsc::RecvTimeoutError::Disconnected) => Msg::Eof,
-        };
-        let bytes = match msg {
-            Msg::Out(b) => b,
-            Msg::Eof => {
-                let status = reaper.0.wait().map(|s| s.to_string()).unwrap_or_default();
+        match reaper.0.next(Duration::from_millis(100)) {
+            Event::Idle | Event::Partial(Pipe::Stderr) => {}
+            Event::Line(Pipe::Stderr, l) => {
+                stderr.push_str(&String::from_utf8_lossy(&l));
+                stderr.push('\n');
+            }
+            Event::Line(Pipe::Stdout, l) => {
+                serial
+                    .write_all(&l)
+                    .and_then(|()| serial.write_all(b"\n"))
+                    .context("cannot write serial.log")?;
+                let text = clean(&l);
+                fence.line(&format!("[guest] {text}"));
+                if let Some(v) = judge(&text, watch, seen, &mut passed_at, &mut rebooting) {
+                    break v;
+                }
+            }
+            Event::Partial(Pipe::Stdout) => {
+                // Prompts such as `raspberrypi login: ` never end their line.
+                let text = clean(reaper.0.pending(Pipe::Stdout));
+                if passed_at.is_none()
+                    && let Some(m) = watch.success.iter().find(|r| r.is_match(&text))
+                {
+                    record(seen, m, &text, watch.epoch);
+                    passed_at = Some(Instant::now());
+                }
+            }
+            Event::Closed => {
+                let status = reaper
+                    .0
+                    .child
+                    .wait()
+                    .map(|s| s.to_string())
+                    .unwrap_or_default();
                 if passed_at.is_some() {
                     break Ending::Pass;
                 }
                 if rebooting {
                     break Ending::Rebooted;
                 }
-                // QEMU has exited, so its stderr is closed and the reader ends.
-                let stderr = err_thread.join().unwrap_or_default();
                 break Ending::Exited {
                     status,
                     stderr: stderr.trim().to_owned(),
                 };
             }
-        };
-        serial
-            .write_all(&bytes)
-            .context("cannot write serial.log")?;
-        let mut verdict = None;
-        for &b in &bytes {
-            if b == b'\n' {
-                let text = clean(&line);
-                line.clear();
-                fence.line(&format!("[guest] {text}"));
-                if let Some(v) = judge(&text, watch, seen, &mut passed_at, &mut rebooting) {
-                    verdict = Some(v);
-                    break;
-                }
-            } else {
-                line.push(b);
-            }
-        }
-        if verdict.is_none() && passed_at.is_none() && !line.is_empty() {
-            // Prompts such as `raspberrypi login: ` never end their line.
-            let text = clean(&line);
-            if let Some(m) = watch.success.iter().find(|r| r.is_match(&text)) {
-                record(seen, m, &text, watch.epoch);
-                passed_at = Some(Instant::now());
-            }
-        }
-        if let Some(v) = verdict {
-            break v;
         }
     };
-    let _ = serial.flush();
     reaper.stop();
-    if !line.is_empty() {
-        fence.line(&format!("[guest] {}", clean(&line)));
+    let rest = reaper.0.pending(Pipe::Stdout).to_vec();
+    if !rest.is_empty() {
+        let _ = serial.write_all(&rest);
+        fence.line(&format!("[guest] {}", clean(&rest)));
     }
+    let _ = serial.flush();
     drop(fence);
     Ok(ending)
 }
@@ -401,68 +289,6 @@ pub fn shell_words(args: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn raspi3b_command() {
-        let a = args(
-            Machine::Raspi3b,
-            Arch::Arm64,
-            Path::new("/w/kernel8.img"),
-            Some(Path::new("/w/x.dtb")),
-            None,
-            "console=ttyAMA0,115200 root=/dev/mmcblk0p2",
-            Path::new("/w/a,b.img"),
-        );
-        let s = shell_words(&a);
-        assert_eq!(
-            s,
-            "-M raspi3b -accel tcg,thread=single -m 1G -display none -monitor none -serial stdio -no-reboot \
-             -kernel /w/kernel8.img -dtb /w/x.dtb -append 'console=ttyAMA0,115200 root=/dev/mmcblk0p2' \
-             -drive file=/w/a,,b.img,if=sd,format=raw"
-        );
-    }
-
-    #[test]
-    fn virt_command() {
-        let a = args(
-            Machine::Virt,
-            Arch::Arm64,
-            Path::new("/k"),
-            None,
-            Some(Path::new("/i")),
-            "root=/dev/vda2",
-            Path::new("/d.img"),
-        );
-        assert!(a.windows(2).any(|w| w == ["-initrd", "/i"]));
-        assert!(a.contains(&"file=/d.img,if=virtio,format=raw".to_owned()));
-        assert!(a.windows(2).any(|w| w == ["-nic", "none"]));
-        assert!(!a.contains(&"-dtb".to_owned()));
-    }
-
-    #[test]
-    fn armhf_commands() {
-        let a = args(
-            Machine::Raspi2b,
-            Arch::Armhf,
-            Path::new("/k7"),
-            Some(Path::new("/d")),
-            None,
-            "x",
-            Path::new("/i"),
-        );
-        assert_eq!(&a[..4], ["-M", "raspi2b", "-m", "1G"]);
-        assert!(!a.contains(&"tcg,thread=single".to_owned()));
-        let v = args(
-            Machine::Virt,
-            Arch::Armhf,
-            Path::new("/k7"),
-            None,
-            None,
-            "x",
-            Path::new("/i"),
-        );
-        assert_eq!(&v[..4], ["-M", "virt,highmem=off", "-cpu", "cortex-a15"]);
-    }
 
     #[test]
     fn console_cleaning() {

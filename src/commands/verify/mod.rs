@@ -4,15 +4,16 @@
 //! bundle itself. An artifact without a bundle of its own must be a subject of a
 //! verified attestation (the in-toto statement) with the same digest.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context as _;
 
-use crate::config::file_name;
 use crate::error::usage;
 use crate::gha::{Gha, StepReport, md_cell};
-use crate::model::manifest::Manifest;
 use crate::sigstore::{self, BundleKind, Policy, Subject, Trust, Verified};
+
+mod plan;
+pub use plan::{BundleSpec, Check, Facts, Plan, SubjectSpec, Target, plan};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -54,117 +55,79 @@ pub struct Args {
     pub offline: bool,
 }
 
-/// One bundle to check.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Check {
-    /// The artifact's name (manifest) or path.
-    pub name: String,
-    pub subject: SubjectSpec,
-    /// The digest the manifest records for the file.
-    pub expect_sha256: Option<String>,
-    pub bundle: Option<BundleSpec>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SubjectSpec {
-    File(PathBuf),
-    Sha256(String),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BundleSpec {
-    pub path: PathBuf,
-    /// The bundle digest the manifest records.
-    pub expect_sha256: Option<String>,
-}
-
+/// Validated input: what to verify and whom it must come from, before anything is read.
 #[derive(Debug, Clone)]
 pub struct Input {
-    pub checks: Vec<Check>,
-    pub policy: Policy,
-    pub trust: Trust,
     pub manifest: Option<PathBuf>,
+    pub file: Option<PathBuf>,
+    pub bundle: Option<PathBuf>,
+    pub certificate_identity: Option<String>,
+    pub certificate_identity_regexp: Option<String>,
+    pub certificate_oidc_issuer: Option<String>,
+    pub certificate_oidc_issuer_regexp: Option<String>,
+    pub repository: Option<String>,
+    pub key: Option<PathBuf>,
+    pub trusted_root: Option<PathBuf>,
+    pub trust_config: Option<PathBuf>,
 }
 
 impl Input {
     pub fn from_args(args: Args) -> anyhow::Result<Self> {
-        let policy = Policy::from_flags(
-            args.certificate_identity.as_deref(),
-            args.certificate_identity_regexp.as_deref(),
-            args.certificate_oidc_issuer.as_deref(),
-            args.certificate_oidc_issuer_regexp.as_deref(),
-            args.repository.as_deref(),
-            args.key.as_deref(),
-        )?;
-        let trust = Trust::load(args.trusted_root.as_deref(), args.trust_config.as_deref())?;
-        let checks = match (&args.manifest, &args.file) {
-            (Some(m), _) => {
-                let (manifest, _) = crate::model::manifest::load(m)?;
-                plan_manifest(m, &manifest)
-            }
-            (None, Some(file)) => {
-                let subject = match Subject::parse(file) {
-                    Subject::File(p) => SubjectSpec::File(p),
-                    Subject::Sha256(h) => SubjectSpec::Sha256(h),
-                };
-                let bundle = match (&args.bundle, &subject) {
-                    (Some(b), _) => b.clone(),
-                    (None, SubjectSpec::File(p)) => sigstore::bundle_path_for(p),
-                    (None, SubjectSpec::Sha256(_)) => {
-                        return Err(usage("verifying a digest needs --bundle"));
-                    }
-                };
-                vec![Check {
-                    name: file.display().to_string(),
-                    subject,
-                    expect_sha256: None,
-                    bundle: Some(BundleSpec {
-                        path: bundle,
-                        expect_sha256: None,
-                    }),
-                }]
-            }
-            (None, None) => return Err(usage("give a FILE to verify, or --manifest")),
-        };
+        if args.manifest.is_none() && args.file.is_none() {
+            return Err(usage("give a FILE to verify, or --manifest"));
+        }
         Ok(Self {
-            checks,
-            policy,
-            trust,
             manifest: args.manifest,
+            file: args.file,
+            bundle: args.bundle,
+            certificate_identity: args.certificate_identity,
+            certificate_identity_regexp: args.certificate_identity_regexp,
+            certificate_oidc_issuer: args.certificate_oidc_issuer,
+            certificate_oidc_issuer_regexp: args.certificate_oidc_issuer_regexp,
+            repository: args.repository,
+            key: args.key,
+            trusted_root: args.trusted_root,
+            trust_config: args.trust_config,
         })
     }
 }
 
-/// Every artifact of a manifest, with the bundle it lists, and the manifest itself
-/// when it has a bundle next to it. Pure.
-pub fn plan_manifest(path: &Path, manifest: &Manifest) -> Vec<Check> {
-    let dir = path.parent().unwrap_or(Path::new(""));
-    let mut checks: Vec<Check> = manifest
-        .artifacts
-        .iter()
-        .map(|a| Check {
-            name: a.name.clone(),
-            subject: SubjectSpec::File(dir.join(&a.name)),
-            expect_sha256: Some(a.sha256.clone()),
-            bundle: a.bundle.as_ref().map(|b| BundleSpec {
-                path: dir.join(&b.name),
-                expect_sha256: Some(b.sha256.clone()),
-            }),
-        })
-        .collect();
-    let own = sigstore::bundle_path_for(path);
-    if own.is_file() {
-        checks.push(Check {
-            name: file_name(path),
-            subject: SubjectSpec::File(path.to_path_buf()),
-            expect_sha256: None,
-            bundle: Some(BundleSpec {
-                path: own,
-                expect_sha256: None,
-            }),
-        });
-    }
-    checks
+/// Does all the reading before any check: the policy (and its public key), the
+/// trusted root, the manifest or the subject.
+pub fn gather(input: &Input) -> anyhow::Result<Facts> {
+    let policy = Policy::from_flags(
+        input.certificate_identity.as_deref(),
+        input.certificate_identity_regexp.as_deref(),
+        input.certificate_oidc_issuer.as_deref(),
+        input.certificate_oidc_issuer_regexp.as_deref(),
+        input.repository.as_deref(),
+        input.key.as_deref(),
+    )?;
+    let trust = Trust::load(input.trusted_root.as_deref(), input.trust_config.as_deref())?;
+    let target = match (&input.manifest, &input.file) {
+        (Some(m), _) => {
+            let (manifest, _) = crate::model::manifest::load(m)?;
+            Target::Manifest {
+                path: m.clone(),
+                manifest: Box::new(manifest),
+                own_bundle: sigstore::bundle_path_for(m).is_file(),
+            }
+        }
+        (None, Some(file)) => Target::File {
+            name: file.display().to_string(),
+            subject: match Subject::parse(file) {
+                Subject::File(p) => SubjectSpec::File(p),
+                Subject::Sha256(h) => SubjectSpec::Sha256(h),
+            },
+            bundle: input.bundle.clone(),
+        },
+        (None, None) => return Err(usage("give a FILE to verify, or --manifest")),
+    };
+    Ok(Facts {
+        policy,
+        trust,
+        target,
+    })
 }
 
 /// The result for one artifact.
@@ -242,15 +205,15 @@ impl StepReport for Outcome {
 }
 
 /// Verifies every check; failures are collected, not fatal, so the report names all.
-pub fn run(input: &Input) -> anyhow::Result<Outcome> {
-    let verifier = sigstore::verifier(&input.trust)?;
+pub fn run(facts: &Facts, plan: &Plan) -> anyhow::Result<Outcome> {
+    let verifier = sigstore::verifier(&facts.trust)?;
     let mut outcome = Outcome::default();
     let mut unbundled = Vec::new();
-    for check in &input.checks {
+    for check in &plan.checks {
         match &check.bundle {
             Some(b) => {
                 let result =
-                    check_one(&verifier, check, b, &input.policy).map_err(|e| format!("{e:#}"));
+                    check_one(&verifier, check, b, &facts.policy).map_err(|e| format!("{e:#}"));
                 outcome.checked.push(Checked {
                     name: check.name.clone(),
                     bundle: Some(b.path.clone()),
@@ -352,11 +315,16 @@ fn check_one(
     })
 }
 
-/// Entry point: parse → verify → publish; exit 1 unless everything verified.
+/// Entry point: parse → gather → plan → verify → publish; exit 1 unless everything verified.
 pub fn main(gha: &Gha, args: Args) -> anyhow::Result<()> {
     sigstore::install_tls_provider();
     let input = Input::from_args(args)?;
-    let outcome = run(&input)?;
+    let facts = gather(&input)?;
+    let plan = plan(&facts)?;
+    if gha.print_plan(&plan)? {
+        return Ok(());
+    }
+    let outcome = run(&facts, &plan)?;
     for c in &outcome.checked {
         match (&c.result, &c.covered_by) {
             (Ok(v), None) => gha.line(&format!(
