@@ -67,6 +67,49 @@ pub struct Asset {
     pub content_type: Option<String>,
 }
 
+/// What `release` sets on a release: the body of `POST /releases` and of
+/// `PATCH /releases/{id}`. The fields and `MakeLatest` are octocrab's (its release
+/// builders serialise the same); the request goes through [`GitHub`]'s own send path for
+/// the headers, retries and the API-only pagination. A field left `None` is not sent, so
+/// an update changes only what it names.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReleaseFields {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_commitish: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub draft: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prerelease: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub make_latest: Option<octocrab::repos::releases::MakeLatest>,
+}
+
+impl ReleaseFields {
+    /// Nothing to change.
+    pub fn is_empty(&self) -> bool {
+        self.tag_name.is_none()
+            && self.target_commitish.is_none()
+            && self.name.is_none()
+            && self.body.is_none()
+            && self.draft.is_none()
+            && self.prerelease.is_none()
+            && self.make_latest.is_none()
+    }
+}
+
+/// The body of `PATCH /releases/assets/{id}`.
+#[derive(Debug, Clone, Serialize)]
+struct AssetFields<'a> {
+    name: &'a str,
+    label: &'a str,
+}
+
 /// A GitHub error answer, with what callers branch on.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("GitHub answered {status} to {method} {path}: {message}")]
@@ -301,19 +344,21 @@ impl GitHub {
         Ok(out)
     }
 
-    pub async fn create_release(&self, body: &Value) -> anyhow::Result<Release> {
+    pub async fn create_release(&self, fields: &ReleaseFields) -> anyhow::Result<Release> {
+        let body = serde_json::to_value(fields)?;
         Ok(self
-            .json(Method::POST, &self.repo_url("/releases"), Some(body))
+            .json(Method::POST, &self.repo_url("/releases"), Some(&body))
             .await?
             .1)
     }
 
-    pub async fn update_release(&self, id: u64, body: &Value) -> anyhow::Result<Release> {
+    pub async fn update_release(&self, id: u64, fields: &ReleaseFields) -> anyhow::Result<Release> {
+        let body = serde_json::to_value(fields)?;
         Ok(self
             .json(
                 Method::PATCH,
                 &self.repo_url(&format!("/releases/{id}")),
-                Some(body),
+                Some(&body),
             )
             .await?
             .1)
@@ -337,7 +382,7 @@ impl GitHub {
     }
 
     pub async fn update_asset(&self, id: u64, name: &str, label: &str) -> anyhow::Result<Asset> {
-        let body = serde_json::json!({ "name": name, "label": label });
+        let body = serde_json::to_value(AssetFields { name, label })?;
         Ok(self
             .json(
                 Method::PATCH,
@@ -478,7 +523,7 @@ mod tests {
     }
 
     #[test]
-    fn upload_hosts() {
+    fn uploads_go_to_the_upload_host_of_each_github() {
         assert_eq!(
             default_upload_url("https://api.github.com/"),
             "https://uploads.github.com"
@@ -505,7 +550,7 @@ mod tests {
     }
 
     #[test]
-    fn error_kinds() {
+    fn server_errors_and_rate_limits_are_transient_and_conflicts_are_named() {
         let e = |status, code: Option<&str>, retry| ApiError {
             status,
             method: "POST".into(),

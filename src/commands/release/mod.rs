@@ -8,16 +8,16 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use serde_json::json;
 
 pub use self::plan::{AssetOp, Plan, plan};
 use crate::config::{ImageArgs, file_name};
 use crate::error::usage;
 use crate::gha::{Gha, StepReport, md_cell};
-use crate::github::{Asset, GitHub, Release};
+use crate::github::{Asset, GitHub, Release, ReleaseFields};
 use crate::model::manifest::Manifest;
 use crate::retry::Backoff;
 use crate::units::human_size;
+use octocrab::repos::releases::MakeLatest;
 
 /// GitHub refuses release assets of 2 GiB and more.
 pub const MAX_ASSET: u64 = 2 << 30;
@@ -664,12 +664,18 @@ pub async fn run(gha: &Gha, input: &Input) -> anyhow::Result<Outcome> {
     let release = if let Some(r) = existing {
         r
     } else {
-        let mut body = json!({ "tag_name": input.tag, "name": input.name, "body": input.notes, "draft": true, "prerelease": input.prerelease });
-        if let Some(c) = &input.target_commitish {
-            body["target_commitish"] = json!(c);
-        }
+        // A draft first: assets are uploaded before anyone can see the release.
+        let fields = ReleaseFields {
+            tag_name: Some(input.tag.clone()),
+            target_commitish: input.target_commitish.clone(),
+            name: Some(input.name.clone()),
+            body: Some(input.notes.clone()),
+            draft: Some(true),
+            prerelease: Some(input.prerelease),
+            make_latest: None,
+        };
         let r = with_retries("create the release", input.attempts, || {
-            gh.create_release(&body)
+            gh.create_release(&fields)
         })
         .await?;
         tracing::info!("created draft release {} ({})", r.id, r.html_url);
@@ -714,23 +720,23 @@ pub async fn run(gha: &Gha, input: &Input) -> anyhow::Result<Outcome> {
             AssetOp::Keep(_) | AssetOp::Leave(_) => {}
         }
     }
-    let mut patch = serde_json::Map::new();
+    let mut patch = ReleaseFields::default();
     if plan.update_fields {
-        patch.insert("name".into(), json!(input.name));
-        patch.insert("body".into(), json!(input.notes));
-        patch.insert("prerelease".into(), json!(input.prerelease));
+        patch.name = Some(input.name.clone());
+        patch.body = Some(input.notes.clone());
+        patch.prerelease = Some(input.prerelease);
     }
     if plan.publish {
-        patch.insert("draft".into(), json!(false));
-        patch.insert(
-            "make_latest".into(),
-            json!(if input.make_latest { "true" } else { "false" }),
-        );
+        patch.draft = Some(false);
+        patch.make_latest = Some(if input.make_latest {
+            MakeLatest::True
+        } else {
+            MakeLatest::False
+        });
     }
     if !patch.is_empty() {
-        let body = serde_json::Value::Object(patch);
         let r = with_retries("update the release", input.attempts, || {
-            gh.update_release(release.id, &body)
+            gh.update_release(release.id, &patch)
         })
         .await?;
         outcome.release_url = r.html_url;

@@ -1,4 +1,5 @@
 use super::*;
+use serde_json::json;
 
 fn input(assets: &[(&str, &str, u64)], prune: bool, mode: Mode) -> Input {
     let manifest: Manifest = serde_json::from_value(json!({
