@@ -66,4 +66,5 @@ bash tests/fixtures/cloud-init/build-rootfs.sh target/tmp/cloud-init
 
 cargo fmt --all --check
 cargo clippy --all-targets --locked -- -D warnings
-cargo test --locked
+# Every tier: the tests `cargo test` alone leaves out (marked `#[ignore = "tier …"]`) too.
+cargo test --locked -- --include-ignored

@@ -286,13 +286,13 @@ mod tests {
     }
 
     #[test]
-    fn midnight_wrap() {
+    fn a_stage_across_midnight_has_its_real_duration() {
         let t = parse("[23:59:59] Begin stage0\n[00:00:10] End stage0\n");
         assert_eq!(t.durations["stage0"], 11);
     }
 
     #[test]
-    fn incomplete_stage() {
+    fn a_stage_that_never_ended_is_reported_incomplete() {
         let t = parse("[10:00:00] Begin stage0\n[10:00:05] End stage0\n[10:00:05] Begin stage1\n");
         assert_eq!(t.spans.len(), 1);
         assert_eq!(t.observed_elapsed_seconds, 5);

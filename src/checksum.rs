@@ -124,7 +124,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn known_digest() {
+    fn hashing_a_stream_gives_the_known_sha256_and_keeps_the_bytes() {
         let mut w = Hashing::new(Vec::new());
         w.write_all(b"abc").unwrap();
         let (d, inner) = w.finish();
@@ -137,7 +137,7 @@ mod tests {
     }
 
     #[test]
-    fn checksum_lines() {
+    fn checksum_lines_round_trip_in_sha256sum_format() {
         assert_eq!(checksum_line("ab", "x.img.xz"), "ab  x.img.xz\n");
         let d = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
         assert_eq!(

@@ -288,7 +288,7 @@ mod tests {
     }
 
     #[test]
-    fn artifact_names() {
+    fn artifact_paths_follow_img_name() {
         let p = ArtifactPaths::new(Path::new("out"), "sk");
         assert_eq!(p.image, Path::new("out/sk.img.xz"));
         assert_eq!(p.checksum, Path::new("out/sk.img.xz.sha256"));

@@ -300,7 +300,7 @@ mod tests {
     }
 
     #[test]
-    fn depends_lines() {
+    fn pi_gens_depends_lines_map_tools_to_packages() {
         assert_eq!(
             parse_depends("quilt\n# c\nqemu-arm-static:qemu-user-static\n\n"),
             [

@@ -429,7 +429,7 @@ mod tests {
     }
 
     #[test]
-    fn returns_stdout() {
+    fn output_returns_the_trimmed_stdout() {
         let out = CmdSpec::new("sh", "echo")
             .arg("-c")
             .arg("echo hi")

@@ -142,7 +142,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn presets_parse() {
+    fn xz_presets_parse_with_and_without_extreme() {
         assert_eq!(
             "6".parse(),
             Ok(Preset {

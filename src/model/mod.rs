@@ -102,7 +102,7 @@ mod tests {
     }
 
     #[test]
-    fn times() {
+    fn unix_seconds_and_offsets_become_utc_rfc3339() {
         let t = parse_time("1700000000").unwrap();
         assert_eq!(rfc3339(t), "2023-11-14T22:13:20Z");
         assert_eq!(

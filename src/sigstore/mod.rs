@@ -529,7 +529,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bundle_names() {
+    fn a_bundle_lies_beside_its_file() {
         assert_eq!(
             bundle_path_for(Path::new("out/x.img.xz")),
             Path::new("out/x.img.xz.sigstore.json")
@@ -537,7 +537,7 @@ mod tests {
     }
 
     #[test]
-    fn repository_shortcut() {
+    fn repository_matches_only_that_repositorys_workflows() {
         let re = repository_identity("sugarkube/pi-image").unwrap();
         assert!(re.is_match(
             "https://github.com/sugarkube/pi-image/.github/workflows/release.yml@refs/tags/v1"

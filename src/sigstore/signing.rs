@@ -443,7 +443,7 @@ mod tests {
     }
 
     #[test]
-    fn services_precedence() {
+    fn explicit_urls_win_over_the_signing_config_over_public_good() {
         let s = Services::resolve(None, None, None, None).unwrap();
         assert_eq!(s.fulcio, PUBLIC_GOOD_FULCIO);
         assert_eq!(s.rekor, PUBLIC_GOOD_REKOR);

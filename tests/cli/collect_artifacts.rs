@@ -23,6 +23,7 @@ fn metadata(ws: &Workspace, name: &str) -> serde_json::Value {
 }
 
 #[test]
+#[ignore = "tier tools: needs mtools, dosfstools, e2fsprogs, zip, apt-utils, gpg, shellcheck or cloud-init (scripts/test.sh installs them)"]
 fn zip_from_pi_gen_is_streamed_into_xz() {
     let ws = Workspace::new();
     let zip = ws.put_zip(
@@ -84,6 +85,7 @@ fn zip_from_pi_gen_is_streamed_into_xz() {
 }
 
 #[test]
+#[ignore = "tier tools: needs mtools, dosfstools, e2fsprogs, zip, apt-utils, gpg, shellcheck or cloud-init (scripts/test.sh installs them)"]
 fn zip64_archives_work() {
     let ws = Workspace::new();
     let staging = ws.root().join("staging");
@@ -118,6 +120,7 @@ fn zip64_archives_work() {
 }
 
 #[test]
+#[ignore = "tier tools: needs mtools, dosfstools, e2fsprogs, zip, apt-utils, gpg, shellcheck or cloud-init (scripts/test.sh installs them)"]
 fn gz_and_raw_img_and_deep_paths() {
     let ws = Workspace::new();
     ws.put_gz("image_2026-01-01-a.img.gz");
@@ -150,6 +153,7 @@ fn gz_and_raw_img_and_deep_paths() {
 }
 
 #[test]
+#[ignore = "tier tools: needs mtools, dosfstools, e2fsprogs, zip, apt-utils, gpg, shellcheck or cloud-init (scripts/test.sh installs them)"]
 fn existing_xz_is_copied_verified_and_byte_identical() {
     let ws = Workspace::new();
     let src = ws.put_xz("image_2026-01-01-sk.img.xz");
@@ -174,6 +178,7 @@ fn existing_xz_is_copied_verified_and_byte_identical() {
 }
 
 #[test]
+#[ignore = "tier tools: needs mtools, dosfstools, e2fsprogs, zip, apt-utils, gpg, shellcheck or cloud-init (scripts/test.sh installs them)"]
 fn preference_xz_over_zip_over_gz_over_img() {
     let ws = Workspace::new();
     ws.put_img("2026-01-01-sk-lite.img");
@@ -188,6 +193,7 @@ fn preference_xz_over_zip_over_gz_over_img() {
 }
 
 #[test]
+#[ignore = "tier tools: needs mtools, dosfstools, e2fsprogs, zip, apt-utils, gpg, shellcheck or cloud-init (scripts/test.sh installs them)"]
 fn only_the_deploy_dir_is_scanned() {
     let ws = Workspace::new();
     fs::write(ws.root().join("stray.img.xz"), b"not this one").unwrap();
@@ -201,6 +207,7 @@ fn only_the_deploy_dir_is_scanned() {
 }
 
 #[test]
+#[ignore = "tier tools: needs mtools, dosfstools, e2fsprogs, zip, apt-utils, gpg, shellcheck or cloud-init (scripts/test.sh installs them)"]
 fn several_images_need_a_choice() {
     let ws = Workspace::new();
     ws.put_zip("image_2026-01-01-sk-lite.zip", "2026-01-01-sk-lite.img");
@@ -260,6 +267,7 @@ fn assert_rejected(ws: &Workspace, input: &Path, needle: &str) {
 }
 
 #[test]
+#[ignore = "tier tools: needs mtools, dosfstools, e2fsprogs, zip, apt-utils, gpg, shellcheck or cloud-init (scripts/test.sh installs them)"]
 fn corrupt_zip_entry_fails_on_crc() {
     let ws = Workspace::new();
     let zip = ws.put_zip("image_2026-01-01-sk.zip", "2026-01-01-sk.img");
@@ -274,6 +282,7 @@ fn corrupt_zip_entry_fails_on_crc() {
 }
 
 #[test]
+#[ignore = "tier tools: needs mtools, dosfstools, e2fsprogs, zip, apt-utils, gpg, shellcheck or cloud-init (scripts/test.sh installs them)"]
 fn truncated_zip_fails() {
     let ws = Workspace::new();
     let zip = ws.put_zip("image_2026-01-01-sk.zip", "2026-01-01-sk.img");
@@ -288,6 +297,7 @@ fn truncated_zip_fails() {
 }
 
 #[test]
+#[ignore = "tier tools: needs mtools, dosfstools, e2fsprogs, zip, apt-utils, gpg, shellcheck or cloud-init (scripts/test.sh installs them)"]
 fn zip_without_img_fails() {
     let ws = Workspace::new();
     let zip = ws.deploy().join("image_2026-01-01-sk.zip");
@@ -323,6 +333,7 @@ fn zip_with_traversal_names_is_refused() {
 }
 
 #[test]
+#[ignore = "tier tools: needs mtools, dosfstools, e2fsprogs, zip, apt-utils, gpg, shellcheck or cloud-init (scripts/test.sh installs them)"]
 fn truncated_xz_and_gz_fail() {
     let ws = Workspace::new();
     let xz = ws.put_xz("image_2026-01-01-sk.img.xz");
@@ -348,6 +359,7 @@ fn truncated_xz_and_gz_fail() {
 }
 
 #[test]
+#[ignore = "tier tools: needs mtools, dosfstools, e2fsprogs, zip, apt-utils, gpg, shellcheck or cloud-init (scripts/test.sh installs them)"]
 fn output_dir_is_created_and_unwritable_output_is_a_clear_error() {
     let ws = Workspace::new();
     ws.put_img("x.img");
@@ -368,6 +380,7 @@ fn output_dir_is_created_and_unwritable_output_is_a_clear_error() {
 }
 
 #[test]
+#[ignore = "tier tools: needs mtools, dosfstools, e2fsprogs, zip, apt-utils, gpg, shellcheck or cloud-init (scripts/test.sh installs them)"]
 fn read_only_old_checksum_is_replaced() {
     let ws = Workspace::new();
     ws.put_img("x.img");
@@ -381,6 +394,7 @@ fn read_only_old_checksum_is_replaced() {
 }
 
 #[test]
+#[ignore = "tier tools: needs mtools, dosfstools, e2fsprogs, zip, apt-utils, gpg, shellcheck or cloud-init (scripts/test.sh installs them)"]
 fn same_input_gives_byte_identical_output_whatever_the_threads() {
     let ws = Workspace::new();
     ws.put_zip("image_2026-01-01-sk.zip", "2026-01-01-sk.img");
@@ -395,6 +409,7 @@ fn same_input_gives_byte_identical_output_whatever_the_threads() {
 }
 
 #[test]
+#[ignore = "tier root: runs the test pi-gen or changes file owners: needs root"]
 fn build_log_is_copied_and_chown_applies() {
     let ws = Workspace::new();
     ws.put_img("x.img");
@@ -426,6 +441,7 @@ fn build_log_is_copied_and_chown_applies() {
 }
 
 #[test]
+#[ignore = "tier tools: needs mtools, dosfstools, e2fsprogs, zip, apt-utils, gpg, shellcheck or cloud-init (scripts/test.sh installs them)"]
 fn output_inside_deploy_is_not_mistaken_for_a_pi_gen_export() {
     let ws = Workspace::new();
     ws.put_zip(
@@ -451,6 +467,7 @@ fn metadata_in(dir: &Path) -> serde_json::Value {
 }
 
 #[test]
+#[ignore = "tier tools: needs mtools, dosfstools, e2fsprogs, zip, apt-utils, gpg, shellcheck or cloud-init (scripts/test.sh installs them)"]
 fn bad_settings_exit_2() {
     let ws = Workspace::new();
     ws.put_img("x.img");
@@ -537,6 +554,7 @@ fn interrupted_run_leaves_no_partial_output_and_rerun_succeeds() {
 }
 
 #[test]
+#[ignore = "tier tools: needs mtools, dosfstools, e2fsprogs, zip, apt-utils, gpg, shellcheck or cloud-init (scripts/test.sh installs them)"]
 fn real_zip64_image_over_4_gib() {
     let ws = Workspace::new();
     let staging = ws.root().join("staging");

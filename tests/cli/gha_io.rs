@@ -6,6 +6,7 @@ use std::fs;
 use crate::support::{Workspace, pi_image, read_outputs, run};
 
 #[test]
+#[ignore = "tier tools: needs mtools, dosfstools, e2fsprogs, zip, apt-utils, gpg, shellcheck or cloud-init (scripts/test.sh installs them)"]
 fn in_actions_logs_use_workflow_commands() {
     let ws = Workspace::new();
     ws.put_img("x.img");
@@ -57,6 +58,7 @@ fn failures_become_error_annotations_with_exit_1() {
 }
 
 #[test]
+#[ignore = "tier tools: needs mtools, dosfstools, e2fsprogs, zip, apt-utils, gpg, shellcheck or cloud-init (scripts/test.sh installs them)"]
 fn outside_actions_output_is_plain() {
     let ws = Workspace::new();
     ws.put_img("x.img");
@@ -68,6 +70,7 @@ fn outside_actions_output_is_plain() {
 }
 
 #[test]
+#[ignore = "tier tools: needs mtools, dosfstools, e2fsprogs, zip, apt-utils, gpg, shellcheck or cloud-init (scripts/test.sh installs them)"]
 fn empty_env_values_count_as_unset() {
     let ws = Workspace::new();
     ws.put_img("x.img");

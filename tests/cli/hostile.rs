@@ -733,6 +733,7 @@ fn collect(h: &Hostile) -> Command {
 }
 
 #[test]
+#[ignore = "tier tools: needs mtools, dosfstools, e2fsprogs, zip, apt-utils, gpg, shellcheck or cloud-init (scripts/test.sh installs them)"]
 fn collect_artifacts_reads_no_link_or_special_file_and_keeps_its_set_whole() {
     // (case, setup returning extra args, exit code, names)
     let rows: Vec<SetupRow> = vec![
@@ -840,6 +841,7 @@ fn collect_artifacts_reads_no_link_or_special_file_and_keeps_its_set_whole() {
 }
 
 #[test]
+#[ignore = "tier tools: needs mtools, dosfstools, e2fsprogs, zip, apt-utils, gpg, shellcheck or cloud-init (scripts/test.sh installs them)"]
 fn a_set_that_cannot_be_replaced_leaves_the_previous_one_verifiable() {
     let h = Hostile::new();
     deploy_image(&h, "x.img");
@@ -872,6 +874,7 @@ fn a_set_that_cannot_be_replaced_leaves_the_previous_one_verifiable() {
 }
 
 #[test]
+#[ignore = "tier tools: needs mtools, dosfstools, e2fsprogs, zip, apt-utils, gpg, shellcheck or cloud-init (scripts/test.sh installs them)"]
 fn two_collects_into_one_directory_wait_for_each_other() {
     let h = Hostile::new();
     deploy_image(&h, "x.img");
@@ -904,6 +907,7 @@ fn two_collects_into_one_directory_wait_for_each_other() {
 }
 
 #[test]
+#[ignore = "tier tools: needs mtools, dosfstools, e2fsprogs, zip, apt-utils, gpg, shellcheck or cloud-init (scripts/test.sh installs them)"]
 fn smoke_reads_plain_files_and_names_the_users_image() {
     let rows: Vec<SetupRow> = vec![
         (
@@ -1449,6 +1453,7 @@ fn a_checkers_complaint_names_the_users_file() {
 }
 
 #[test]
+#[ignore = "tier tools: needs mtools, dosfstools, e2fsprogs, zip, apt-utils, gpg, shellcheck or cloud-init (scripts/test.sh installs them)"]
 fn a_build_without_a_log_leaves_no_earlier_log_in_its_set() {
     let h = Hostile::new();
     deploy_image(&h, "x.img");
@@ -1464,6 +1469,7 @@ fn a_build_without_a_log_leaves_no_earlier_log_in_its_set() {
 }
 
 #[test]
+#[ignore = "tier pi-gen: needs pi-gen's build tools and arm64 emulation (tests/fixtures/pi-gen/setup-host.sh)"]
 fn no_child_process_gets_the_token() {
     // `git` on PATH records the environment it was started with, then runs the real one.
     let h = Hostile::new();

@@ -224,3 +224,46 @@ fn every_plan_is_pure() {
         problems.join("\n")
     );
 }
+
+/// The tiers `cargo test` alone leaves out (scripts/test.sh runs them with
+/// `--include-ignored`). A test is ignored only with one of them as its reason, so none is
+/// left out silently or for a reason nobody can act on.
+const TIERS: &[&str] = &["tools", "venv", "node", "qemu", "pi-gen", "root"];
+
+#[test]
+fn a_test_is_left_out_only_for_a_named_tier() {
+    let root = crate::support::repo_root();
+    let ignore = regex::Regex::new(r"#\[ignore\b[^\]]*\]").unwrap();
+    let tier = regex::Regex::new(r#"^#\[ignore = "tier ([a-z-]+): [^"]+"\]$"#).unwrap();
+    let mut problems = Vec::new();
+    let mut tiered = 0;
+    for dir in ["src", "tests"] {
+        for entry in walkdir::WalkDir::new(root.join(dir)) {
+            let entry = entry.unwrap();
+            if entry.path().extension().is_none_or(|x| x != "rs") {
+                continue;
+            }
+            let text = fs::read_to_string(entry.path()).unwrap();
+            for m in ignore.find_iter(&text) {
+                match tier.captures(m.as_str()) {
+                    Some(c) if TIERS.contains(&&c[1]) => tiered += 1,
+                    _ => problems.push(format!("{}: {}", entry.path().display(), m.as_str())),
+                }
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "ignored without a known tier:\n{}",
+        problems.join("\n")
+    );
+    assert!(
+        tiered > 50,
+        "only {tiered} tiered tests: the heavy ones are the majority"
+    );
+    let script = fs::read_to_string(root.join("scripts/test.sh")).unwrap();
+    assert!(
+        script.contains("cargo test --locked -- --include-ignored"),
+        "scripts/test.sh must run every tier"
+    );
+}

@@ -93,6 +93,7 @@ fn validate(schema: &str, file: &Path) {
 }
 
 #[test]
+#[ignore = "tier venv: needs check-jsonschema, actionlint or act from .venv (scripts/test.sh installs them)"]
 fn manifest_metadata_provenance_and_notes() {
     let ws = collected();
     let outputs = ws.root().join("gh-output");
@@ -205,6 +206,7 @@ fn manifest_metadata_provenance_and_notes() {
 }
 
 #[test]
+#[ignore = "tier tools: needs mtools, dosfstools, e2fsprogs, zip, apt-utils, gpg, shellcheck or cloud-init (scripts/test.sh installs them)"]
 fn reruns_are_byte_identical_and_nightly_channel() {
     let ws = collected();
     let (code, _, err) = run(&mut manifest_cmd(&ws));
@@ -226,6 +228,7 @@ fn reruns_are_byte_identical_and_nightly_channel() {
 }
 
 #[test]
+#[ignore = "tier venv: needs check-jsonschema, actionlint or act from .venv (scripts/test.sh installs them)"]
 fn smoke_evidence_and_bundles_are_recorded() {
     let ws = collected();
     let smoke = ws.root().join("smoke");
@@ -268,6 +271,7 @@ fn smoke_evidence_and_bundles_are_recorded() {
 }
 
 #[test]
+#[ignore = "tier tools: needs mtools, dosfstools, e2fsprogs, zip, apt-utils, gpg, shellcheck or cloud-init (scripts/test.sh installs them)"]
 fn without_collect_metadata_the_raw_digest_is_recomputed() {
     let ws = collected();
     let raw = json(&ws.out().join("sugarkube.img.xz.metadata.json"))["image"]["raw_sha256"].clone();
@@ -281,6 +285,7 @@ fn without_collect_metadata_the_raw_digest_is_recomputed() {
 }
 
 #[test]
+#[ignore = "tier tools: needs mtools, dosfstools, e2fsprogs, zip, apt-utils, gpg, shellcheck or cloud-init (scripts/test.sh installs them)"]
 fn bad_inputs() {
     let ws = Workspace::new();
     let (code, _, err) = run(&mut manifest_cmd(&ws));

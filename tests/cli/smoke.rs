@@ -118,6 +118,7 @@ fn without_scratch(args: &serde_json::Value) -> Vec<String> {
 /// Also: `--print-plan` first prints the QEMU command line the boot then uses, and
 /// boots nothing, writes no artifacts and leaves no scratch directory.
 #[test]
+#[ignore = "tier qemu: boots images in QEMU (scripts/test.sh installs QEMU and builds the images)"]
 fn passes_on_raspi3b_and_leaves_the_input_alone() {
     let img = images().join("ok.img");
     let before = sha256_of(&img);
@@ -185,6 +186,7 @@ fn passes_on_raspi3b_and_leaves_the_input_alone() {
 }
 
 #[test]
+#[ignore = "tier qemu: boots images in QEMU (scripts/test.sh installs QEMU and builds the images)"]
 fn passes_on_virt_and_from_img_xz() {
     let s = Smoke::new();
     let xz = s.dir().join("ok.img.xz");
@@ -222,6 +224,7 @@ fn passes_on_virt_and_from_img_xz() {
 }
 
 #[test]
+#[ignore = "tier qemu: boots images in QEMU (scripts/test.sh installs QEMU and builds the images)"]
 fn a_silent_image_times_out_and_qemu_is_stopped() {
     let s = Smoke::new();
     let _one = one_boot_at_a_time();
@@ -244,6 +247,7 @@ fn a_silent_image_times_out_and_qemu_is_stopped() {
 }
 
 #[test]
+#[ignore = "tier qemu: boots images in QEMU (scripts/test.sh installs QEMU and builds the images)"]
 fn a_kernel_panic_fails_fast() {
     let s = Smoke::new();
     let _one = one_boot_at_a_time();
@@ -263,6 +267,7 @@ fn a_kernel_panic_fails_fast() {
 }
 
 #[test]
+#[ignore = "tier qemu: boots images in QEMU (scripts/test.sh installs QEMU and builds the images)"]
 fn the_first_boot_reboot_is_followed() {
     let s = Smoke::new();
     let _one = one_boot_at_a_time();
@@ -296,6 +301,7 @@ fn the_first_boot_reboot_is_followed() {
 }
 
 #[test]
+#[ignore = "tier qemu: boots images in QEMU (scripts/test.sh installs QEMU and builds the images)"]
 fn inject_and_collect_round_trip_with_default_markers() {
     let s = Smoke::new();
     let hook = s.dir().join("hook.sh");
@@ -360,6 +366,7 @@ fn inject_and_collect_round_trip_with_default_markers() {
 /// Nothing is written through any of them, no link is made on the host, and each
 /// skipped link is named.
 #[test]
+#[ignore = "tier qemu: boots images in QEMU (scripts/test.sh installs QEMU and builds the images)"]
 fn a_malicious_guests_symlinks_never_reach_the_host() {
     let s = Smoke::new();
     let victim = s.dir().join("victim");
@@ -426,6 +433,7 @@ fn a_malicious_guests_symlinks_never_reach_the_host() {
 }
 
 #[test]
+#[ignore = "tier qemu: boots images in QEMU (scripts/test.sh installs QEMU and builds the images)"]
 fn bad_images_are_clear_errors() {
     let s = Smoke::new();
     let not_disk = s.dir().join("random.img");
@@ -478,6 +486,7 @@ fn bad_images_are_clear_errors() {
 }
 
 #[test]
+#[ignore = "tier qemu: boots images in QEMU (scripts/test.sh installs QEMU and builds the images)"]
 fn armhf_images_boot_on_raspi2b_and_survive_the_reboot() {
     let s = Smoke::new();
     let _one = one_boot_at_a_time();

@@ -18,6 +18,7 @@ fn help_texts() {
 }
 
 #[test]
+#[ignore = "tier tools: needs mtools, dosfstools, e2fsprogs, zip, apt-utils, gpg, shellcheck or cloud-init (scripts/test.sh installs them)"]
 fn release_notes_layout() {
     let ws = Workspace::new();
     ws.put_zip(
@@ -73,6 +74,7 @@ fn release_notes_layout() {
 /// `--print-plan`: each step's decision as JSON, nothing changed. Paths under the
 /// workspace are shown as `[ws]`.
 #[test]
+#[ignore = "tier tools: needs mtools, dosfstools, e2fsprogs, zip, apt-utils, gpg, shellcheck or cloud-init (scripts/test.sh installs them)"]
 fn plans_as_printed() {
     let ws = Workspace::new();
     ws.put_img("image_2026-11-25-sugarkube-lite.img");
@@ -123,6 +125,7 @@ fn plans_as_printed() {
 /// in-toto statement, manifest, notes) and writes none; the real run then writes exactly
 /// those texts, each digest in a later file matching an earlier file's bytes.
 #[test]
+#[ignore = "tier tools: needs mtools, dosfstools, e2fsprogs, zip, apt-utils, gpg, shellcheck or cloud-init (scripts/test.sh installs them)"]
 fn the_printed_manifest_plan_is_what_manifest_writes() {
     let ws = Workspace::new();
     ws.put_zip(

@@ -211,7 +211,7 @@ mod tests {
     }
 
     #[test]
-    fn preference_order() {
+    fn xz_is_preferred_over_zip_over_gz_over_img() {
         assert!(Format::Xz < Format::Zip && Format::Zip < Format::Gz && Format::Gz < Format::Img);
     }
 }

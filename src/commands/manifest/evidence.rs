@@ -99,7 +99,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn smoke_statuses() {
+    fn smoke_status_comes_from_success_then_error_files() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(smoke_status(dir.path()).0, "unknown");
         std::fs::write(dir.path().join("error.json"), "{\"error\": \"timed out\"}").unwrap();
@@ -135,7 +135,7 @@ mod tests {
     }
 
     #[test]
-    fn verifier_shapes() {
+    fn a_verifier_report_is_not_run_not_found_invalid_or_ok() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(verifier(None)["status"], "not_run");
         let p = dir.path().join("v.json");

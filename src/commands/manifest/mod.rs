@@ -550,7 +550,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn option_typing() {
+    fn options_are_typed_as_bool_integer_float_or_string() {
         assert_eq!(
             parse_option("a=TRUE").unwrap(),
             ("a".into(), Value::Bool(true))

@@ -146,7 +146,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn windows_paths() {
+    fn windows_paths_are_written_as_each_docker_host_wants() {
         assert_eq!(
             docker_host_path(r"C:\Users\pi\deploy", HostPathStyle::GitBash),
             "/c/Users/pi/deploy"

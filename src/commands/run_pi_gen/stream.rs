@@ -362,7 +362,7 @@ mod tests {
     }
 
     #[test]
-    fn mountinfo_escapes() {
+    fn mountinfo_octal_escapes_are_decoded() {
         assert_eq!(unescape_mountinfo(r"/a\040b\011c"), "/a b\tc");
         assert_eq!(unescape_mountinfo(r"/plain"), "/plain");
         assert_eq!(unescape_mountinfo(r"/end\04"), r"/end\04");

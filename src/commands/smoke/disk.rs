@@ -191,7 +191,7 @@ mod tests {
     }
 
     #[test]
-    fn rejects() {
+    fn an_mbr_without_signature_a_gpt_or_a_truncated_table_is_refused() {
         assert!(
             parse_mbr(&[0u8; 512], 1 << 30)
                 .unwrap_err()

@@ -101,7 +101,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn config_sections() {
+    fn config_txt_is_read_as_a_pi_3_reads_it() {
         let cfg = parse_config(
             "# comment\nkernel=k.img\n[pi4]\ndevice_tree=bcm2711.dtb\n[all]\narm_64bit=1\ninitramfs initramfs8 followkernel\n[pi3]\ndevice_tree=bcm2710-rpi-3-b.dtb # pi3\n",
         );

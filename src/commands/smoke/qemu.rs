@@ -291,7 +291,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn console_cleaning() {
+    fn console_lines_lose_escape_sequences_and_controls() {
         assert_eq!(
             clean(b"\x1b[0;32m  OK  \x1b[0m Started x.\r"),
             "  OK   Started x."
@@ -299,7 +299,7 @@ mod tests {
     }
 
     #[test]
-    fn judging_lines() {
+    fn console_lines_decide_pass_failure_and_reboot() {
         let success = vec![Regex::new(r"\[first-boot\] ok").unwrap()];
         let failure = vec![Regex::new("Kernel panic").unwrap()];
         let w = Watch {

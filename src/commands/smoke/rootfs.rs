@@ -275,7 +275,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn injection_specs() {
+    fn inject_specs_name_host_file_guest_path_and_mode() {
         let dir = tempfile::tempdir().unwrap();
         let host = dir.path().join("stub.sh");
         std::fs::write(&host, "#!/bin/sh\n").unwrap();
