@@ -266,6 +266,9 @@ impl CmdSpec {
     }
 }
 
+/// The longest line [`Streaming`] holds; longer ones are handed out in pieces this long.
+pub const MAX_LINE: usize = 64 << 10;
+
 /// Which output of the child a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pipe {
@@ -333,6 +336,11 @@ impl Streaming {
                         self.ready.push_back(Event::Line(pipe, std::mem::take(buf)));
                     } else {
                         buf.push(b);
+                        // A child that never ends its line (a hostile guest) costs no
+                        // more than this much memory: the text goes on as a new line.
+                        if buf.len() >= MAX_LINE {
+                            self.ready.push_back(Event::Line(pipe, std::mem::take(buf)));
+                        }
                     }
                 }
                 if !buf.is_empty() {
@@ -426,6 +434,29 @@ mod tests {
             lines.contains(&(Pipe::Stderr, "err".to_owned())),
             "{lines:?}"
         );
+    }
+
+    /// Output without a newline is handed out in bounded pieces, none of it lost.
+    #[test]
+    fn an_endless_line_is_cut_into_bounded_pieces() {
+        let mut s = CmdSpec::new("sh", "test long lines")
+            .args(["-c", "head -c 300000 /dev/zero | tr '\\0' x"])
+            .stream()
+            .unwrap();
+        let mut total = 0;
+        loop {
+            match s.next(std::time::Duration::from_millis(50)) {
+                Event::Line(_, l) => {
+                    assert!(l.len() <= MAX_LINE);
+                    total += l.len();
+                }
+                Event::Partial(p) => assert!(s.pending(p).len() < MAX_LINE),
+                Event::Idle => {}
+                Event::Closed => break,
+            }
+        }
+        s.child.wait().unwrap();
+        assert_eq!(total, 300_000);
     }
 
     #[test]
