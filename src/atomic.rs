@@ -255,6 +255,28 @@ impl DirLock {
 }
 
 /// Writes `bytes` to `dest` atomically.
+/// `mkdir -p` that returns exactly the directories it made, outermost first. It walks
+/// the path as written, one component at a time, so `missing/../etc` makes `missing` and
+/// reports only that: whatever `..` leads back to existed already and is never reported
+/// (callers chown, or remove again, what this returns).
+pub fn create_dirs(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    use std::path::Component;
+    let mut made = Vec::new();
+    let mut at = PathBuf::new();
+    for c in dir.components() {
+        at.push(c);
+        if !matches!(c, Component::Normal(_)) {
+            continue;
+        }
+        match std::fs::create_dir(&at) {
+            Ok(()) => made.push(at.clone()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && at.is_dir() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(made)
+}
+
 pub fn write(dest: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let mut file = AtomicFile::create(dest)?;
     file.file()
@@ -326,6 +348,24 @@ pub fn check_interrupted() -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn create_dirs_reports_only_what_it_made_even_through_dot_dot() {
+        let tmp = tempfile::tempdir().unwrap();
+        let old = tmp.path().join("old");
+        std::fs::create_dir(&old).unwrap();
+        let made = create_dirs(&tmp.path().join("new/../old/a/b")).unwrap();
+        assert_eq!(
+            made,
+            [
+                tmp.path().join("new"),
+                tmp.path().join("new/../old/a"),
+                tmp.path().join("new/../old/a/b")
+            ]
+        );
+        assert!(old.join("a/b").is_dir());
+        assert!(create_dirs(&old).unwrap().is_empty());
+    }
 
     #[test]
     fn dropped_files_leave_nothing_behind() {

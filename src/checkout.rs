@@ -59,23 +59,37 @@ pub fn checkout_pi_gen(
         ));
     }
     check_url(url)?;
-    // The parents the clone will create, deepest first: a failed clone takes them away
-    // again (each only while empty), leaving the tree as it found it.
-    let new_parents: Vec<&Path> = dir
-        .ancestors()
-        .skip(1)
-        .take_while(|p| !p.as_os_str().is_empty() && std::fs::symlink_metadata(p).is_err())
-        .collect();
-    let _g = gha.group(&format!("cloning pi-gen {url} at {git_ref}"));
-    let cloned = clone(dir, url, git_ref);
-    if cloned.is_err() {
-        // A half-made checkout would be taken for a checkout by the next run.
-        let _ = std::fs::remove_dir_all(dir);
-        for p in new_parents {
+    // The parents are made here, one by one, so that exactly those are known (and taken
+    // away again after a failed clone). Only then is `dir` judged: through a `..`
+    // (`missing/../src`) it may name a directory that exists once its parents do.
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
+    let made = match parent {
+        Some(p) => crate::atomic::create_dirs(p).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot create `{}` for the pi-gen checkout: {e}",
+                p.display()
+            )
+        })?,
+        None => Vec::new(),
+    };
+    let result = if std::fs::symlink_metadata(dir).is_ok() {
+        existing(dir, git_ref, explicit)
+    } else {
+        let _g = gha.group(&format!("cloning pi-gen {url} at {git_ref}"));
+        let cloned = clone(dir, url, git_ref);
+        if cloned.is_err() {
+            // A half-made checkout would be taken for a checkout by the next run. `dir`
+            // did not exist before the clone: what is there now is the clone's.
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        cloned
+    };
+    if result.is_err() {
+        for p in made.iter().rev() {
             let _ = std::fs::remove_dir(p);
         }
     }
-    cloned
+    result
 }
 
 /// `PI_GEN_URL`: a repository git can clone, never something git would read as an option

@@ -177,7 +177,9 @@ impl CmdSpec {
         let mut child = cmd.spawn().with_context(|| {
             format!("failed to {}: cannot run `{}`", self.summary, self.program)
         })?;
-        let (tx, rx) = mpsc::channel();
+        // Bounded: a child that writes faster than it is read waits for the reader
+        // instead of filling this process's memory.
+        let (tx, rx) = mpsc::sync_channel(64);
         let pipes: [(Pipe, Option<Box<dyn Read + Send>>); 2] = [
             (
                 Pipe::Stdout,
@@ -220,6 +222,8 @@ impl CmdSpec {
             open,
             pending: [Vec::new(), Vec::new()],
             ready: std::collections::VecDeque::new(),
+            tee: [None, None],
+            tee_error: None,
         })
     }
 
@@ -299,6 +303,8 @@ pub struct Streaming {
     open: usize,
     pending: [Vec<u8>; 2],
     ready: std::collections::VecDeque<Event>,
+    tee: [Option<Box<dyn std::io::Write + Send>>; 2],
+    tee_error: Option<std::io::Error>,
 }
 
 impl Streaming {
@@ -307,6 +313,17 @@ impl Streaming {
             Pipe::Stdout => 0,
             Pipe::Stderr => 1,
         }
+    }
+
+    /// Every byte of `pipe`, as it arrives and before it is split into lines, also goes
+    /// to `sink` (smoke's serial.log keeps the console exactly as the guest wrote it).
+    pub fn tee(&mut self, pipe: Pipe, sink: impl std::io::Write + Send + 'static) {
+        self.tee[Self::slot(pipe)] = Some(Box::new(sink));
+    }
+
+    /// The first error writing to a [`Streaming::tee`] sink, if any.
+    pub fn take_tee_error(&mut self) -> Option<std::io::Error> {
+        self.tee_error.take()
     }
 
     /// The next line (or partial line), waiting at most `wait` for one.
@@ -330,6 +347,11 @@ impl Streaming {
                 self.ready.pop_front().unwrap_or(Event::Idle)
             }
             Ok((pipe, Some(bytes))) => {
+                if let Some(sink) = &mut self.tee[Self::slot(pipe)]
+                    && let Err(e) = sink.write_all(&bytes)
+                {
+                    self.tee_error.get_or_insert(e);
+                }
                 let buf = &mut self.pending[Self::slot(pipe)];
                 for b in bytes {
                     if b == b'\n' {

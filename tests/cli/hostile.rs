@@ -144,12 +144,15 @@ fn tree(dir: &Path) -> BTreeMap<String, String> {
 /// files, the marker a payload would create.
 struct Hostile {
     tmp: tempfile::TempDir,
+    /// Host files outside the workspace (removed with it).
+    outside: tempfile::TempDir,
 }
 
 impl Hostile {
     fn new() -> Self {
         let h = Self {
             tmp: tempfile::tempdir().unwrap(),
+            outside: tempfile::tempdir().unwrap(),
         };
         fs::create_dir_all(h.input("")).unwrap();
         h
@@ -190,7 +193,7 @@ impl Hostile {
 
     /// A file outside the workspace that a symlink under `in/` points at.
     fn link_out(&self, rel: &str) -> PathBuf {
-        let outside = tempfile::NamedTempFile::new()
+        let outside = tempfile::NamedTempFile::new_in(self.outside.path())
             .unwrap()
             .into_temp_path()
             .keep()

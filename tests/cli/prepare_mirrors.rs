@@ -1280,3 +1280,32 @@ fn a_failed_clone_leaves_no_directory_behind() {
     let left: Vec<_> = fs::read_dir(tmp.path().join("kept")).unwrap().collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+/// A `--pi-gen-dir` through `..` after a directory that does not exist yet
+/// (`missing/../kept`) names `kept` once `missing` is made: it is taken for the checkout
+/// it is, never cloned into and never removed, and `missing` is not left behind.
+#[test]
+fn a_checkout_path_through_a_missing_directory_and_dot_dot_removes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    fs::create_dir(tmp.path().join("kept")).unwrap();
+    fs::write(tmp.path().join("kept/file.txt"), "mine").unwrap();
+    let (code, _, err) = run(pi_image(tmp.path()).args([
+        "--print-plan",
+        "prepare-mirrors",
+        "--offline",
+        "--pi-gen-dir",
+        "missing/../kept",
+        "--pi-gen-url",
+        "file:///nonexistent/repo",
+    ]));
+    assert_ne!(code, 0, "{err}");
+    assert_eq!(
+        fs::read_to_string(tmp.path().join("kept/file.txt")).unwrap(),
+        "mine",
+        "{err}"
+    );
+    assert!(
+        !tmp.path().join("missing").exists(),
+        "left `missing` behind"
+    );
+}

@@ -608,22 +608,12 @@ fn copy_build_log(
 
 /// `mkdir -p` that reports which directories it created (for --chown).
 fn create_dir_all_tracked(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let mut missing = Vec::new();
-    let mut cur = Some(dir);
-    while let Some(d) = cur {
-        if d.as_os_str().is_empty() || d.exists() {
-            break;
-        }
-        missing.push(d.to_path_buf());
-        cur = d.parent();
-    }
-    std::fs::create_dir_all(dir).with_context(|| {
+    atomic::create_dirs(dir).with_context(|| {
         format!(
             "cannot create output directory `{}`: check OUTPUT_DIR and permissions",
             dir.display()
         )
-    })?;
-    Ok(missing)
+    })
 }
 
 /// Entry point: parse → gather → plan → run → publish.

@@ -420,13 +420,9 @@ pub fn gather(input: &Input) -> anyhow::Result<Facts> {
         _ => None,
     };
     let mut bundles = BTreeMap::new();
-    for p in [
-        &paths.image,
-        &paths.checksum,
-        &paths.metadata,
-        &paths.build_log,
-        &paths.intoto,
-    ] {
+    // The metadata and the in-toto statement are written anew: a bundle beside them
+    // signs their previous text, so it is not recorded (`sign` makes new ones).
+    for p in [&paths.image, &paths.checksum, &paths.build_log] {
         bundles.extend(bundle_of(p)?);
     }
     Ok(Facts {

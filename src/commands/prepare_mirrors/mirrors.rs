@@ -100,7 +100,13 @@ pub fn classify(uri: &str, known: &BTreeMap<Archive, Vec<String>>) -> Option<Arc
     };
     let host = host.rsplit('@').next().unwrap_or(host);
     // `host:port`; an IPv6 literal (`[::1]:3142`) is no archive's host either way.
-    let host = host.split(':').next().unwrap_or(host).to_ascii_lowercase();
+    // `:port` only when it is digits, as the awk does; any other `:` (an empty or bad
+    // port, an IPv6 literal) leaves a host that no rule names.
+    let host = match host.rsplit_once(':') {
+        Some((h, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+    .to_ascii_lowercase();
     let host = host.as_str();
     let raspbian_host = matches!(
         host,

@@ -88,7 +88,8 @@ pub fn probe(s: &ProbeSettings, base: &str, suite: &str) -> Probe {
 
 fn once(s: &ProbeSettings, url: &str, host: &str) -> Result<(), String> {
     crate::sigstore::install_tls_provider();
-    let client = client(s, host).map_err(|e| format!("bad proxy: {e}"))?;
+    let client =
+        client(s, host).map_err(|e| format!("cannot set up the probe (check APT_PROXY): {e}"))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -146,6 +146,16 @@ pub fn gather(gha: &Gha, input: &Input) -> anyhow::Result<Facts> {
     let credential = if let Some(path) = &input.key {
         let password = std::env::var("COSIGN_PASSWORD").unwrap_or_default();
         gha.mask(&password);
+        let given = path.to_string_lossy();
+        if given.contains('\n') || given.contains("-----BEGIN") {
+            // The key itself instead of its file name: never echoed.
+            for line in given.lines() {
+                gha.mask(line);
+            }
+            return Err(usage(
+                "--key (COSIGN_KEY) holds a key's text, not a file name: write the key to a file and give its path",
+            ));
+        }
         if let Err(e) = std::fs::symlink_metadata(path) {
             return Err(usage(format!(
                 "cannot read the key `{}`: {e}",

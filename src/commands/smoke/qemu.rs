@@ -140,6 +140,9 @@ pub fn boot(
         .args(args)
         .stream()?,
     );
+    // serial.log gets the console byte for byte, whatever the loop below makes of it.
+    let sink = serial.try_clone().context("cannot write serial.log")?;
+    reaper.0.tee(Pipe::Stdout, sink);
     // The console is the guest's to write: fenced, so the runner executes nothing a
     // (possibly malicious) image prints.
     let fence = gha.fence();
@@ -164,10 +167,6 @@ pub fn boot(
                 stderr.push('\n');
             }
             Event::Line(Pipe::Stdout, l) => {
-                serial
-                    .write_all(&l)
-                    .and_then(|()| serial.write_all(b"\n"))
-                    .context("cannot write serial.log")?;
                 let text = clean(&l);
                 fence.line(&format!("[guest] {text}"));
                 if let Some(v) = judge(&text, watch, seen, &mut passed_at, &mut rebooting) {
@@ -207,8 +206,10 @@ pub fn boot(
     reaper.stop();
     let rest = reaper.0.pending(Pipe::Stdout).to_vec();
     if !rest.is_empty() {
-        let _ = serial.write_all(&rest);
         fence.line(&format!("[guest] {}", clean(&rest)));
+    }
+    if let Some(e) = reaper.0.take_tee_error() {
+        return Err(e).context("cannot write serial.log");
     }
     let _ = serial.flush();
     drop(fence);
