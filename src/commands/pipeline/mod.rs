@@ -118,7 +118,7 @@ pub fn run(args: &Args, state_path: &Path, facts: Facts, plan: &Plan) -> anyhow:
     std::fs::create_dir_all(&paths.dir)
         .with_context(|| format!("cannot create `{}`", paths.dir.display()))?;
     let mut state = facts.state;
-    let facts_smoke_dir = facts.smoke_dir;
+    let smoke_dir = facts.smoke_dir;
     let exe = std::env::current_exe().context("cannot find the pi-image executable")?;
     let mut outcome = Outcome::default();
     for StepPlan { step, decision, .. } in &plan.steps {
@@ -139,7 +139,7 @@ pub fn run(args: &Args, state_path: &Path, facts: Facts, plan: &Plan) -> anyhow:
             Decision::Run => {}
         }
         let step_output = tempfile::NamedTempFile::new().context("cannot create a scratch file")?;
-        let argv = step_args(step, &state.outputs, args.publish, &facts_smoke_dir);
+        let argv = step_args(step, &state.outputs, args.publish, &smoke_dir);
         tracing::info!("pipeline: running {}", argv.join(" "));
         let mut cmd = crate::process::command(&exe);
         cmd.args(&argv)

@@ -109,6 +109,9 @@ pub fn apt_options_file(options: &[AptOption]) -> String {
     s
 }
 
+/// The guard both scripts start with (`templates/no-symlinked-dirs.sh`).
+const NO_SYMLINKED_DIRS: &str = include_str!("templates/no-symlinked-dirs.sh");
+
 /// `00-run.sh` of our sub-stage in stage0 and stage2 (`templates/stage-run.sh`). Both
 /// templates first refuse a root filesystem whose apt directories are symlinks: they
 /// run on the build host, where such a link would lead outside the image.
@@ -119,6 +122,7 @@ fn stage_script(with_proxy: bool) -> String {
         "rm -f \"${ROOTFS_DIR}/etc/apt/apt.conf.d/81pi-image-proxy\""
     };
     include_str!("templates/stage-run.sh")
+        .replace("@NO_SYMLINKED_DIRS@\n", NO_SYMLINKED_DIRS)
         .replace("@MARKER@", MARKER)
         .replace("@PROXY_LINE@", proxy_line)
 }
@@ -126,6 +130,7 @@ fn stage_script(with_proxy: bool) -> String {
 /// The export step that restores upstream sources (`templates/export-run.sh`).
 fn export_script() -> String {
     include_str!("templates/export-run.sh")
+        .replace("@NO_SYMLINKED_DIRS@\n", NO_SYMLINKED_DIRS)
         .replace("@MARKER@", MARKER)
         .replace("@SUBSTAGE@", SUBSTAGE)
 }

@@ -4,13 +4,7 @@
 # its sources at a healthy mirror (rotating when the chosen one stopped answering).
 # The checkout's own copy of the hook does the work here: what is in the image may
 # have been replaced by a package or an overlay, and this runs on the build host.
-for d in usr usr/local usr/local/sbin etc etc/apt etc/apt/apt.conf.d \
-	etc/apt/sources.list.d etc/apt/pi-image-mirrors var var/lib var/lib/apt var/lib/apt/lists; do
-	if [ -L "${ROOTFS_DIR}/$d" ]; then
-		echo "pi-image-apt-mirrors: /$d is a symlink in the image; refusing to write through it" >&2
-		exit 1
-	fi
-done
+@NO_SYMLINKED_DIRS@
 install -d "${ROOTFS_DIR}/usr/local/sbin" "${ROOTFS_DIR}/etc/apt/apt.conf.d" "${ROOTFS_DIR}/var/lib/apt"
 rm -f "${ROOTFS_DIR}/usr/local/sbin/pi-image-apt-mirrors" "${ROOTFS_DIR}/etc/apt/pi-image-mirrors.conf" \
 	"${ROOTFS_DIR}/var/lib/apt/pi-image-mirrors.state" "${ROOTFS_DIR}/etc/apt/apt.conf.d/10pi-image-mirrors" \
