@@ -203,6 +203,9 @@ pub struct Facts {
     pub cmdline: String,
     /// smoke's private copy of the image, which QEMU boots.
     pub disk: PathBuf,
+    /// This is an arm64 host whose `/dev/kvm` this process can open: arm64 images boot
+    /// on `virt` with KVM instead of emulated.
+    pub kvm: bool,
     /// Where boot files are copied out to.
     pub scratch: PathBuf,
 }
@@ -252,6 +255,12 @@ fn require_tool(tool: &str, package: &str) -> anyhow::Result<()> {
 /// Reads partitions, the boot file list, config.txt and cmdline.txt from the copy.
 fn gather(input: &Input, copy: &Path, scratch: &Path) -> anyhow::Result<Facts> {
     let qemu_aarch64 = probe_qemu(&input.qemu);
+    let kvm = cfg!(target_arch = "aarch64")
+        && std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/kvm")
+            .is_ok();
     let qemu_arm = probe_qemu(&input.qemu_arm);
     let parts = disk::partitions(copy)?;
     let boot = *parts.iter().find(|p| p.is_fat()).with_context(|| {
@@ -290,6 +299,7 @@ fn gather(input: &Input, copy: &Path, scratch: &Path) -> anyhow::Result<Facts> {
     Ok(Facts {
         qemu_aarch64,
         qemu_arm,
+        kvm,
         boot,
         root,
         files,

@@ -150,7 +150,14 @@ pub fn plan(input: &Input, facts: &Facts) -> anyhow::Result<Plan> {
             board.name()
         )));
     }
+    let kvm = facts.kvm && arch == Arch::Arm64 && virt_ok;
     let (machine, reason) = match input.machine {
+        // Hardware virtualisation beats any emulated board by far; the kernel needs
+        // virtio drivers, as on any virt boot.
+        MachineChoice::Auto if kvm => (
+            Machine::Virt,
+            "KVM is usable on this arm64 host: virt with hardware virtualisation".to_owned(),
+        ),
         MachineChoice::Auto | MachineChoice::Raspi3b | MachineChoice::Raspi2b
             if board_ok && dtb.is_some() =>
         {
@@ -220,8 +227,11 @@ pub fn plan(input: &Input, facts: &Facts) -> anyhow::Result<Plan> {
     let dtb_file = dtb.as_deref().map(extract_to);
     let initrd_file = initramfs.as_deref().map(extract_to);
     let qemu_args = qemu_args(
-        machine,
-        arch,
+        Board {
+            machine,
+            arch,
+            kvm: kvm && machine == Machine::Virt,
+        },
         &kernel_file.dest,
         dtb_file.as_ref().map(|f| f.dest.as_path()),
         initrd_file.as_ref().map(|f| f.dest.as_path()),
@@ -255,9 +265,16 @@ fn qemu_escape(path: &Path) -> String {
 /// single-threaded TCG, measured faster on 2-core runners than MTTCG with 4 emulated
 /// cores; raspi2b must not: its 32-bit kernel then hangs in a `stop_machine` TLB flush.
 /// 32-bit virt needs `highmem=off` for its PCI virtio disk.
-fn qemu_args(
+/// What QEMU emulates: the machine, the image's architecture, and whether KVM runs it.
+#[derive(Debug, Clone, Copy)]
+struct Board {
     machine: Machine,
     arch: Arch,
+    kvm: bool,
+}
+
+fn qemu_args(
+    Board { machine, arch, kvm }: Board,
     kernel: &Path,
     dtb: Option<&Path>,
     initrd: Option<&Path>,
@@ -267,6 +284,9 @@ fn qemu_args(
     let board: &[&str] = match (machine, arch) {
         (Machine::Raspi3b, _) => &["-M", "raspi3b", "-accel", "tcg,thread=single", "-m", "1G"],
         (Machine::Raspi2b, _) => &["-M", "raspi2b", "-m", "1G"],
+        (Machine::Virt, Arch::Arm64) if kvm => &[
+            "-M", "virt", "-accel", "kvm", "-cpu", "host", "-m", "1G", "-nic", "none",
+        ],
         (Machine::Virt, Arch::Arm64) => &[
             "-M",
             "virt",
@@ -327,8 +347,11 @@ mod tests {
     #[test]
     fn raspi3b_boots_single_threaded_from_the_sd_card_with_commas_doubled() {
         let a = qemu_args(
-            Machine::Raspi3b,
-            Arch::Arm64,
+            Board {
+                machine: Machine::Raspi3b,
+                arch: Arch::Arm64,
+                kvm: false,
+            },
             Path::new("/w/kernel8.img"),
             Some(Path::new("/w/x.dtb")),
             None,
@@ -344,11 +367,33 @@ mod tests {
         );
     }
 
+    /// On an arm64 host with KVM, virt runs the image's kernel on the host's CPU.
+    #[test]
+    fn with_kvm_virt_uses_the_hosts_cpu() {
+        let a = qemu_args(
+            Board {
+                machine: Machine::Virt,
+                arch: Arch::Arm64,
+                kvm: true,
+            },
+            Path::new("/k"),
+            None,
+            None,
+            "root=/dev/vda2",
+            Path::new("/d.img"),
+        );
+        assert_eq!(&a[..6], ["-M", "virt", "-accel", "kvm", "-cpu", "host"]);
+        assert!(!a.contains(&"cortex-a72".to_owned()));
+    }
+
     #[test]
     fn virt_boots_from_virtio_with_the_initramfs_and_no_network() {
         let a = qemu_args(
-            Machine::Virt,
-            Arch::Arm64,
+            Board {
+                machine: Machine::Virt,
+                arch: Arch::Arm64,
+                kvm: false,
+            },
             Path::new("/k"),
             None,
             Some(Path::new("/i")),
@@ -364,8 +409,11 @@ mod tests {
     #[test]
     fn armhf_boots_raspi2b_multi_threaded_and_virt_without_highmem() {
         let a = qemu_args(
-            Machine::Raspi2b,
-            Arch::Armhf,
+            Board {
+                machine: Machine::Raspi2b,
+                arch: Arch::Armhf,
+                kvm: false,
+            },
             Path::new("/k7"),
             Some(Path::new("/d")),
             None,
@@ -375,8 +423,11 @@ mod tests {
         assert_eq!(&a[..4], ["-M", "raspi2b", "-m", "1G"]);
         assert!(!a.contains(&"tcg,thread=single".to_owned()));
         let v = qemu_args(
-            Machine::Virt,
-            Arch::Armhf,
+            Board {
+                machine: Machine::Virt,
+                arch: Arch::Armhf,
+                kvm: false,
+            },
             Path::new("/k7"),
             None,
             None,
