@@ -58,9 +58,7 @@ pub struct Args {
 /// Validated input: what to verify and whom it must come from, before anything is read.
 #[derive(Debug, Clone)]
 pub struct Input {
-    pub manifest: Option<PathBuf>,
-    pub file: Option<PathBuf>,
-    pub bundle: Option<PathBuf>,
+    pub what: What,
     pub certificate_identity: Option<String>,
     pub certificate_identity_regexp: Option<String>,
     pub certificate_oidc_issuer: Option<String>,
@@ -71,15 +69,28 @@ pub struct Input {
     pub trust_config: Option<PathBuf>,
 }
 
+/// What the command line names to verify.
+#[derive(Debug, Clone)]
+pub enum What {
+    Manifest(PathBuf),
+    File {
+        file: PathBuf,
+        bundle: Option<PathBuf>,
+    },
+}
+
 impl Input {
     pub fn from_args(args: Args) -> anyhow::Result<Self> {
-        if args.manifest.is_none() && args.file.is_none() {
-            return Err(usage("give a FILE to verify, or --manifest"));
-        }
+        let what = match (args.manifest, args.file) {
+            (Some(m), _) => What::Manifest(m),
+            (None, Some(file)) => What::File {
+                file,
+                bundle: args.bundle,
+            },
+            (None, None) => return Err(usage("give a FILE to verify, or --manifest")),
+        };
         Ok(Self {
-            manifest: args.manifest,
-            file: args.file,
-            bundle: args.bundle,
+            what,
             certificate_identity: args.certificate_identity,
             certificate_identity_regexp: args.certificate_identity_regexp,
             certificate_oidc_issuer: args.certificate_oidc_issuer,
@@ -104,8 +115,8 @@ pub fn gather(input: &Input) -> anyhow::Result<Facts> {
         input.key.as_deref(),
     )?;
     let trust = Trust::load(input.trusted_root.as_deref(), input.trust_config.as_deref())?;
-    let target = match (&input.manifest, &input.file) {
-        (Some(m), _) => {
+    let target = match &input.what {
+        What::Manifest(m) => {
             let (manifest, _) = crate::model::manifest::load(m)?;
             Target::Manifest {
                 path: m.clone(),
@@ -113,15 +124,14 @@ pub fn gather(input: &Input) -> anyhow::Result<Facts> {
                 own_bundle: sigstore::bundle_path_for(m).is_file(),
             }
         }
-        (None, Some(file)) => Target::File {
+        What::File { file, bundle } => Target::File {
             name: file.display().to_string(),
             subject: match Subject::parse(file) {
                 Subject::File(p) => SubjectSpec::File(p),
                 Subject::Sha256(h) => SubjectSpec::Sha256(h),
             },
-            bundle: input.bundle.clone(),
+            bundle: bundle.clone(),
         },
-        (None, None) => return Err(usage("give a FILE to verify, or --manifest")),
     };
     Ok(Facts {
         policy,
