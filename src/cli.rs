@@ -64,6 +64,9 @@ pub enum Command {
     Pipeline(pipeline::Args),
     /// Check this machine for what each subcommand needs, and say how to install what is missing
     Doctor(doctor::Args),
+    /// What the GitHub Action runs (`action run`), and how its files are made (`action generate`)
+    #[command(hide = true)]
+    Action(crate::action::Args),
 }
 
 /// Environment variables whose empty value is an error rather than "unset".

@@ -7,6 +7,7 @@
 //! `tests/cli/layout.rs` holds the tree to this (`plan.rs` names no effect), except for
 //! the subcommands it lists as not yet converted.
 
+pub mod action;
 pub mod atomic;
 pub mod buildlog;
 pub mod checkout;

@@ -115,6 +115,8 @@ pub struct CmdSpec {
     pub env: Vec<(String, String)>,
     /// Start from an empty environment (then only `env` is set).
     pub env_clear: bool,
+    /// Variables the child does not inherit.
+    pub env_remove: Vec<String>,
     /// Run in a process group of its own, so that the whole tree can be signalled.
     pub own_group: bool,
     /// What the command is for, e.g. "read the pi-gen commit".
@@ -129,6 +131,7 @@ impl CmdSpec {
             cwd: None,
             env: Vec::new(),
             env_clear: false,
+            env_remove: Vec::new(),
             own_group: false,
             summary: summary.to_owned(),
         }
@@ -145,6 +148,22 @@ impl CmdSpec {
         self
     }
 
+    /// The child does not inherit `name`.
+    pub fn env_remove(mut self, name: &str) -> Self {
+        self.env_remove.push(name.to_owned());
+        self
+    }
+
+    /// Replaces this process with the command (same pid, same stdio): returns only if
+    /// that failed.
+    pub fn exec(&self) -> anyhow::Error {
+        let err = std::os::unix::process::CommandExt::exec(&mut self.command());
+        anyhow::Error::new(err).context(format!(
+            "failed to {}: cannot run `{}`",
+            self.summary, self.program
+        ))
+    }
+
     pub fn own_group(mut self) -> Self {
         self.own_group = true;
         self
@@ -154,6 +173,9 @@ impl CmdSpec {
         let mut cmd = command(&self.program);
         if self.env_clear {
             cmd.env_clear();
+        }
+        for name in &self.env_remove {
+            cmd.env_remove(name);
         }
         cmd.args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)));

@@ -28,5 +28,6 @@ pub fn dispatch(gha: &Gha, command: Command) -> anyhow::Result<()> {
         Command::Doctor(args) => doctor::main(gha, args),
         Command::Sign(args) => sign::main(gha, args),
         Command::Verify(args) => verify::main(gha, args),
+        Command::Action(args) => crate::action::main(gha, args),
     }
 }

@@ -15,10 +15,29 @@ use anyhow::{Context as _, bail};
 
 /// What every subcommand reports when it ends.
 pub trait StepReport {
-    /// Step outputs, kebab-case keys.
-    fn outputs(&self) -> Vec<(&'static str, String)>;
+    /// The step's outputs: a struct of `String` fields with kebab-case names. Its JSON
+    /// Schema (names and doc comments) is what `pi-image action generate` writes into
+    /// the actions' `outputs:`, so the binary and action.yml cannot disagree.
+    type Outputs: serde::Serialize + schemars::JsonSchema;
+    fn outputs(&self) -> Self::Outputs;
     /// Markdown appended to the job summary.
     fn summary(&self) -> String;
+}
+
+/// A typed outputs struct as (key, value) pairs, in field order. Every field is a
+/// string (`None` is the empty string): anything else is a bug in the struct.
+pub fn output_pairs(outputs: &impl serde::Serialize) -> anyhow::Result<Vec<(String, String)>> {
+    let serde_json::Value::Object(fields) = serde_json::to_value(outputs)? else {
+        bail!("internal: step outputs are not a struct");
+    };
+    fields
+        .into_iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => Ok((k, s)),
+            serde_json::Value::Null => Ok((k, String::new())),
+            other => bail!("internal: step output `{k}` is not a string: {other}"),
+        })
+        .collect()
 }
 
 /// Severity of an annotation.
@@ -241,7 +260,10 @@ impl Gha {
 
     /// Publishes a finished step's outputs and summary.
     pub fn publish(&self, report: &impl StepReport) -> anyhow::Result<()> {
-        self.set_outputs(&report.outputs())?;
+        let pairs = output_pairs(&report.outputs())?;
+        let pairs: Vec<(&str, String)> =
+            pairs.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        self.set_outputs(&pairs)?;
         self.summary(&report.summary());
         Ok(())
     }
@@ -505,9 +527,14 @@ mod tests {
     }
 
     struct Fixed;
+    #[derive(serde::Serialize, schemars::JsonSchema)]
+    struct FixedOutputs {
+        k: String,
+    }
     impl StepReport for Fixed {
-        fn outputs(&self) -> Vec<(&'static str, String)> {
-            vec![("k", "v".into())]
+        type Outputs = FixedOutputs;
+        fn outputs(&self) -> FixedOutputs {
+            FixedOutputs { k: "v".into() }
         }
         fn summary(&self) -> String {
             "# x\n".into()

@@ -1,6 +1,6 @@
 //! The hostile-input suite: values an attacker controls (inputs, environment variables,
 //! file names and contents, a manifest, a workflow's `with:`), against the real binary
-//! and `action/run.sh`, run as an Actions step (`GITHUB_ACTIONS=true`, outputs and
+//! and `pi-image action run`, run as an Actions step (`GITHUB_ACTIONS=true`, outputs and
 //! summary files, a token in the environment).
 //!
 //! Every case asserts the exact exit code; that the payload's marker file was never
@@ -1509,17 +1509,17 @@ fn no_child_process_gets_the_token() {
     assert!(!env.contains(SECRET), "a child got a credential:\n{env}");
 }
 
-/// `action/run.sh` as the runner starts it, with `PI_IMAGE_BIN` the real binary.
+/// The root action's run step as the runner starts it: `pi-image action run`.
 fn action(h: &Hostile, inputs: &[(&str, String)]) -> Command {
-    let mut c = Command::new("bash");
-    c.arg(repo_root().join("action/run.sh"))
+    let mut c = Command::new(assert_cmd::cargo::cargo_bin("pi-image"));
+    c.args(["action", "run", "--action-path"])
+        .arg(repo_root())
         .current_dir(h.root())
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap())
         .env("GITHUB_ACTIONS", "true")
         .env("GITHUB_OUTPUT", h.root().join("gh-output"))
-        .env("GITHUB_STEP_SUMMARY", h.root().join("gh-summary"))
-        .env("PI_IMAGE_BIN", assert_cmd::cargo::cargo_bin("pi-image"));
+        .env("GITHUB_STEP_SUMMARY", h.root().join("gh-summary"));
     for (k, v) in inputs {
         c.env(format!("INPUT_{}", k.to_uppercase().replace('-', "_")), v);
     }
@@ -1576,6 +1576,7 @@ fn the_action_script_prints_no_value_raw() {
             "a token to a step that does not use it",
             vec![
                 ("command", "verify".into()),
+                ("token", SECRET.into()),
                 ("github-token", SECRET.into()),
             ],
             2,
@@ -1591,7 +1592,7 @@ fn the_action_script_prints_no_value_raw() {
     for (case, inputs, code, names) in rows {
         let h = Hostile::new();
         let c = action(&h, &inputs);
-        h.check(&format!("action/run.sh: {case}"), c, code, &names);
+        h.check(&format!("action run: {case}"), c, code, &names);
     }
 }
 

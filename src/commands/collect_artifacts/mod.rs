@@ -206,24 +206,45 @@ pub struct Outcome {
     pub seconds: f64,
 }
 
+/// collect-artifacts' step outputs.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct Outputs {
+    /// The .img.xz
+    pub image_path: String,
+    /// Its .sha256
+    pub checksum_path: String,
+    /// The metadata JSON
+    pub metadata_path: String,
+    /// The copied build log (empty if none)
+    pub build_log_path: String,
+    /// SHA-256 of the .img.xz
+    pub sha256: String,
+    /// Size of the .img.xz in bytes
+    pub size: String,
+    /// SHA-256 of the raw image
+    pub raw_sha256: String,
+    /// Size of the raw image in bytes
+    pub raw_size: String,
+}
+
 impl StepReport for Outcome {
-    fn outputs(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("image-path", self.image_path.display().to_string()),
-            ("checksum-path", self.checksum_path.display().to_string()),
-            ("metadata-path", self.metadata_path.display().to_string()),
-            (
-                "build-log-path",
-                self.build_log_path
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default(),
-            ),
-            ("sha256", self.sha256.clone()),
-            ("size", self.size.to_string()),
-            ("raw-sha256", self.raw_sha256.clone()),
-            ("raw-size", self.raw_size.to_string()),
-        ]
+    type Outputs = Outputs;
+    fn outputs(&self) -> Outputs {
+        Outputs {
+            image_path: self.image_path.display().to_string(),
+            checksum_path: self.checksum_path.display().to_string(),
+            metadata_path: self.metadata_path.display().to_string(),
+            build_log_path: self
+                .build_log_path
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            sha256: self.sha256.clone(),
+            size: self.size.to_string(),
+            raw_sha256: self.raw_sha256.clone(),
+            raw_size: self.raw_size.to_string(),
+        }
     }
 
     fn summary(&self) -> String {

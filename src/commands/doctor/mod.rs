@@ -237,12 +237,23 @@ pub struct Outcome {
     pub plan: Plan,
 }
 
+/// doctor's step outputs.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct Outputs {
+    /// Number of missing requirements
+    pub missing: String,
+    /// Debian packages that would install them, space-separated
+    pub apt_packages: String,
+}
+
 impl StepReport for Outcome {
-    fn outputs(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("missing", self.plan.missing.to_string()),
-            ("apt-packages", self.plan.apt.join(" ")),
-        ]
+    type Outputs = Outputs;
+    fn outputs(&self) -> Outputs {
+        Outputs {
+            missing: self.plan.missing.to_string(),
+            apt_packages: self.plan.apt.join(" "),
+        }
     }
 
     fn summary(&self) -> String {

@@ -456,18 +456,41 @@ pub struct Outcome {
     pub smoke_status: Option<String>,
 }
 
+/// manifest's step outputs.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct Outputs {
+    /// The release tag
+    pub tag: String,
+    /// The release name
+    pub name: String,
+    /// true for nightly releases
+    pub prerelease: String,
+    /// Whether the release becomes the latest
+    pub make_latest: String,
+    /// The manifest JSON
+    pub manifest_path: String,
+    /// The release notes (RELEASE_NOTES.md)
+    pub notes_path: String,
+    /// The metadata JSON
+    pub metadata_path: String,
+    /// The in-toto statement
+    pub intoto_path: String,
+}
+
 impl StepReport for Outcome {
-    fn outputs(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("tag", self.release.tag.clone()),
-            ("name", self.release.name.clone()),
-            ("prerelease", self.release.prerelease.to_string()),
-            ("make-latest", self.release.make_latest.to_string()),
-            ("manifest-path", self.manifest_path.display().to_string()),
-            ("notes-path", self.notes_path.display().to_string()),
-            ("metadata-path", self.metadata_path.display().to_string()),
-            ("intoto-path", self.intoto_path.display().to_string()),
-        ]
+    type Outputs = Outputs;
+    fn outputs(&self) -> Outputs {
+        Outputs {
+            tag: self.release.tag.clone(),
+            name: self.release.name.clone(),
+            prerelease: self.release.prerelease.to_string(),
+            make_latest: self.release.make_latest.to_string(),
+            manifest_path: self.manifest_path.display().to_string(),
+            notes_path: self.notes_path.display().to_string(),
+            metadata_path: self.metadata_path.display().to_string(),
+            intoto_path: self.intoto_path.display().to_string(),
+        }
     }
 
     fn summary(&self) -> String {

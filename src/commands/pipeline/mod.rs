@@ -48,12 +48,23 @@ pub struct Outcome {
     pub outputs: BTreeMap<String, String>,
 }
 
+/// pipeline's step outputs.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct Outputs {
+    /// Steps that ran, space-separated
+    pub steps_run: String,
+    /// Steps left out, space-separated
+    pub steps_skipped: String,
+}
+
 impl StepReport for Outcome {
-    fn outputs(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("steps-run", self.ran.join(" ")),
-            ("steps-skipped", self.skipped.join(" ")),
-        ]
+    type Outputs = Outputs;
+    fn outputs(&self) -> Outputs {
+        Outputs {
+            steps_run: self.ran.join(" "),
+            steps_skipped: self.skipped.join(" "),
+        }
     }
 
     fn summary(&self) -> String {

@@ -99,7 +99,7 @@ pub struct Args {
     #[arg(long, env = "KEEP_MIRRORS_IN_IMAGE", value_parser = clap::builder::BoolishValueParser::new())]
     pub keep_mirrors_in_image: bool,
     /// Remove what an earlier run wrote and write nothing (seed: SKIP_MIRROR_REWRITE=1)
-    #[arg(long, env = "SKIP_MIRROR_REWRITE", value_parser = clap::builder::BoolishValueParser::new())]
+    #[arg(long = "skip-mirror-rewrite", visible_alias = "skip", env = "SKIP_MIRROR_REWRITE", value_parser = clap::builder::BoolishValueParser::new())]
     pub skip: bool,
 }
 
@@ -581,8 +581,29 @@ struct ProbeRow<'a> {
     probe: &'a Probe,
 }
 
+/// prepare-mirrors' step outputs.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct Outputs {
+    /// The pi-gen checkout
+    pub pi_gen_dir: String,
+    /// The Raspbian mirror chosen
+    pub raspbian_mirror: String,
+    /// The Debian mirror chosen
+    pub debian_mirror: String,
+    /// The archive.raspberrypi.com mirror chosen
+    pub raspberrypi_mirror: String,
+    /// The archives the build uses, space-separated
+    pub archives: String,
+    /// The mirror probe results (JSON)
+    pub probes: String,
+    /// The files written into the pi-gen checkout, one per line
+    pub mirror_files: String,
+}
+
 impl StepReport for Outcome {
-    fn outputs(&self) -> Vec<(&'static str, String)> {
+    type Outputs = Outputs;
+    fn outputs(&self) -> Outputs {
         let probes: Vec<ProbeRow<'_>> = self
             .archives
             .iter()
@@ -593,25 +614,20 @@ impl StepReport for Outcome {
                 })
             })
             .collect();
-        vec![
-            ("pi-gen-dir", self.pi_gen_dir.display().to_string()),
-            ("raspbian-mirror", self.chosen(Archive::Raspbian)),
-            ("debian-mirror", self.chosen(Archive::Debian)),
-            ("raspberrypi-mirror", self.chosen(Archive::RaspberryPi)),
-            (
-                "archives",
-                self.archives
-                    .iter()
-                    .map(|a| a.archive.key())
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            ),
-            (
-                "probes",
-                to_canonical_json(&probes).unwrap_or_else(|_| "[]".into()),
-            ),
-            ("mirror-files", self.written.join("\n")),
-        ]
+        Outputs {
+            pi_gen_dir: self.pi_gen_dir.display().to_string(),
+            raspbian_mirror: self.chosen(Archive::Raspbian),
+            debian_mirror: self.chosen(Archive::Debian),
+            raspberrypi_mirror: self.chosen(Archive::RaspberryPi),
+            archives: self
+                .archives
+                .iter()
+                .map(|a| a.archive.key())
+                .collect::<Vec<_>>()
+                .join(" "),
+            probes: to_canonical_json(&probes).unwrap_or_else(|_| "[]".into()),
+            mirror_files: self.written.join("\n"),
+        }
     }
 
     fn summary(&self) -> String {

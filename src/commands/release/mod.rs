@@ -430,18 +430,32 @@ pub struct Outcome {
     pub changed: bool,
 }
 
+/// release's step outputs.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct Outputs {
+    /// The release page (empty in a dry run)
+    pub release_url: String,
+    /// The release id
+    pub release_id: String,
+    /// The release tag
+    pub tag: String,
+    /// Assets uploaded (or to upload, in a dry run), space-separated
+    pub uploaded: String,
+    /// Assets already up to date, space-separated
+    pub kept: String,
+}
+
 impl StepReport for Outcome {
-    fn outputs(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("release-url", self.release_url.clone()),
-            (
-                "release-id",
-                self.release_id.map(|i| i.to_string()).unwrap_or_default(),
-            ),
-            ("tag", self.tag.clone()),
-            ("uploaded", self.uploaded.join(" ")),
-            ("kept", self.kept.join(" ")),
-        ]
+    type Outputs = Outputs;
+    fn outputs(&self) -> Outputs {
+        Outputs {
+            release_url: self.release_url.clone(),
+            release_id: self.release_id.map(|i| i.to_string()).unwrap_or_default(),
+            tag: self.tag.clone(),
+            uploaded: self.uploaded.join(" "),
+            kept: self.kept.join(" "),
+        }
     }
 
     fn summary(&self) -> String {

@@ -83,7 +83,11 @@ pub struct Args {
     #[arg(long = "container-image", env = "PI_GEN_IMAGE")]
     pub container_image: Option<String>,
     /// Stop pi-gen after this many seconds
-    #[arg(long, env = "BUILD_TIMEOUT")]
+    #[arg(
+        long = "build-timeout",
+        visible_alias = "timeout",
+        env = "BUILD_TIMEOUT"
+    )]
     pub timeout: Option<u64>,
     /// Stop pi-gen when it prints nothing and uses no CPU for this many seconds (0: never)
     #[arg(long, env = "STALL_TIMEOUT", default_value_t = 900)]
@@ -741,20 +745,47 @@ pub struct Outcome {
     pub attempts: Vec<String>,
 }
 
+/// run-pi-gen's step outputs.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct Outputs {
+    /// The strategy that built the image
+    pub strategy: String,
+    /// The pi-gen repository
+    pub pi_gen_url: String,
+    /// The pi-gen ref built
+    pub pi_gen_ref: String,
+    /// The pi-gen commit built
+    pub pi_gen_commit: String,
+    /// The pi-gen checkout
+    pub pi_gen_dir: String,
+    /// Where pi-gen exported the image
+    pub deploy_dir: String,
+    /// pi-gen's build.log
+    pub build_log: String,
+    /// When the build started (RFC 3339)
+    pub build_start: String,
+    /// When the build ended (RFC 3339)
+    pub build_end: String,
+    /// The stages built, space-separated
+    pub stages: String,
+}
+
 impl StepReport for Outcome {
-    fn outputs(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("strategy", self.strategy.clone()),
-            ("pi-gen-url", self.pi_gen_url.clone()),
-            ("pi-gen-ref", self.pi_gen_ref.clone()),
-            ("pi-gen-commit", self.pi_gen_commit.clone()),
-            ("pi-gen-dir", self.pi_gen_dir.display().to_string()),
-            ("deploy-dir", self.deploy_dir.display().to_string()),
-            ("build-log", self.build_log.display().to_string()),
-            ("build-start", self.build_start.clone()),
-            ("build-end", self.build_end.clone()),
-            ("stages", self.stages.join(" ")),
-        ]
+    type Outputs = Outputs;
+    fn outputs(&self) -> Outputs {
+        Outputs {
+            strategy: self.strategy.clone(),
+            pi_gen_url: self.pi_gen_url.clone(),
+            pi_gen_ref: self.pi_gen_ref.clone(),
+            pi_gen_commit: self.pi_gen_commit.clone(),
+            pi_gen_dir: self.pi_gen_dir.display().to_string(),
+            deploy_dir: self.deploy_dir.display().to_string(),
+            build_log: self.build_log.display().to_string(),
+            build_start: self.build_start.clone(),
+            build_end: self.build_end.clone(),
+            stages: self.stages.join(" "),
+        }
     }
 
     fn summary(&self) -> String {

@@ -27,7 +27,7 @@ pub struct Args {
     #[command(flatten)]
     pub image: ImageArgs,
     /// Files to sign [default: the image, its .sha256, the in-toto statement and the manifest]
-    #[arg(value_name = "FILE")]
+    #[arg(id = "file", value_name = "FILE")]
     pub files: Vec<PathBuf>,
     /// Manifest to record the bundles in [default: OUTPUT_DIR/IMG_NAME.img.xz.manifest.json]
     #[arg(long)]
@@ -304,36 +304,45 @@ fn public_key_path(key: &Path) -> PathBuf {
     key.with_extension("pub")
 }
 
+/// sign's step outputs.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct Outputs {
+    /// The Sigstore bundles written, space-separated
+    pub bundles: String,
+    /// The signing certificate's identity (empty for key-signed bundles)
+    pub certificate_identity: String,
+    /// The signing certificate's OIDC issuer
+    pub certificate_oidc_issuer: String,
+    /// The transparency log index of each bundle, space-separated
+    pub rekor_log_indexes: String,
+    /// The `pi-image verify` command users run to check the bundles
+    pub verify_command: String,
+    /// The equivalent `cosign verify-blob` commands
+    pub cosign_verify_command: String,
+}
+
 impl StepReport for Outcome {
-    fn outputs(&self) -> Vec<(&'static str, String)> {
-        vec![
-            (
-                "bundles",
-                self.signed
-                    .iter()
-                    .map(|s| s.bundle.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            ),
-            (
-                "certificate-identity",
-                self.identity.clone().unwrap_or_default(),
-            ),
-            (
-                "certificate-oidc-issuer",
-                self.issuer.clone().unwrap_or_default(),
-            ),
-            (
-                "rekor-log-indexes",
-                self.signed
-                    .iter()
-                    .map(|s| s.log_index.map(|i| i.to_string()).unwrap_or_default())
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            ),
-            ("verify-command", self.pi_image_command()),
-            ("cosign-verify-command", self.cosign_commands()),
-        ]
+    type Outputs = Outputs;
+    fn outputs(&self) -> Outputs {
+        Outputs {
+            bundles: self
+                .signed
+                .iter()
+                .map(|s| s.bundle.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" "),
+            certificate_identity: self.identity.clone().unwrap_or_default(),
+            certificate_oidc_issuer: self.issuer.clone().unwrap_or_default(),
+            rekor_log_indexes: self
+                .signed
+                .iter()
+                .map(|s| s.log_index.map(|i| i.to_string()).unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join(" "),
+            verify_command: self.pi_image_command(),
+            cosign_verify_command: self.cosign_commands(),
+        }
     }
 
     fn summary(&self) -> String {

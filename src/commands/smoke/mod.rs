@@ -70,7 +70,12 @@ pub struct Args {
     #[arg(long, env = "SMOKE_MACHINE", value_enum, default_value = "auto")]
     pub machine: MachineChoice,
     /// Seconds to wait for a success marker (all boots together)
-    #[arg(long, env = "SMOKE_TIMEOUT", default_value_t = 480)]
+    #[arg(
+        long = "smoke-timeout",
+        visible_alias = "timeout",
+        env = "SMOKE_TIMEOUT",
+        default_value_t = 480
+    )]
     pub timeout: u64,
     /// Regex that means the boot succeeded (repeatable) [default: the first-boot markers, a login prompt, cloud-init finished]
     #[arg(long = "marker", value_name = "REGEX")]
@@ -79,7 +84,12 @@ pub struct Args {
     #[arg(long = "failure-marker", value_name = "REGEX")]
     pub failure_markers: Vec<String>,
     /// Where serial.log, summary.json and the result files go
-    #[arg(long, env = "SMOKE_DIR", default_value = "smoke")]
+    #[arg(
+        long = "smoke-dir",
+        visible_alias = "artifacts-dir",
+        env = "SMOKE_DIR",
+        default_value = "smoke"
+    )]
     pub artifacts_dir: PathBuf,
     /// Put a host file into the root filesystem before boot (repeatable), mode in octal
     #[arg(long = "inject", value_name = "HOST_PATH:GUEST_PATH[:MODE]")]
@@ -155,7 +165,7 @@ impl Input {
         // would hang the step.
         crate::input::open("--image", &image, None)?;
         if args.timeout == 0 {
-            return Err(usage("--timeout must be at least 1 second"));
+            return Err(usage("--smoke-timeout must be at least 1 second"));
         }
         for c in &args.collect {
             rootfs::check_guest_path(c).map_err(|e| usage(format!("--collect: {e}")))?;
@@ -327,24 +337,35 @@ pub struct Outcome {
     pub error: Option<String>,
 }
 
+/// smoke's step outputs.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct Outputs {
+    /// pass or fail
+    pub status: String,
+    /// Seconds to the success marker
+    pub boot_seconds: String,
+    /// serial.log, summary.json and the collected files
+    pub artifacts_dir: String,
+    /// The emulated machine
+    pub machine: String,
+}
+
 impl StepReport for Outcome {
-    fn outputs(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("status", self.status.clone()),
-            (
-                "boot-seconds",
-                self.boot_seconds
-                    .map(|s| format!("{s:.1}"))
-                    .unwrap_or_default(),
-            ),
-            ("artifacts-dir", self.artifacts_dir.display().to_string()),
-            (
-                "machine",
-                self.machine
-                    .map(|m| m.name().to_owned())
-                    .unwrap_or_default(),
-            ),
-        ]
+    type Outputs = Outputs;
+    fn outputs(&self) -> Outputs {
+        Outputs {
+            status: self.status.clone(),
+            boot_seconds: self
+                .boot_seconds
+                .map(|s| format!("{s:.1}"))
+                .unwrap_or_default(),
+            artifacts_dir: self.artifacts_dir.display().to_string(),
+            machine: self
+                .machine
+                .map(|m| m.name().to_owned())
+                .unwrap_or_default(),
+        }
     }
 
     fn summary(&self) -> String {

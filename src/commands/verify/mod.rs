@@ -164,27 +164,32 @@ impl Outcome {
     }
 }
 
+/// verify's step outputs.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct Outputs {
+    /// The artifacts that verified, space-separated
+    pub verified: String,
+    /// The signing certificate's identity (empty for key-signed bundles)
+    pub certificate_identity: String,
+    /// The signing certificate's OIDC issuer
+    pub certificate_oidc_issuer: String,
+}
+
 impl StepReport for Outcome {
-    fn outputs(&self) -> Vec<(&'static str, String)> {
+    type Outputs = Outputs;
+    fn outputs(&self) -> Outputs {
         let ok: Vec<&Checked> = self.checked.iter().filter(|c| c.result.is_ok()).collect();
         let first = ok.iter().find_map(|c| c.result.as_ref().ok());
-        vec![
-            (
-                "verified",
-                ok.iter()
-                    .map(|c| c.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            ),
-            (
-                "certificate-identity",
-                first.and_then(|v| v.identity.clone()).unwrap_or_default(),
-            ),
-            (
-                "certificate-oidc-issuer",
-                first.and_then(|v| v.issuer.clone()).unwrap_or_default(),
-            ),
-        ]
+        Outputs {
+            verified: ok
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+            certificate_identity: first.and_then(|v| v.identity.clone()).unwrap_or_default(),
+            certificate_oidc_issuer: first.and_then(|v| v.issuer.clone()).unwrap_or_default(),
+        }
     }
 
     fn summary(&self) -> String {
