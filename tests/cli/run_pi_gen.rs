@@ -801,7 +801,12 @@ fn container_strategy_registers_arm_emulation_when_missing() {
     let log = ws.docker_log();
     let register = log
         .iter()
-        .position(|l| l == "run --privileged --rm tonistiigi/binfmt --install arm64,arm")
+        .position(|l| {
+            l == &format!(
+                "run --privileged --rm {} --install arm64,arm",
+                pi_image::commands::run_pi_gen::strategy::BINFMT_IMAGE
+            )
+        })
         .expect("registered");
     let build = log
         .iter()

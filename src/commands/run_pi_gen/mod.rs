@@ -440,8 +440,6 @@ pub struct HostFacts {
     pub vfat: Option<Known>,
     pub loop_partitions: Option<Known>,
     pub free_gb: Vec<(PathBuf, f64)>,
-    /// How `docker --volume` wants this host's paths written.
-    pub path_style: strategy::HostPathStyle,
 }
 
 /// Reads everything: the checkout, the user's files (checked), the host.
@@ -681,19 +679,6 @@ fn build_sh_state(path: &Path) -> BuildSh {
     }
 }
 
-/// How this host's paths must be written for `docker` (Docker Desktop on Windows takes
-/// Git Bash or WSL forms).
-fn host_style() -> strategy::HostPathStyle {
-    use strategy::HostPathStyle;
-    if !cfg!(windows) {
-        HostPathStyle::Posix
-    } else if std::env::var_os("MSYSTEM").is_some() {
-        HostPathStyle::GitBash
-    } else {
-        HostPathStyle::Wsl
-    }
-}
-
 fn host_facts(input: &Input) -> HostFacts {
     let depends = crate::host::pi_gen_depends(&input.pi_gen_dir);
     let wants_docker = !matches!(input.strategy, Strategy::Native);
@@ -725,7 +710,6 @@ fn host_facts(input: &Input) -> HostFacts {
                 crate::host::free_gb(existing).map(|f| (d.clone(), f))
             })
             .collect(),
-        path_style: host_style(),
     }
 }
 

@@ -354,7 +354,7 @@ fn commands(s: Strategy, input: &Input, g: &Gathered) -> Vec<Vec<String>> {
                         "run",
                         "--privileged",
                         "--rm",
-                        "tonistiigi/binfmt",
+                        strategy::BINFMT_IMAGE,
                         "--install",
                         "arm64,arm",
                     ]
@@ -362,10 +362,7 @@ fn commands(s: Strategy, input: &Input, g: &Gathered) -> Vec<Vec<String>> {
                     .to_vec(),
                 ));
             }
-            let checkout = strategy::docker_host_path(
-                &input.pi_gen_dir.display().to_string(),
-                g.host.path_style,
-            );
+            let checkout = input.pi_gen_dir.display().to_string();
             let image = match (&input.container_image, debian) {
                 (Some(i), false) => i.clone(),
                 (None, false) => {
@@ -375,10 +372,7 @@ fn commands(s: Strategy, input: &Input, g: &Gathered) -> Vec<Vec<String>> {
                 }
                 (_, true) => "debian:bookworm".into(),
             };
-            let deploy = strategy::docker_host_path(
-                &input.output_dir.join("deploy").display().to_string(),
-                g.host.path_style,
-            );
+            let deploy = input.output_dir.join("deploy").display().to_string();
             let env = container_env(input, g);
             let name = strategy::container_name(&input.img_name);
             let spec = ContainerSpec {

@@ -23,43 +23,10 @@ impl Strategy {
     }
 }
 
-/// Docker Desktop on Windows wants POSIX-looking host paths: Git Bash (MSYS) writes
-/// `C:\x` as `/c/x`, WSL as `/mnt/c/x`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum HostPathStyle {
-    #[default]
-    Posix,
-    GitBash,
-    Wsl,
-}
-
-pub fn docker_host_path(path: &str, style: HostPathStyle) -> String {
-    let bytes = path.as_bytes();
-    let is_drive = bytes.len() >= 2 && bytes[0].is_ascii_alphabetic() && bytes[1] == b':';
-    if style == HostPathStyle::Posix || !is_drive {
-        return path.replace(
-            '\\',
-            if style == HostPathStyle::Posix {
-                "\\"
-            } else {
-                "/"
-            },
-        );
-    }
-    let drive = (bytes[0] as char).to_ascii_lowercase();
-    let rest = path[2..].replace('\\', "/");
-    let rest = rest.trim_start_matches('/');
-    let prefix = if style == HostPathStyle::Wsl {
-        "/mnt/"
-    } else {
-        "/"
-    };
-    if rest.is_empty() {
-        format!("{prefix}{drive}")
-    } else {
-        format!("{prefix}{drive}/{rest}")
-    }
-}
+/// The image that registers ARM emulation on a host without it. It runs privileged, so
+/// it is pinned by digest (the tag only says which QEMU it carries): a pushed tag cannot
+/// change what runs as root here.
+pub const BINFMT_IMAGE: &str = "docker.io/tonistiigi/binfmt:qemu-v10.2.3@sha256:400a4873b838d1b89194d982c45e5fb3cda4593fbfd7e08a02e76b03b21166f0";
 
 /// What the container strategies need to know.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,25 +111,6 @@ pub fn container_name(img_name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn windows_paths_are_written_as_each_docker_host_wants() {
-        assert_eq!(
-            docker_host_path(r"C:\Users\pi\deploy", HostPathStyle::GitBash),
-            "/c/Users/pi/deploy"
-        );
-        assert_eq!(
-            docker_host_path(r"C:\Users\pi\deploy", HostPathStyle::Wsl),
-            "/mnt/c/Users/pi/deploy"
-        );
-        assert_eq!(docker_host_path(r"d:/x", HostPathStyle::Wsl), "/mnt/d/x");
-        assert_eq!(docker_host_path(r"C:\", HostPathStyle::GitBash), "/c");
-        assert_eq!(
-            docker_host_path("/home/pi", HostPathStyle::Posix),
-            "/home/pi"
-        );
-        assert_eq!(docker_host_path("/home/pi", HostPathStyle::Wsl), "/home/pi");
-    }
 
     #[test]
     fn container_command_lines() {
