@@ -1356,3 +1356,80 @@ fn release_without_a_manifest_plans_plain_assets() {
         .args(["--manifest", "m.json"]));
     assert_eq!(code, 2, "{err}");
 }
+
+/// The README opens with a complete release workflow: under 40 lines, valid for the
+/// workflow schema and actionlint, and every input it gives a step is one that step's
+/// action declares (checked with the step actions as local actions).
+#[test]
+#[ignore = "tier venv: needs check-jsonschema, actionlint or act from .venv (scripts/test.sh installs them)"]
+fn the_readme_release_workflow_is_short_valid_and_uses_declared_inputs() {
+    let readme = fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let start = readme
+        .find("```yaml\nname: Pi image\n")
+        .expect("the README's workflow")
+        + 8;
+    let end = start + readme[start..].find("```\n").unwrap();
+    let workflow = &readme[start..end];
+    assert!(
+        workflow.lines().count() < 40,
+        "{} lines",
+        workflow.lines().count()
+    );
+    assert!(workflow.contains("publish: true") && workflow.contains("id-token: write"));
+
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path();
+    sh("git", &["init", "-q", "."], repo);
+    for step in pi_image::action::STEPS {
+        fs::create_dir_all(repo.join(step)).unwrap();
+        fs::copy(
+            repo_root().join(step).join("action.yml"),
+            repo.join(step).join("action.yml"),
+        )
+        .unwrap();
+    }
+    fs::create_dir_all(repo.join(".github/workflows")).unwrap();
+    let local = regex::Regex::new(r"sugarkube/pi-image-action/([a-z-]+)@v1").unwrap();
+    let wf = repo.join(".github/workflows/pi-image.yml");
+    fs::write(&wf, local.replace_all(workflow, "./$1").as_ref()).unwrap();
+    let (code, log) = crate::support::run_merged(
+        Command::new(crate::support::check_jsonschema())
+            .args(["--builtin-schema", "vendor.github-workflows"])
+            .arg(&wf),
+    );
+    assert_eq!(code, 0, "{log}");
+    let out = Command::new(tool("actionlint"))
+        .args(["-no-color", ".github/workflows/pi-image.yml"])
+        .current_dir(repo)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // …and it does check the inputs against the step actions.
+    fs::write(
+        &wf,
+        local
+            .replace_all(
+                &workflow.replace(
+                    "install-deps: true",
+                    "install-deps: true\n          marker: x",
+                ),
+                "./$1",
+            )
+            .as_ref(),
+    )
+    .unwrap();
+    let out = Command::new(tool("actionlint"))
+        .args(["-no-color", ".github/workflows/pi-image.yml"])
+        .current_dir(repo)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("input \"marker\" is not defined"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
