@@ -1067,25 +1067,21 @@ fn smoke_images() -> &'static Path {
 /// partition, so `smoke` boots the image this run built.
 #[test]
 #[ignore = "tier root: runs the test pi-gen or changes file owners: needs root"]
-fn act_runs_the_release_template_dry_run_end_to_end() {
+fn act_dry_runs_the_release_template_from_a_users_repository_end_to_end() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let repo = root.join("repo");
-    fs::create_dir_all(&repo).unwrap();
-    // A copy of this checkout (what git tracks or would track), as its own repository.
-    let files = sh(
-        "git",
-        &["ls-files", "-co", "--exclude-standard"],
-        repo_root(),
-    );
-    for f in files.lines() {
-        let src = repo_root().join(f);
-        if src.is_file() {
-            let dst = repo.join(f);
-            fs::create_dir_all(dst.parent().unwrap()).unwrap();
-            fs::copy(&src, &dst).unwrap();
-        }
+    // A user's own repository: its remote, and a copy of each template where the README
+    // says to put it. Nothing of pi-image-action is in it.
+    let repo = root.join("pi-os");
+    fs::create_dir_all(repo.join(".github/workflows")).unwrap();
+    for t in ["pi-image-release.yml", "pi-image-build.yml"] {
+        fs::copy(
+            repo_root().join("templates").join(t),
+            repo.join(".github/workflows").join(t),
+        )
+        .unwrap();
     }
+    fs::write(repo.join("README.md"), "My Pi OS\n").unwrap();
     for args in [
         &["init", "-q"][..],
         &["add", "-A"],
@@ -1096,14 +1092,9 @@ fn act_runs_the_release_template_dry_run_end_to_end() {
             "user.email=t@example.com",
             "commit",
             "-qm",
-            "act test",
+            "my image",
         ],
-        &[
-            "remote",
-            "add",
-            "origin",
-            "https://github.com/sugarkube/pi-image-demo.git",
-        ],
+        &["remote", "add", "origin", "git@github.com:alice/pi-os.git"],
     ] {
         sh("git", args, &repo);
     }
@@ -1118,14 +1109,18 @@ fn act_runs_the_release_template_dry_run_end_to_end() {
         root,
     );
     let out_dir = root.join("out");
+    // Only act is added to PATH: the script finds this checkout's build itself (unless
+    // the build lives elsewhere, CARGO_TARGET_DIR).
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_pi-image")).parent().unwrap();
     let act_dir = tool("act").parent().unwrap().to_owned();
-    let path = format!(
-        "{}:{}:{}:/usr/sbin:/sbin",
-        bin_dir.display(),
+    let mut path = format!(
+        "{}:{}:/usr/sbin:/sbin",
         act_dir.display(),
         std::env::var("PATH").unwrap()
     );
+    if bin_dir != repo_root().join("target/debug") {
+        path = format!("{}:{path}", bin_dir.display());
+    }
     // The kernel, initramfs and Pi 3 device tree of the smoke fixtures, for the test
     // pi-gen's boot partition: the image it builds then boots in QEMU, and `smoke` checks
     // that very image.
@@ -1148,7 +1143,8 @@ fn act_runs_the_release_template_dry_run_end_to_end() {
     // Raspberry Pi archive); the upstream archives are not reachable from tests.
     let mirror = crate::support::mirror::Mirror::start(crate::support::mirror::Behaviour::Healthy);
     let mut cmd = Command::new("bash");
-    cmd.arg(repo.join("act/dry-run.sh"))
+    // The README's command, from the user's repository.
+    cmd.arg(repo_root().join("act/dry-run.sh"))
         .current_dir(&repo)
         .env("PATH", path)
         .env("HOME", root)
@@ -1281,13 +1277,18 @@ fn act_runs_the_release_template_dry_run_end_to_end() {
     .unwrap();
     assert_eq!(
         manifest["release"]["channel"], "nightly",
-        "from act/workflow-dispatch.json"
+        "from the event act/dry-run.sh writes"
     );
     assert_eq!(manifest["smoke"]["status"], "pass");
     // The image smoke booted is the one pi-gen built: its login prompt, on raspi3b.
     let serial = fs::read_to_string(out_dir.join("smoke/serial.log")).unwrap();
     assert!(serial.contains("raspberrypi login:"), "{serial}");
-    assert_eq!(manifest["source"]["repository"], "sugarkube/pi-image-demo");
+    // Named after the user's remote, never act's default (nektos/act).
+    assert_eq!(manifest["source"]["repository"], "alice/pi-os");
+    assert!(
+        log.contains("dry-run: .github/workflows/pi-image-release.yml of alice/pi-os with act"),
+        "{log}"
+    );
     // bookworm: run-pi-gen's own cloud-init sub-stage (the test pi-gen, like pi-gen's
     // bookworm branch, has no stage2/04-cloud-init).
     let seed =
@@ -1432,4 +1433,54 @@ fn the_readme_release_workflow_is_short_valid_and_uses_declared_inputs() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+}
+
+/// act/dry-run.sh refuses what would make a wrong run: no repository, no workflow, no
+/// `origin` (act would name the repository nektos/act), an origin it cannot read.
+#[test]
+#[ignore = "tier venv: needs check-jsonschema, actionlint or act from .venv (scripts/test.sh installs them)"]
+fn the_act_dry_run_refuses_a_repository_it_cannot_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("r");
+    fs::create_dir_all(&repo).unwrap();
+    let path = format!(
+        "{}:{}",
+        tool("act").parent().unwrap().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let dry_run = |dir: &Path| {
+        crate::support::run_merged(
+            Command::new("bash")
+                .arg(repo_root().join("act/dry-run.sh"))
+                .current_dir(dir)
+                .env("PATH", &path),
+        )
+    };
+    let (code, log) = dry_run(&repo);
+    assert_eq!(code, 2, "{log}");
+    assert!(log.contains("is not in one"), "{log}");
+    sh("git", &["init", "-q"], &repo);
+    let (code, log) = dry_run(&repo);
+    assert!(
+        code == 2 && log.contains("no .github/workflows/pi-image-release.yml"),
+        "{log}"
+    );
+    fs::create_dir_all(repo.join(".github/workflows")).unwrap();
+    fs::copy(
+        repo_root().join("templates/pi-image-release.yml"),
+        repo.join(".github/workflows/pi-image-release.yml"),
+    )
+    .unwrap();
+    let (code, log) = dry_run(&repo);
+    assert!(
+        code == 2 && log.contains("has no remote named origin"),
+        "{log}"
+    );
+    sh(
+        "git",
+        &["remote", "add", "origin", "https://example.com/x\"},{\"a"],
+        &repo,
+    );
+    let (code, log) = dry_run(&repo);
+    assert!(code == 2 && log.contains("cannot read OWNER/NAME"), "{log}");
 }
