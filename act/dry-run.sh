@@ -37,20 +37,22 @@ if [[ $url =~ [:/]([A-Za-z0-9_.-]+)/([A-Za-z0-9_.-]+)/?$ ]]; then
   owner=${BASH_REMATCH[1]}
   name=${BASH_REMATCH[2]%.git}
 else
-  die "cannot read OWNER/NAME from the origin remote's URL $(printf %q "$url")"
+  die "cannot read OWNER/NAME from the origin remote's URL $(printf %q "$(sed -E 's#(://)[^/@]*@#\1***@#' <<<"$url")")"
 fi
 
 version=$(sed -n 's/^version *= *"\([^"]*\)".*/\1/p' "$action_root/Cargo.toml" | head -n 1)
 if [[ $(pi-image --version 2>/dev/null || true) != "pi-image $version" ]]; then
+  # The newer of the checkout's release and debug builds, so a stale one is not picked.
   found=''
   for dir in "$action_root/target/release" "$action_root/target/debug"; do
-    if [[ $("$dir/pi-image" --version 2>/dev/null || true) == "pi-image $version" ]]; then
-      PATH=$dir:$PATH
+    if [[ $("$dir/pi-image" --version 2>/dev/null || true) == "pi-image $version" ]] &&
+      [[ -z $found || $dir/pi-image -nt $found/pi-image ]]; then
       found=$dir
-      break
     fi
   done
   [[ -n $found ]] || die "no pi-image $version on PATH or in $action_root/target: run \`cargo build\` in $action_root"
+  printf 'dry-run: using %s/pi-image\n' "$found"
+  PATH=$found:$PATH
 fi
 
 tmp=$(mktemp -d)

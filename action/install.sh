@@ -7,12 +7,13 @@
 #     downloaded from the release and must match the committed digest (no pre-installed
 #     pi-image, no digest list from the same server: the action's tree is the anchor).
 #   - Any other ref (a branch, a commit, a semver tag before its digests commit) has no
-#     digests: its own source is built with cargo, and the build is kept in the tool
-#     cache under a digest of that source, so it is built once per source and runner
-#     (once per job on hosted runners, whose tool cache starts empty), not once per step.
-# A `pi-image` on PATH whose --version is exactly this version is used first: later steps
-# of a job reuse the first step's install this way (the binary's directory is added to
-# GITHUB_PATH), and local `act` runs use a development build.
+#     digests: its own source is built with cargo, once per job (kept in RUNNER_TEMP under a
+#     digest of that source), not once per step.
+# A `pi-image` on PATH is used first when it is this action's binary: for a release, the
+# released binary itself (same SHA-256); otherwise one whose --version is this version.
+# Later steps of a job reuse the first step's install this way (its directory is added to
+# GITHUB_PATH), and local `act` runs use a development build. (Code that ran earlier in
+# the same job could change anything, this script included: that is out of its reach.)
 #
 # Modes (input `install`): auto, as above; source, always build.
 # Writes `bin` and `source` (path, cache, download or cargo) to GITHUB_OUTPUT.
@@ -64,14 +65,22 @@ case "$(uname -s)-$(uname -m)" in
   Darwin-arm64) target=aarch64-apple-darwin ;;
   *) target='' ;;
 esac
+# The Linux builds are glibc ones: a musl system (Alpine) builds the source.
+if [[ $target == *-linux-gnu ]] && compgen -G '/lib/ld-musl-*' >/dev/null; then
+  target=''
+fi
 asset=pi-image-v$version-$target.tar.gz
 digests=$action_dir/action/release-digests.txt
-released=''
+digest_of() { # digest_of NAME: its SHA-256 in release-digests.txt, or nothing
+  awk -v a="$1" '$2 == a && length($1) == 64 && $1 ~ /^[0-9a-f]+$/ { print $1; exit }' "$digests"
+}
+released='' released_bin=''
 if [[ -n $target && -f $digests ]]; then
-  released=$(awk -v a="$asset" '$2 == a && length($1) == 64 && $1 ~ /^[0-9a-f]+$/ { print $1 }' "$digests")
+  released=$(digest_of "$asset")
+  released_bin=$(digest_of "pi-image-v$version-$target/pi-image")
+  [[ -z $released || -n $released_bin ]] ||
+    bail "action/release-digests.txt lists $asset but not the binary inside it"
 fi
-
-cache_root=${RUNNER_TOOL_CACHE:-${RUNNER_TEMP:-${TMPDIR:-/tmp}}}/pi-image
 
 output() { # output KEY VALUE
   [[ -n ${GITHUB_OUTPUT-} ]] && printf '%s=%s\n' "$1" "$2" >>"$GITHUB_OUTPUT"
@@ -80,24 +89,33 @@ output() { # output KEY VALUE
 publish() { # publish PATH SOURCE
   output bin "$1"
   output source "$2"
-  [[ -n ${GITHUB_PATH-} ]] && dirname "$1" >>"$GITHUB_PATH"
+  # A binary found on PATH stays where PATH has it (re-adding /usr/bin would put it
+  # before what setup-* steps added).
+  [[ $2 != path && -n ${GITHUB_PATH-} ]] && dirname "$1" >>"$GITHUB_PATH"
   info "using $want from $1 ($2, $(($(date +%s) - started)) s)"
   exit 0
 }
 
-# 1. Already on PATH.
+# 1. Already on PATH. For a release, only the released binary itself (same SHA-256): a
+# development build of the same version is another binary. Otherwise (a branch or commit,
+# local act runs) the version must match.
 if [[ $mode == auto ]] && found=$(command -v pi-image 2>/dev/null); then
-  have=$("$found" --version 2>/dev/null || true)
-  if [[ $have == "$want" ]]; then
-    publish "$found" path
+  if [[ -n $released ]]; then
+    [[ $(sha256_of "$found") == "$released_bin" ]] && publish "$found" path
+    info "ignoring $found: it is not the binary of release $version"
+  else
+    have=$("$found" --version 2>/dev/null || true)
+    [[ $have == "$want" ]] && publish "$found" path
+    info "ignoring $found: it is \`${have:-unknown}\`, this action needs \`$want\`"
   fi
-  info "ignoring $found: it is \`${have:-unknown}\`, this action needs \`$want\`"
 fi
 
-# 2. The release binary, checked against the digest committed in the action's tree.
+# 2. The release binary, checked against the digests committed in the action's tree: the
+# archive when it is downloaded, the binary itself every time the tool cache serves it
+# (a self-hosted runner's tool cache outlives jobs and is shared by them).
 if [[ $mode == auto && -n $released ]]; then
-  dir=$cache_root/$version/$target
-  if [[ -x $dir/bin/pi-image && -f $dir.complete ]] && [[ $("$dir/bin/pi-image" --version 2>/dev/null) == "$want" ]]; then
+  dir=${RUNNER_TOOL_CACHE:-${RUNNER_TEMP:-${TMPDIR:-/tmp}}}/pi-image/$version/$target
+  if [[ -f $dir/bin/pi-image && ! -L $dir/bin/pi-image ]] && [[ $(sha256_of "$dir/bin/pi-image") == "$released_bin" ]]; then
     publish "$dir/bin/pi-image" cache
   fi
   [[ -n $repo ]] || bail "this is release $version of the action, but ACTION_REPOSITORY is not set: run it from its action.yml"
@@ -114,12 +132,13 @@ if [[ $mode == auto && -n $released ]]; then
   [[ $got == "$released" ]] ||
     bail "SHA-256 mismatch for $asset: the download is $got, action/release-digests.txt of this release says $released; nothing was installed"
   info "SHA-256 verified against action/release-digests.txt: $got"
-  rm -rf "$dir" "$dir.complete"
+  mkdir "$tmp/x"
+  tar -xzf "$tmp/$asset" -C "$tmp/x" pi-image
+  [[ -f $tmp/x/pi-image && ! -L $tmp/x/pi-image && $(sha256_of "$tmp/x/pi-image") == "$released_bin" ]] ||
+    bail "$asset does not hold the binary action/release-digests.txt names; nothing was installed"
+  rm -rf "$dir"
   mkdir -p "$dir/bin"
-  tar -xzf "$tmp/$asset" -C "$dir/bin" pi-image
-  chmod 755 "$dir/bin/pi-image"
-  [[ $("$dir/bin/pi-image" --version) == "$want" ]] || bail "$asset does not contain $want"
-  : >"$dir.complete"
+  install -m 755 "$tmp/x/pi-image" "$dir/bin/pi-image"
   publish "$dir/bin/pi-image" download
 fi
 
@@ -133,13 +152,17 @@ elif [[ -f $digests ]]; then
 else
   why="this ref of the action (${ref:-a local path}) is not a release: it has no action/release-digests.txt, so no downloaded binary could be checked"
 fi
-# The build is keyed on the source itself, so a branch or commit is built once.
-key=$(cd "$action_dir" && find Cargo.toml Cargo.lock src -type f -print0 | LC_ALL=C sort -z |
+# The build is keyed on the source itself (and cargo's configuration), so a branch or
+# commit is built once per job. It stays in this job's RUNNER_TEMP: nothing outside the
+# source could vouch for a build kept where other jobs can write.
+srcs=(Cargo.toml Cargo.lock src)
+[[ -d $action_dir/.cargo ]] && srcs+=(.cargo)
+key=$(cd "$action_dir" && find "${srcs[@]}" -type f -print0 | LC_ALL=C sort -z |
   while IFS= read -r -d '' f; do printf '%s  %s\n' "$(sha256_of "$f")" "$f"; done | {
   if command -v sha256sum >/dev/null; then sha256sum; else shasum -a 256; fi
 } | cut -c1-16)
 key=src-$version-${target:-$(uname -s)-$(uname -m)}-$key
-dir=$cache_root/$key
+dir=${RUNNER_TEMP:-${TMPDIR:-/tmp}}/pi-image/$key
 if [[ -x $dir/bin/pi-image ]] && [[ $("$dir/bin/pi-image" --version 2>/dev/null) == "$want" ]]; then
   info "$why; a build of this source is cached"
   publish "$dir/bin/pi-image" cache

@@ -117,6 +117,9 @@ pub struct CmdSpec {
     pub env_clear: bool,
     /// Variables the child does not inherit.
     pub env_remove: Vec<String>,
+    /// Of [`SECRET_ENV`], those the child keeps ([`pass_secrets`]): only when the child
+    /// is this tool.
+    pub pass_secrets: Vec<String>,
     /// Run in a process group of its own, so that the whole tree can be signalled.
     pub own_group: bool,
     /// What the command is for, e.g. "read the pi-gen commit".
@@ -132,6 +135,7 @@ impl CmdSpec {
             env: Vec::new(),
             env_clear: false,
             env_remove: Vec::new(),
+            pass_secrets: Vec::new(),
             own_group: false,
             summary: summary.to_owned(),
         }
@@ -145,6 +149,13 @@ impl CmdSpec {
     /// The child sees only the variables given with [`CmdSpec::env`].
     pub fn env_clear(mut self) -> Self {
         self.env_clear = true;
+        self
+    }
+
+    /// The child keeps these of [`SECRET_ENV`] (for a child that is this tool).
+    pub fn pass_secrets(mut self, names: &[&str]) -> Self {
+        self.pass_secrets
+            .extend(names.iter().map(|n| (*n).to_owned()));
         self
     }
 
@@ -174,6 +185,8 @@ impl CmdSpec {
         if self.env_clear {
             cmd.env_clear();
         }
+        let keep: Vec<&str> = self.pass_secrets.iter().map(String::as_str).collect();
+        pass_secrets(&mut cmd, &keep);
         for name in &self.env_remove {
             cmd.env_remove(name);
         }

@@ -9,7 +9,8 @@ use anyhow::{Context as _, bail};
 
 use super::inputs::variable;
 use super::{
-    ARGS_HELP, INSTALL_HELP, Input, Kind, RENAMED, Step, action_default, action_file, catalogue,
+    ARGS_HELP, DEFAULT_TOKEN_VAR, INSTALL_HELP, Input, Kind, RENAMED, Step, TOKEN_INPUT,
+    action_file, catalogue,
 };
 use crate::gha::Gha;
 
@@ -45,6 +46,9 @@ fn describe(input: &Input) -> String {
     }
     if let Some(default) = &input.default {
         let _ = write!(d, " [binary default: {default}]");
+    }
+    if input.name == TOKEN_INPUT {
+        d.push_str(" [default: the workflow's own token]");
     }
     d
 }
@@ -83,8 +87,7 @@ fn input_block(out: &mut String, name: &str, description: &str, required: bool) 
     if required {
         out.push_str("    required: true\n");
     } else {
-        let default = action_default(name).map_or_else(|| "''".to_owned(), ToOwned::to_owned);
-        let _ = writeln!(out, "    default: {default}");
+        out.push_str("    default: ''\n");
     }
 }
 
@@ -102,6 +105,9 @@ fn steps_block(out: &mut String, install_script: &str, run: &str, env: &[String]
     out.push_str("        PI_IMAGE_BIN: ${{ steps.install.outputs.bin }}\n");
     for name in env {
         let _ = writeln!(out, "        {}: ${{{{ inputs.{name} }}}}", variable(name));
+    }
+    if env.iter().any(|n| n == TOKEN_INPUT) {
+        let _ = writeln!(out, "        {DEFAULT_TOKEN_VAR}: ${{{{ github.token }}}}");
     }
     let _ = writeln!(out, "      run: {run}");
 }
@@ -187,14 +193,22 @@ pub fn root_action(steps: &[Step]) -> String {
         );
         env.push(input.name.clone());
     }
-    for (old, new) in RENAMED {
+    for r in RENAMED {
         let _ = writeln!(
             out,
-            "  {old}:\n    description: {}\n    deprecationMessage: {}\n    default: ''",
-            q(&format!("Deprecated: the old name of `{new}`")),
-            q(&format!("`{old}` is now named `{new}`, as its flag is"))
+            "  {}:\n    description: {}\n    deprecationMessage: {}\n    default: ''",
+            r.old,
+            q(&format!(
+                "Deprecated: the old name of `{}` ({})",
+                r.new,
+                r.steps.join(", ")
+            )),
+            q(&format!(
+                "`{}` is now named `{}`, as its flag is",
+                r.old, r.new
+            ))
         );
-        env.push((*old).to_owned());
+        env.push(r.old.to_owned());
     }
     out.push_str("outputs:\n");
     out.push_str(INSTALL_OUTPUTS);

@@ -8,12 +8,13 @@
 //! so does a variable of the same name the workflow set itself (a job-level IMG_NAME).
 
 use std::collections::BTreeMap;
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use anyhow::bail;
 
-use super::{Kind, RENAMED, Step, action_default, catalogue};
+use std::collections::BTreeSet;
+
+use super::{DEFAULT_TOKEN_VAR, Kind, RENAMED, Step, TOKEN_INPUT, catalogue};
 use crate::error::usage;
 use crate::gha::escape::redact_credentials;
 use crate::gha::{Gha, Level};
@@ -46,8 +47,14 @@ pub struct Invocation {
 pub struct Context {
     /// The action's root, whose `cloud-init/user-data.yaml` is the default seed.
     pub action_path: Option<PathBuf>,
-    /// USER_DATA is set in the step's environment.
-    pub user_data_set: bool,
+    /// Variables set (non-empty) in the step's environment, of those that matter here
+    /// (USER_DATA, GITHUB_TOKEN).
+    pub env_set: BTreeSet<String>,
+    /// The workflow's own token (`PI_IMAGE_DEFAULT_TOKEN`), for `token` when nothing
+    /// else gives one.
+    pub default_token: Option<String>,
+    /// `INPUT_*` variables whose value is not UTF-8: an error only if this step uses one.
+    pub not_utf8: BTreeSet<String>,
     /// The workspace has the conventional `cloud-init/user-data.yaml`.
     pub workspace_seed: bool,
 }
@@ -110,39 +117,59 @@ pub fn invocation(
         subcommand: step.name.to_owned(),
         ..Invocation::default()
     };
+    let has = |name: &str| step.inputs.iter().any(|i| i.name == name);
+    let renamed_here: Vec<&super::Renamed> = RENAMED
+        .iter()
+        .filter(|r| r.steps.contains(&step.name))
+        .collect();
+    for name in step
+        .inputs
+        .iter()
+        .map(|i| i.name.as_str())
+        .chain(renamed_here.iter().map(|r| r.old))
+        .chain(["args", "command"])
+    {
+        if cx.not_utf8.contains(&variable(name)) {
+            return Err(usage(format!(
+                "input `{name}` is not UTF-8 text: give it as text"
+            )));
+        }
+    }
     let mut values: BTreeMap<&str, String> = BTreeMap::new();
     for input in &step.inputs {
         if let Some(v) = given(&input.name) {
             values.insert(&input.name, v.to_owned());
         }
     }
-    for (old, new) in RENAMED {
-        let Some(v) = given(old) else { continue };
-        if !step.inputs.iter().any(|i| i.name == *new) {
-            continue; // reported below as not used
-        }
-        if values.contains_key(new) {
+    for r in &renamed_here {
+        let Some(v) = given(r.old) else { continue };
+        if values.contains_key(r.new) {
             inv.warnings.push(format!(
-                "input `{old}` is the old name of `{new}`; both are set, `{new}` wins"
+                "input `{}` is the old name of `{}`; both are set, `{}` wins",
+                r.old, r.new, r.new
             ));
         } else {
-            inv.warnings
-                .push(format!("input `{old}` is deprecated: name it `{new}`"));
-            values.insert(new, v.to_owned());
+            inv.warnings.push(format!(
+                "input `{}` is deprecated: name it `{}`",
+                r.old, r.new
+            ));
+            values.insert(r.new, v.to_owned());
         }
+    }
+    // The workflow's token, only when the workflow gave none (input or variable).
+    if has(TOKEN_INPUT)
+        && !values.contains_key(TOKEN_INPUT)
+        && !cx.env_set.contains("GITHUB_TOKEN")
+        && let Some(token) = cx.default_token.as_ref().filter(|t| !t.is_empty())
+    {
+        values.insert(TOKEN_INPUT, token.clone());
     }
     // Inputs given to the wrong step: the runner only warns about inputs an action does
     // not declare, and the root action declares every step's.
     let mut unused: BTreeMap<String, Vec<&str>> = BTreeMap::new();
     for other in steps {
-        for input in &other.inputs {
-            let renamed_here = RENAMED
-                .iter()
-                .any(|(o, n)| *o == input.name && step.inputs.iter().any(|i| i.name == *n));
-            if step.inputs.iter().any(|i| i.name == input.name) || renamed_here {
-                continue;
-            }
-            if given(&input.name).is_some() && action_default(&input.name).is_none() {
+        for input in other.inputs.iter().filter(|i| !has(&i.name)) {
+            if given(&input.name).is_some() {
                 unused
                     .entry(input.name.clone())
                     .or_default()
@@ -150,16 +177,9 @@ pub fn invocation(
             }
         }
     }
-    for (old, new) in RENAMED {
-        if given(old).is_some() && !step.inputs.iter().any(|i| i.name == *new) {
-            let users: Vec<&str> = steps
-                .iter()
-                .filter(|s| s.inputs.iter().any(|i| i.name == *new))
-                .map(|s| s.name)
-                .collect();
-            if action_default(new).is_none() {
-                unused.insert((*old).to_owned(), users);
-            }
+    for r in RENAMED.iter().filter(|r| !r.steps.contains(&step.name)) {
+        if given(r.old).is_some() {
+            unused.insert(r.old.to_owned(), r.steps.to_vec());
         }
     }
     for (name, users) in unused {
@@ -193,9 +213,10 @@ pub fn invocation(
             }
             continue;
         }
+        // `--flag=VALUE`: a value that starts with `-` is still the flag's value.
         let flag = format!("--{}", input.name);
         match input.kind {
-            Kind::Value => inv.args.extend([flag, value.clone()]),
+            Kind::Value => inv.args.push(format!("{flag}={value}")),
             Kind::Bool => {
                 if boolean(&input.name, value)? {
                     inv.args.push(flag);
@@ -203,7 +224,7 @@ pub fn invocation(
             }
             Kind::Lines => {
                 for line in non_empty_lines(value) {
-                    inv.args.extend([flag.clone(), line.to_owned()]);
+                    inv.args.push(format!("{flag}={line}"));
                 }
             }
             Kind::Positional => positional.extend(non_empty_lines(value).map(str::to_owned)),
@@ -219,7 +240,7 @@ pub fn invocation(
     let wants_seed = matches!(step.name, "run-pi-gen" | "pipeline");
     let user_data = values.contains_key("user-data")
         || inv.env.iter().any(|(k, _)| k == "USER_DATA")
-        || cx.user_data_set
+        || cx.env_set.contains("USER_DATA")
         || cx.workspace_seed
         || inv
             .args
@@ -262,32 +283,41 @@ pub fn shown(inv: &Invocation) -> Vec<String> {
     lines.into_iter().map(|l| redact_credentials(&l)).collect()
 }
 
-fn read_inputs() -> anyhow::Result<BTreeMap<String, String>> {
+/// The `INPUT_*` variables as text, and the names of those that are not UTF-8.
+fn read_inputs() -> (BTreeMap<String, String>, BTreeSet<String>) {
     let mut inputs = BTreeMap::new();
+    let mut not_utf8 = BTreeSet::new();
     for (k, v) in std::env::vars_os() {
         let Some(k) = k.to_str().filter(|k| k.starts_with("INPUT_")) else {
             continue;
         };
-        let v = v.into_string().map_err(|_: OsString| {
-            usage(format!(
-                "input {} is not UTF-8 text: give it as text",
-                k.trim_start_matches("INPUT_")
-                    .to_ascii_lowercase()
-                    .replace('_', "-")
-            ))
-        })?;
-        inputs.insert(k.to_owned(), v);
+        match v.into_string() {
+            Ok(v) => {
+                inputs.insert(k.to_owned(), v);
+            }
+            Err(_) => {
+                not_utf8.insert(k.to_owned());
+            }
+        }
     }
-    Ok(inputs)
+    (inputs, not_utf8)
 }
 
 pub fn main(gha: &Gha, args: RunArgs) -> anyhow::Result<()> {
     let steps = catalogue()?;
     // URL credentials in inputs were masked at start-up, with the rest of the environment.
-    let inputs = read_inputs()?;
+    let (inputs, not_utf8) = read_inputs();
+    // github.token: the runner masks it already.
+    let default_token = std::env::var(DEFAULT_TOKEN_VAR).ok();
     let cx = Context {
         action_path: args.action_path.clone(),
-        user_data_set: std::env::var_os("USER_DATA").is_some_and(|v| !v.is_empty()),
+        env_set: ["USER_DATA", "GITHUB_TOKEN"]
+            .into_iter()
+            .filter(|k| std::env::var_os(k).is_some_and(|v| !v.is_empty()))
+            .map(str::to_owned)
+            .collect(),
+        default_token,
+        not_utf8,
         workspace_seed: Path::new("cloud-init/user-data.yaml").exists(),
     };
     let inv = invocation(&steps, args.subcommand.as_deref(), &inputs, &cx)?;
@@ -323,9 +353,14 @@ pub fn main(gha: &Gha, args: RunArgs) -> anyhow::Result<()> {
     for (k, v) in inv.env.iter().chain(&inv.secret_env) {
         spec = spec.env(k, v);
     }
-    for k in inputs.keys() {
+    // The child is this tool, as the step itself would have been: it keeps the step's
+    // credentials (the OIDC request token for keyless signing, COSIGN_PASSWORD, a
+    // job-level GITHUB_TOKEN), but no INPUT_* copy and not the default token's variable.
+    spec = spec.pass_secrets(crate::process::SECRET_ENV);
+    for k in inputs.keys().chain(&cx.not_utf8) {
         spec = spec.env_remove(k);
     }
+    spec = spec.env_remove(DEFAULT_TOKEN_VAR);
     Err(spec.exec())
 }
 
@@ -354,7 +389,7 @@ mod tests {
             ],
         )
         .unwrap();
-        assert_eq!(inv.args, ["--img-name", "pi", "--move"]);
+        assert_eq!(inv.args, ["--img-name=pi", "--move"]);
         assert!(inv.warnings.is_empty(), "{:?}", inv.warnings);
     }
 
@@ -375,7 +410,7 @@ mod tests {
     #[test]
     fn lines_repeat_the_flag_and_positionals_follow_a_double_dash() {
         let inv = run(Some("smoke"), &[("marker", "a\r\n\n  \nb c\n")]).unwrap();
-        assert_eq!(inv.args, ["--marker", "a", "--marker", "b c"]);
+        assert_eq!(inv.args, ["--marker=a", "--marker=b c"]);
         let inv = run(Some("verify"), &[("file", "x.img.xz\n--key\n")]).unwrap();
         assert_eq!(inv.args, ["--", "x.img.xz", "--key"]);
     }
@@ -383,12 +418,12 @@ mod tests {
     #[test]
     fn secrets_are_exported_never_put_on_the_command_line_or_shown() {
         let inv = run(Some("release"), &[("token", "ghs_secret"), ("tag", "v1")]).unwrap();
-        assert_eq!(inv.args, ["--tag", "v1"]);
+        assert_eq!(inv.args, ["--tag=v1"]);
         assert_eq!(
             inv.secret_env,
             [("GITHUB_TOKEN".to_owned(), "ghs_secret".to_owned())]
         );
-        assert_eq!(shown(&inv), ["release --tag v1", "with GITHUB_TOKEN=***"]);
+        assert_eq!(shown(&inv), ["release --tag=v1", "with GITHUB_TOKEN=***"]);
         assert!(!serde_json::to_string(&inv).unwrap().contains("ghs_secret"));
     }
 
@@ -402,14 +437,21 @@ mod tests {
         assert!(inv.args.is_empty());
         assert_eq!(
             inv.warnings,
-            ["input `marker` is not used by `collect-artifacts` (only by: smoke); ignored"]
+            [
+                "input `marker` is not used by `collect-artifacts` (only by: smoke); ignored",
+                "input `token` is not used by `collect-artifacts` (only by: release, pipeline); ignored"
+            ]
+        );
+        assert!(
+            !format!("{inv:?}").contains("\"t\""),
+            "the token's value is kept nowhere"
         );
     }
 
     #[test]
     fn old_input_names_still_work_in_the_root_action_with_a_warning() {
         let inv = run(None, &[("command", "smoke"), ("markers", "ok")]).unwrap();
-        assert_eq!(inv.args, ["--marker", "ok"]);
+        assert_eq!(inv.args, ["--marker=ok"]);
         assert_eq!(
             inv.warnings,
             ["input `markers` is deprecated: name it `marker`"]
@@ -423,7 +465,7 @@ mod tests {
             &[("debian-mirror", "http://m/debian"), ("skip", "smoke")],
         )
         .unwrap();
-        assert_eq!(inv.args, ["--skip", "smoke"]);
+        assert_eq!(inv.args, ["--skip=smoke"]);
         assert_eq!(
             inv.env,
             [("DEBIAN_MIRROR".to_owned(), "http://m/debian".to_owned())]
@@ -475,5 +517,88 @@ mod tests {
         );
         let err = run(None, &[("command", "rm -rf")]).unwrap_err().to_string();
         assert!(err.contains("unknown command 'rm -rf'"), "{err}");
+    }
+
+    #[test]
+    fn the_default_token_applies_only_when_the_workflow_gave_none() {
+        let steps = catalogue().unwrap();
+        let cx = |env: &[&str]| Context {
+            default_token: Some("ghs_default".into()),
+            env_set: env.iter().map(|e| (*e).to_owned()).collect(),
+            ..Context::default()
+        };
+        let token = |set: &[(&str, &str)], env: &[&str]| {
+            let inputs = set
+                .iter()
+                .map(|(k, v)| (variable(k), (*v).to_owned()))
+                .collect();
+            invocation(&steps, Some("release"), &inputs, &cx(env))
+                .unwrap()
+                .secret_env
+        };
+        let gh = |t: &str| vec![("GITHUB_TOKEN".to_owned(), t.to_owned())];
+        assert_eq!(token(&[], &[]), gh("ghs_default"));
+        assert_eq!(
+            token(&[("github-token", "pat")], &[]),
+            gh("pat"),
+            "the old name beats the default"
+        );
+        assert_eq!(
+            token(&[("token", "t"), ("github-token", "pat")], &[]),
+            gh("t")
+        );
+        assert!(
+            token(&[], &["GITHUB_TOKEN"]).is_empty(),
+            "a job-level GITHUB_TOKEN is kept"
+        );
+        // Steps without a token get none.
+        let inv = invocation(&steps, Some("smoke"), &BTreeMap::new(), &cx(&[])).unwrap();
+        assert!(inv.secret_env.is_empty() && inv.warnings.is_empty());
+    }
+
+    #[test]
+    fn an_old_input_name_works_only_for_the_steps_it_served() {
+        let inv = run(Some("release"), &[("verify-repository", "o/r")]).unwrap();
+        assert!(inv.args.is_empty(), "{:?}", inv.args);
+        assert_eq!(
+            inv.warnings,
+            ["input `verify-repository` is not used by `release` (only by: verify); ignored"]
+        );
+        let inv = run(Some("collect-artifacts"), &[("smoke-image", "a.img")]).unwrap();
+        assert!(inv.args.is_empty());
+        let inv = run(Some("verify"), &[("verify-repository", "o/r")]).unwrap();
+        assert_eq!(inv.args, ["--repository=o/r"]);
+    }
+
+    #[test]
+    fn a_value_that_starts_with_a_dash_stays_the_flags_value() {
+        let inv = run(
+            Some("smoke"),
+            &[("marker", "--- ready ---"), ("append", "-x")],
+        )
+        .unwrap();
+        let cli = crate::cli::parse_from(
+            ["pi-image".to_owned(), "smoke".to_owned()]
+                .into_iter()
+                .chain(inv.args.clone())
+                .map(std::ffi::OsString::from),
+            |_| None,
+        );
+        assert!(cli.is_ok(), "{inv:?}: {:?}", cli.err());
+    }
+
+    #[test]
+    fn a_non_utf8_input_is_an_error_only_for_the_step_that_uses_it() {
+        let steps = catalogue().unwrap();
+        let cx = Context {
+            not_utf8: [variable("marker")].into(),
+            ..Context::default()
+        };
+        assert!(invocation(&steps, Some("collect-artifacts"), &BTreeMap::new(), &cx).is_ok());
+        let err = invocation(&steps, Some("smoke"), &BTreeMap::new(), &cx).unwrap_err();
+        assert!(
+            err.to_string().contains("input `marker` is not UTF-8"),
+            "{err}"
+        );
     }
 }

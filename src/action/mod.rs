@@ -124,28 +124,79 @@ pub const INSTALL_HELP: &str = "How to get the binary: auto (a verified release 
 pub const ARGS_HELP: &str =
     "Extra command-line arguments, one per line, appended last (a later flag wins)";
 
-/// Inputs an action gives a default other than "unset".
-pub fn action_default(input: &str) -> Option<&'static str> {
-    match input {
-        "token" => Some("${{ github.token }}"),
-        _ => None,
-    }
+/// The input whose default is the workflow's own token. Its `default:` in action.yml is
+/// empty and the token reaches the step as `PI_IMAGE_DEFAULT_TOKEN`, so the binary can
+/// tell a token the workflow gave (`token`, the old `github-token`, or a job-level
+/// GITHUB_TOKEN, in that order) from the default, which applies only without them.
+pub const TOKEN_INPUT: &str = "token";
+pub const DEFAULT_TOKEN_VAR: &str = "PI_IMAGE_DEFAULT_TOKEN";
+
+/// An input of the root action renamed when the inputs took their flags' names.
+pub struct Renamed {
+    pub old: &'static str,
+    pub new: &'static str,
+    /// The steps the old name served: only there does it still work.
+    pub steps: &'static [&'static str],
 }
 
-/// Inputs of the root action renamed when the inputs took their flags' names: the old
-/// name still works there (with a deprecation message), for workflows written before.
-pub const RENAMED: &[(&str, &str)] = &[
-    ("apt-rewrite-mirrors", "rewrite-mirrors"),
-    ("apt-mirror-raspbian", "raspbian-mirror"),
-    ("apt-mirror-raspberrypi", "raspberrypi-mirror"),
-    ("settings", "setting"),
-    ("options", "option"),
-    ("markers", "marker"),
-    ("failure-markers", "failure-marker"),
-    ("smoke-image", "image"),
-    ("github-token", "token"),
-    ("verify-repository", "repository"),
-    ("files", "file"),
+/// The old names still work in the root action (with a deprecation message), for
+/// workflows written before, and only for the steps they served then.
+pub const RENAMED: &[Renamed] = &[
+    Renamed {
+        old: "apt-rewrite-mirrors",
+        new: "rewrite-mirrors",
+        steps: &["prepare-mirrors", "pipeline"],
+    },
+    Renamed {
+        old: "apt-mirror-raspbian",
+        new: "raspbian-mirror",
+        steps: &["prepare-mirrors", "pipeline"],
+    },
+    Renamed {
+        old: "apt-mirror-raspberrypi",
+        new: "raspberrypi-mirror",
+        steps: &["prepare-mirrors", "pipeline"],
+    },
+    Renamed {
+        old: "settings",
+        new: "setting",
+        steps: &["run-pi-gen"],
+    },
+    Renamed {
+        old: "options",
+        new: "option",
+        steps: &["manifest"],
+    },
+    Renamed {
+        old: "markers",
+        new: "marker",
+        steps: &["smoke"],
+    },
+    Renamed {
+        old: "failure-markers",
+        new: "failure-marker",
+        steps: &["smoke"],
+    },
+    Renamed {
+        old: "smoke-image",
+        new: "image",
+        steps: &["smoke", "pipeline"],
+    },
+    Renamed {
+        old: "github-token",
+        new: "token",
+        steps: &["release", "pipeline"],
+    },
+    Renamed {
+        old: "verify-repository",
+        new: "repository",
+        steps: &["verify"],
+    },
+    Renamed {
+        old: "files",
+        new: "file",
+        steps: &["sign", "verify"],
+    },
 ];
 
 /// Every subcommand's inputs and outputs, read from the clap definitions and the typed
@@ -187,14 +238,23 @@ pub fn catalogue() -> anyhow::Result<Vec<Step>> {
         }
     }
     check_meanings(&steps)?;
-    for (old, new) in RENAMED {
+    for r in RENAMED {
         let has = |name: &str| {
             steps
                 .iter()
                 .any(|s| s.inputs.iter().any(|i| i.name == name))
         };
-        if has(old) || !has(new) {
-            bail!("internal: renamed input `{old}` → `{new}` does not match the flags");
+        let served = r.steps.iter().all(|name| {
+            steps
+                .iter()
+                .any(|s| s.name == *name && s.inputs.iter().any(|i| i.name == r.new))
+        });
+        if has(r.old) || !served {
+            bail!(
+                "internal: renamed input `{}` → `{}` does not match the flags",
+                r.old,
+                r.new
+            );
         }
     }
     Ok(steps)

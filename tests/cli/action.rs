@@ -191,14 +191,10 @@ fn a_step_action_turns_its_inputs_into_the_flags_of_the_same_name() {
     assert_eq!(
         plan["args"],
         serde_json::json!([
-            "--img-name",
-            "kube; rm -rf / #",
-            "--pi-gen-stages",
-            "stage0 stage1",
-            "--setting",
-            "FIRST_USER_NAME=pi",
-            "--setting",
-            "LOCALE_DEFAULT=en_GB.UTF-8",
+            "--img-name=kube; rm -rf / #",
+            "--pi-gen-stages=stage0 stage1",
+            "--setting=FIRST_USER_NAME=pi",
+            "--setting=LOCALE_DEFAULT=en_GB.UTF-8",
             "--install-deps",
             "--hostname",
             "sk 1"
@@ -225,7 +221,7 @@ fn a_step_action_turns_its_inputs_into_the_flags_of_the_same_name() {
     assert_eq!(code, 0, "{log}");
     assert_eq!(
         plan["args"],
-        serde_json::json!(["--publish", "--assets", "dist/*.sigstore.json"])
+        serde_json::json!(["--publish", "--assets=dist/*.sigstore.json"])
     );
     assert!(!log.contains("ghs_secret"), "{log}");
 
@@ -279,21 +275,25 @@ fn the_root_action_reports_misplaced_and_renamed_inputs() {
         dir,
     );
     assert_eq!(code, 0, "{log}");
-    assert_eq!(plan["args"], serde_json::json!(["--xz-preset", "9"]));
+    assert_eq!(plan["args"], serde_json::json!(["--xz-preset=9"]));
+    // A token given to a step without one is named (its value never is); the default
+    // token (PI_IMAGE_DEFAULT_TOKEN, below) is not an input and never reported.
     assert_eq!(
         plan["warnings"],
         serde_json::json!([
-            "input `marker` is not used by `collect-artifacts` (only by: smoke); ignored"
+            "input `marker` is not used by `collect-artifacts` (only by: smoke); ignored",
+            "input `token` is not used by `collect-artifacts` (only by: release, pipeline); ignored"
         ]),
-        "a defaulted token is not reported: {log}"
+        "{log}"
     );
+    assert!(!log.contains("ghs_x"), "{log}");
     let (_, plan, _) = action_plan(
         "action.yml",
         None,
         &[("command", "smoke"), ("markers", "ok")],
         dir,
     );
-    assert_eq!(plan["args"], serde_json::json!(["--marker", "ok"]));
+    assert_eq!(plan["args"], serde_json::json!(["--marker=ok"]));
     assert_eq!(
         plan["warnings"],
         serde_json::json!(["input `markers` is deprecated: name it `marker`"])
@@ -836,7 +836,12 @@ fn fake_release(
         dir,
     );
     let mut tarball = fs::read(dir.join(&asset)).unwrap();
-    let digests = format!("{}  {asset}\n", crate::support::hex_sha256(&tarball));
+    // As release.yml's pin job writes it: each archive, and the binary inside.
+    let digests = format!(
+        "{}  {asset}\n{}  pi-image-v{version}-{target}/pi-image\n",
+        crate::support::hex_sha256(&tarball),
+        crate::support::hex_sha256(&fs::read(stage.join("pi-image")).unwrap())
+    );
     if tamper {
         let n = tarball.len();
         tarball[n / 2] ^= 0xff;
@@ -864,6 +869,27 @@ fn install_checks_a_release_binary_against_the_digests_in_the_action_tree() {
     assert_eq!(out["source"], "path", "{log}");
     assert_eq!(out["bin"], env!("CARGO_BIN_EXE_pi-image"));
     assert!(server.hits.lock().unwrap().is_empty());
+    assert!(
+        !dir.join("gh-path").exists(),
+        "PATH's own directory is not re-added"
+    );
+    // Another build of the same version on PATH is not the released binary: ignored.
+    let dev = dir.join("dev-bin");
+    fs::create_dir_all(&dev).unwrap();
+    let mut other = fs::read(env!("CARGO_BIN_EXE_pi-image")).unwrap();
+    other.push(0);
+    fs::write(dev.join("pi-image"), other).unwrap();
+    sh(
+        "chmod",
+        &["+x", dev.join("pi-image").to_str().unwrap()],
+        dir,
+    );
+    let (code, log, out, _) = install(dir, &tree, Some(&dev), &server, "auto", None);
+    assert_eq!((code, out["source"].as_str()), (0, "download"), "{log}");
+    assert!(log.contains("is not the binary of release"), "{log}");
+    fs::remove_dir_all(dir.join("toolcache")).unwrap();
+    fs::remove_file(dir.join("gh-path")).unwrap();
+    server.hits.lock().unwrap().clear();
 
     // A fresh runner (another version on PATH, no verifier anywhere): the release
     // binary is downloaded and checked against the committed digest.
@@ -879,7 +905,7 @@ fn install_checks_a_release_binary_against_the_digests_in_the_action_tree() {
     assert_eq!(code, 0, "{log}");
     assert_eq!(out["source"], "download", "{log}");
     assert!(
-        log.contains("ignoring") && log.contains("pi-image 0.0.1"),
+        log.contains("ignoring") && log.contains("is not the binary of release"),
         "{log}"
     );
     assert!(
@@ -906,6 +932,20 @@ fn install_checks_a_release_binary_against_the_digests_in_the_action_tree() {
     let (code, log, out, _) = install(dir, &tree, None, &server, "auto", None);
     assert_eq!((code, out["source"].as_str()), (0, "cache"), "{log}");
     assert_eq!(server.hits.lock().unwrap().len(), hits);
+    // A binary planted in the tool cache (a self-hosted runner's outlives the job) that
+    // says the right version is not run: the cache is re-checked against the digests.
+    fs::write(
+        &installed,
+        format!("#!/bin/sh\necho 'pi-image {v}'\ntouch \"$HOME/planted-ran\"\n"),
+    )
+    .unwrap();
+    let (code, log, out, _) = install(dir, &tree, None, &server, "auto", None);
+    assert_eq!((code, out["source"].as_str()), (0, "download"), "{log}");
+    assert!(!dir.join("planted-ran").exists(), "{log}");
+    assert_eq!(
+        fs::read(&installed).unwrap(),
+        fs::read(env!("CARGO_BIN_EXE_pi-image")).unwrap()
+    );
 
     // A tampered binary is refused, and nothing is installed.
     let tmp2 = tempfile::tempdir().unwrap();
@@ -1238,9 +1278,9 @@ fn act_dry_runs_the_release_template_from_a_users_repository_end_to_end() {
     );
     // Each step ran, in order, through the action.
     let order = [
-        "pi-image action: run-pi-gen --strategy native --dry-run\n",
+        "pi-image action: run-pi-gen --strategy=native --dry-run\n",
         "pi-image action: prepare-mirrors",
-        "pi-image action: run-pi-gen --strategy native --build-timeout 7200 ",
+        "pi-image action: run-pi-gen --strategy=native --build-timeout=7200 ",
         "pi-image action: collect-artifacts",
         "pi-image action: smoke",
         "pi-image action: manifest",

@@ -1630,13 +1630,25 @@ fn the_action_gives_the_binary_no_input_copies() {
             ("identity-token", SECRET.into()),
         ],
     );
-    c.env("PI_IMAGE_BIN", &bin);
+    c.env("PI_IMAGE_BIN", &bin)
+        .env("PI_IMAGE_DEFAULT_TOKEN", SECRET)
+        // The step's own credentials: the child is this tool, as the step would have been.
+        .env("ACTIONS_ID_TOKEN_REQUEST_URL", "https://oidc.example/req")
+        .env("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "step-oidc-request")
+        .env("COSIGN_PASSWORD", "step-cosign-password");
     let out = c.output().unwrap();
     let env = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{env}");
     assert!(!env.contains(SECRET), "run-pi-gen got a token:\n{env}");
     assert!(
-        !env.contains("INPUT_"),
+        !env.contains("INPUT_") && !env.contains("PI_IMAGE_DEFAULT_TOKEN"),
         "INPUT_ copies reached the binary:\n{env}"
     );
+    for kept in [
+        "ACTIONS_ID_TOKEN_REQUEST_URL=https://oidc.example/req",
+        "ACTIONS_ID_TOKEN_REQUEST_TOKEN=step-oidc-request",
+        "COSIGN_PASSWORD=step-cosign-password",
+    ] {
+        assert!(env.contains(kept), "keyless signing needs {kept}:\n{env}");
+    }
 }
