@@ -63,18 +63,6 @@ pub const STEPS: &[&str] = &[
     "doctor",
 ];
 
-/// The steps `pipeline` runs: its action also takes their inputs that have a variable,
-/// since that is how pipeline's steps read them.
-const PIPELINE_STEPS: &[&str] = &[
-    "prepare-mirrors",
-    "run-pi-gen",
-    "collect-artifacts",
-    "smoke",
-    "manifest",
-    "sign",
-    "release",
-];
-
 /// How an input's text becomes arguments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -219,7 +207,8 @@ pub fn catalogue() -> anyhow::Result<Vec<Step>> {
     }
     // pipeline's steps read their settings from variables: its action takes them too.
     let mut extra: Vec<Input> = Vec::new();
-    for step in steps.iter().filter(|s| PIPELINE_STEPS.contains(&s.name)) {
+    // pipeline's steps read their settings from variables: its action takes those inputs.
+    for step in steps.iter().filter(|s| pipeline::STEPS.contains(&s.name)) {
         for input in step.inputs.iter().filter(|i| i.env.is_some()) {
             if !extra.iter().any(|e| e.name == input.name) {
                 extra.push(Input {

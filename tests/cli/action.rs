@@ -350,13 +350,10 @@ fn empty_inputs_keep_the_binary_defaults_and_every_output_is_declared() {
     );
 }
 
-/// A per-step action declares only its own inputs, so an input given to the wrong step
-/// is found before anything runs: actionlint reports it (as the runner warns).
-#[test]
-#[ignore = "tier venv: needs check-jsonschema, actionlint or act from .venv (scripts/test.sh installs them)"]
-fn an_input_given_to_the_wrong_step_is_reported() {
-    let tmp = tempfile::tempdir().unwrap();
-    let repo = tmp.path();
+/// A git repository (actionlint reads local actions only inside one, else it checks
+/// nothing) holding a copy of every step action, as `./<step>`, and `.github/workflows/`.
+fn user_repo_with_step_actions(repo: &Path) {
+    sh("git", &["init", "-q", "."], repo);
     for step in pi_image::action::STEPS {
         fs::create_dir_all(repo.join(step)).unwrap();
         fs::copy(
@@ -366,8 +363,16 @@ fn an_input_given_to_the_wrong_step_is_reported() {
         .unwrap();
     }
     fs::create_dir_all(repo.join(".github/workflows")).unwrap();
-    // actionlint reads local actions only inside a repository (else it checks nothing).
-    sh("git", &["init", "-q", "."], repo);
+}
+
+/// A per-step action declares only its own inputs, so an input given to the wrong step
+/// is found before anything runs: actionlint reports it (as the runner warns).
+#[test]
+#[ignore = "tier venv: needs check-jsonschema, actionlint or act from .venv (scripts/test.sh installs them)"]
+fn an_input_given_to_the_wrong_step_is_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path();
+    user_repo_with_step_actions(repo);
     let wf = repo.join(".github/workflows/w.yml");
     let workflow = |with: &str| {
         format!(
@@ -1420,16 +1425,7 @@ fn the_readme_release_workflow_is_short_valid_and_uses_declared_inputs() {
 
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path();
-    sh("git", &["init", "-q", "."], repo);
-    for step in pi_image::action::STEPS {
-        fs::create_dir_all(repo.join(step)).unwrap();
-        fs::copy(
-            repo_root().join(step).join("action.yml"),
-            repo.join(step).join("action.yml"),
-        )
-        .unwrap();
-    }
-    fs::create_dir_all(repo.join(".github/workflows")).unwrap();
+    user_repo_with_step_actions(repo);
     let local = regex::Regex::new(r"sugarkube/pi-image-action/([a-z-]+)@v1").unwrap();
     let wf = repo.join(".github/workflows/pi-image.yml");
     fs::write(&wf, local.replace_all(workflow, "./$1").as_ref()).unwrap();
