@@ -82,12 +82,14 @@ fn union_outputs(steps: &[Step]) -> Vec<(String, String, Vec<&'static str>)> {
     all
 }
 
-fn input_block(out: &mut String, name: &str, description: &str, required: bool) {
+/// One input; `default` None makes it required.
+fn input_block(out: &mut String, name: &str, description: &str, default: Option<&str>) {
     let _ = writeln!(out, "  {name}:\n    description: {}", q(description));
-    if required {
-        out.push_str("    required: true\n");
-    } else {
-        out.push_str("    default: ''\n");
+    match default {
+        None => out.push_str("    required: true\n"),
+        Some(d) => {
+            let _ = writeln!(out, "    default: {}", q(d));
+        }
     }
 }
 
@@ -127,12 +129,11 @@ pub fn sub_action(step: &Step) -> String {
     out.push_str("author: sugarkube\nbranding:\n  icon: cpu\n  color: red\ninputs:\n");
     let mut env = vec!["args".to_owned()];
     for input in &step.inputs {
-        input_block(&mut out, &input.name, &describe(input), false);
+        input_block(&mut out, &input.name, &describe(input), Some(""));
         env.push(input.name.clone());
     }
-    input_block(&mut out, "install", INSTALL_HELP, false);
-    out.push_str("    default: auto\n");
-    input_block(&mut out, "args", ARGS_HELP, false);
+    input_block(&mut out, "install", INSTALL_HELP, Some("auto"));
+    input_block(&mut out, "args", ARGS_HELP, Some(""));
     out.push_str("outputs:\n");
     out.push_str(INSTALL_OUTPUTS);
     for (name, description) in &step.outputs {
@@ -152,21 +153,7 @@ pub fn sub_action(step: &Step) -> String {
         ),
         &env,
     );
-    fix_install_default(out)
-}
-
-/// `input_block` writes `default: ''` for `install`; its default is `auto`.
-fn fix_install_default(out: String) -> String {
-    out.replace(
-        &format!(
-            "  install:\n    description: {}\n    default: ''\n    default: auto\n",
-            q(INSTALL_HELP)
-        ),
-        &format!(
-            "  install:\n    description: {}\n    default: auto\n",
-            q(INSTALL_HELP)
-        ),
-    )
+    out
 }
 
 /// The root `action.yml`: every step's inputs, `command` picks the step.
@@ -178,18 +165,17 @@ pub fn root_action(steps: &[Step]) -> String {
         &mut out,
         "command",
         &format!("Subcommand: {}", super::STEPS.join(", ")),
-        true,
+        None,
     );
-    input_block(&mut out, "install", INSTALL_HELP, false);
-    out.push_str("    default: auto\n");
-    input_block(&mut out, "args", ARGS_HELP, false);
+    input_block(&mut out, "install", INSTALL_HELP, Some("auto"));
+    input_block(&mut out, "args", ARGS_HELP, Some(""));
     let mut env = vec!["command".to_owned(), "args".to_owned()];
     for (input, users) in union_inputs(steps) {
         input_block(
             &mut out,
             &input.name,
             &format!("{}: {}", users.join(", "), describe(&input)),
-            false,
+            Some(""),
         );
         env.push(input.name.clone());
     }
@@ -226,7 +212,7 @@ pub fn root_action(steps: &[Step]) -> String {
         "exec \"${PI_IMAGE_BIN:?}\" action run --action-path \"${GITHUB_ACTION_PATH:?}\"",
         &env,
     );
-    fix_install_default(out)
+    out
 }
 
 fn md(s: &str) -> String {

@@ -96,21 +96,19 @@ pub fn invocation(
             .map(String::as_str)
             .filter(|v| !v.is_empty())
     };
-    let names: Vec<&str> = super::STEPS.to_vec();
+    let names = super::STEPS.join(", ");
     let subcommand = match subcommand.or(given("command")) {
         Some(s) => s.trim(),
         None => {
             return Err(usage(format!(
-                "the `command` input is required (one of: {})",
-                names.join(", ")
+                "the `command` input is required (one of: {names})"
             )));
         }
     };
     let Some(step) = steps.iter().find(|s| s.name == subcommand) else {
         return Err(usage(format!(
-            "unknown command {} (one of: {})",
-            crate::shell::quote(subcommand),
-            names.join(", ")
+            "unknown command {} (one of: {names})",
+            crate::shell::quote(subcommand)
         )));
     };
     let mut inv = Invocation {
