@@ -175,6 +175,9 @@ pub struct ArtifactPaths {
     pub checksum: PathBuf,
     pub metadata: PathBuf,
     pub build_log: PathBuf,
+    /// The SBOM (SPDX 2.3 JSON) and the package lock, from the image's root file system.
+    pub sbom: PathBuf,
+    pub lock: PathBuf,
     pub manifest: PathBuf,
     pub intoto: PathBuf,
     pub notes: PathBuf,
@@ -190,6 +193,8 @@ impl ArtifactPaths {
             checksum: dir.join(format!("{image_name}.sha256")),
             metadata: dir.join(format!("{image_name}.metadata.json")),
             build_log: dir.join(format!("{img_name}.build.log")),
+            sbom: dir.join(format!("{img_name}.spdx.json")),
+            lock: dir.join(format!("{img_name}.packages.lock")),
             manifest: dir.join(format!("{image_name}.manifest.json")),
             intoto: dir.join(format!("{img_name}.intoto.json")),
             notes: dir.join("RELEASE_NOTES.md"),

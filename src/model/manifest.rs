@@ -21,6 +21,17 @@ pub struct Manifest {
     #[serde(default)]
     pub smoke: Option<Smoke>,
     pub verifier: serde_json::Value,
+    /// The release the notes' "Changed since" compares with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<PreviousRelease>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviousRelease {
+    /// Its tag, when given.
+    pub tag: Option<String>,
+    /// The SHA-256 of its packages.lock.
+    pub lock_sha256: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -59,6 +70,10 @@ pub enum ArtifactKind {
     Metadata,
     BuildLog,
     Provenance,
+    /// SPDX 2.3 JSON: every package installed in the image.
+    Sbom,
+    /// The packages, apt sources, mirrors and pi-gen commit of the build.
+    PackagesLock,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -17,6 +17,9 @@ pub struct Metadata {
     pub checksum_path: String,
     #[serde(default)]
     pub build_log_path: Option<String>,
+    /// The packages in the image (SBOM and lock), or why there are none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inventory: Option<InventoryInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build: Option<BuildInfo>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -58,6 +61,39 @@ pub struct SourceInfo {
     pub format: String,
     #[serde(default)]
     pub entry: Option<String>,
+    pub size_bytes: u64,
+}
+
+/// What collect-artifacts read from the image's root file system.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventoryInfo {
+    /// `written`, or `skipped` (with the reason: no ext4 root file system, no dpkg
+    /// database, a damaged one, `--no-sbom`).
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sbom: Option<FileRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock: Option<FileRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packages: Option<usize>,
+    /// `/etc/os-release`'s ID, VERSION_ID and VERSION_CODENAME, space-separated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_partition: Option<u8>,
+    /// How the image was read: `raw image`, or `xz index (N blocks)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_from: Option<String>,
+}
+
+/// A file beside the metadata.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRef {
+    /// File name, relative to the metadata file.
+    pub path: String,
+    pub sha256: String,
     pub size_bytes: u64,
 }
 

@@ -612,3 +612,339 @@ fn real_zip64_image_over_4_gib() {
         expected.trim()
     );
 }
+
+// --- SBOM and package lock -----------------------------------------------------------------
+
+/// The offset of the image's second (root) partition, from its MBR.
+fn root_offset(image: &Path) -> u64 {
+    let mbr = fs::read(image).unwrap();
+    u64::from(u32::from_le_bytes(
+        mbr[462 + 8..462 + 12].try_into().unwrap(),
+    )) * 512
+}
+
+/// What dpkg itself says is installed in the raw `image`: its status file taken out
+/// with debugfs, read by `dpkg-query` (the independent reading of what the SBOM says).
+fn installed_per_dpkg_query(work: &Path, image: &Path) -> Vec<String> {
+    let admin = work.join("dpkg-admin");
+    fs::create_dir_all(&admin).unwrap();
+    let spec = format!("{}?offset={}", image.display(), root_offset(image));
+    let status = sh("debugfs", &["-R", "cat /var/lib/dpkg/status", &spec], work);
+    fs::write(admin.join("status"), status).unwrap();
+    let out = sh(
+        "dpkg-query",
+        &[
+            &format!("--admindir={}", admin.display()),
+            "-W",
+            "-f=${db:Status-Status} ${Package} ${Architecture} ${Version}\n",
+        ],
+        work,
+    );
+    let mut lines: Vec<String> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("installed ").map(str::to_owned))
+        .collect();
+    lines.sort();
+    lines
+}
+
+fn lock_packages(lock: &Path) -> Vec<String> {
+    let text = fs::read_to_string(lock).unwrap();
+    let (_, pkgs) = text.split_once("\n\n").unwrap();
+    pkgs.lines().map(str::to_owned).collect()
+}
+
+fn check_spdx(sbom: &Path) {
+    let schema = crate::support::repo_root()
+        .join("tests/fixtures/third-party/spdx-spec/spdx-schema-2.3.json");
+    let out = Command::new(crate::support::check_jsonschema())
+        .arg("--schemafile")
+        .arg(&schema)
+        .arg(sbom)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let metadata_schema = crate::support::repo_root().join("schemas/metadata.schema.json");
+    let meta = sbom.with_file_name(
+        sbom.file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .replace(".spdx.json", ".img.xz.metadata.json"),
+    );
+    let out = Command::new(crate::support::check_jsonschema())
+        .arg("--schemafile")
+        .arg(&metadata_schema)
+        .arg(&meta)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+#[ignore = "tier tools: needs mtools, dosfstools, e2fsprogs, zip, apt-utils, gpg, shellcheck or cloud-init (scripts/test.sh installs them)"]
+fn sbom_and_lock_list_what_dpkg_installed_whatever_the_source_format() {
+    let ws = Workspace::new();
+    let expected = installed_per_dpkg_query(ws.root(), pi_like_image());
+    assert_eq!(
+        expected.len(),
+        crate::support::TEST_PACKAGES.len(),
+        "{expected:?}"
+    );
+    // zip and gz: read back through the finished .img.xz's index; .img: the raw source;
+    // .img.xz from xz -T0 (many blocks) and from plain xz (one block): the copy.
+    let one_block = ws.root().join("one-block.img.xz");
+    let xz = |args: &[&str], dest: &Path| {
+        let out = Command::new("xz")
+            .args(args)
+            .arg("-c")
+            .arg(pi_like_image())
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        fs::write(dest, out.stdout).unwrap();
+    };
+    for (case, read_from) in [
+        ("zip", "xz index"),
+        ("gz", "xz index"),
+        ("img", "raw image"),
+        ("xz-T0", "xz index"),
+        ("xz-one-block", "xz index (1 block)"),
+    ] {
+        let _ = fs::remove_dir_all(ws.deploy());
+        fs::create_dir_all(ws.deploy()).unwrap();
+        match case {
+            "zip" => drop(ws.put_zip("image_2026-06-18-sk-lite.zip", "2026-06-18-sk-lite.img")),
+            "gz" => drop(ws.put_gz("image_2026-06-18-sk-lite.img.gz")),
+            "img" => drop(ws.put_img("2026-06-18-sk-lite.img")),
+            "xz-T0" => xz(
+                &["-0", "-T2", "--block-size=1MiB"],
+                &ws.deploy().join("image_2026-06-18-sk-lite.img.xz"),
+            ),
+            _ => {
+                xz(&["-0", "-T1"], &one_block);
+                fs::copy(
+                    &one_block,
+                    ws.deploy().join("image_2026-06-18-sk-lite.img.xz"),
+                )
+                .unwrap();
+            }
+        }
+        let outputs = ws.root().join(format!("gh-output-{case}"));
+        let (code, _, err) = run(ws.collect().env("GITHUB_OUTPUT", &outputs));
+        assert_eq!(code, 0, "{case}: {err}");
+        assert!(!err.contains("no SBOM"), "{case}: {err}");
+        let sbom = ws.out().join("sugarkube.spdx.json");
+        let lock = ws.out().join("sugarkube.packages.lock");
+        check_spdx(&sbom);
+        // The lock's packages are exactly dpkg-query's, epochs and `~` included.
+        assert_eq!(lock_packages(&lock), expected, "{case}");
+
+        let doc: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(&sbom).unwrap()).unwrap();
+        let mut from_sbom: Vec<String> = doc["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| {
+                let purl = p["externalRefs"][0]["referenceLocator"].as_str()?;
+                let arch = purl.split("arch=").nth(1)?.split('&').next()?;
+                Some(format!(
+                    "{} {arch} {}",
+                    p["name"].as_str()?,
+                    p["versionInfo"].as_str()?
+                ))
+            })
+            .collect();
+        from_sbom.sort();
+        assert_eq!(from_sbom, expected, "{case}");
+        let purls: Vec<&str> = doc["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p["externalRefs"][0]["referenceLocator"].as_str())
+            .collect();
+        assert!(
+            purls.contains(&"pkg:deb/debian/pi-like-base@1%3A2.0-1%2Bb1?arch=arm64&distro=debian-12&upstream=pi-like%401%3A2.0-1"),
+            "{purls:?}"
+        );
+        assert!(
+            purls.contains(&"pkg:deb/debian/libpi-like0@0.9~rc1-3?arch=arm64&distro=debian-12"),
+            "{purls:?}"
+        );
+        // The image the SBOM describes is the raw image, by digest.
+        assert_eq!(
+            doc["packages"][0]["checksums"][0]["checksumValue"],
+            raw_sha()
+        );
+
+        let meta = metadata(&ws, "sugarkube");
+        let inv = &meta["inventory"];
+        assert_eq!(inv["status"], "written", "{case}");
+        assert_eq!(inv["packages"], 3);
+        assert_eq!(inv["os"], "debian 12 bookworm");
+        assert_eq!(inv["root_partition"], 2);
+        assert!(
+            inv["read_from"].as_str().unwrap().starts_with(read_from),
+            "{case}: {inv}"
+        );
+        assert_eq!(inv["sbom"]["sha256"], sha256_of(&sbom));
+        assert_eq!(inv["lock"]["sha256"], sha256_of(&lock));
+        let out = read_outputs(&outputs);
+        assert_eq!(out["sbom-path"], "out/sugarkube.spdx.json");
+        assert_eq!(out["lock-path"], "out/sugarkube.packages.lock");
+        assert_eq!(out["packages"], "3");
+    }
+    let text = fs::read_to_string(ws.out().join("sugarkube.packages.lock")).unwrap();
+    assert!(
+        text.contains(&format!("\nimage sugarkube.img.xz {}\n", raw_sha())),
+        "{text}"
+    );
+    assert!(
+        text.contains("\nos debian 12 bookworm\npi-gen unknown\n"),
+        "{text}"
+    );
+}
+
+/// Rewrites a file inside the raw image's root file system with debugfs (as a hostile
+/// build could leave it), or removes it (`contents` None).
+fn put_in_rootfs(work: &Path, image: &Path, guest: &str, contents: Option<&str>) {
+    let spec = format!("{}?offset={}", image.display(), root_offset(image));
+    let _ = sh(
+        "debugfs",
+        &["-w", "-R", &format!("rm {guest}"), &spec],
+        work,
+    );
+    if let Some(text) = contents {
+        let host = work.join("put-file");
+        fs::write(&host, text).unwrap();
+        sh(
+            "debugfs",
+            &[
+                "-w",
+                "-R",
+                &format!("write {} {guest}", host.display()),
+                &spec,
+            ],
+            work,
+        );
+    }
+}
+
+#[test]
+#[ignore = "tier tools: needs mtools, dosfstools, e2fsprogs, zip, apt-utils, gpg, shellcheck or cloud-init (scripts/test.sh installs them)"]
+fn no_sbom_rather_than_a_wrong_one() {
+    let ws = Workspace::new();
+    let image = ws.put_img("2026-06-18-sk-lite.img");
+    // A first run leaves an SBOM: a later image without one must not keep it.
+    let (code, _, err) = run(ws.collect());
+    assert_eq!(code, 0, "{err}");
+    assert!(ws.out().join("sugarkube.spdx.json").exists());
+
+    let forged = "Package: pi-like-base\nStatus: install ok installed\nArchitecture: arm64\nVersion: 1.0\u{1b}]8;;http://evil.example/\u{7}\n";
+    type Damage<'a> = Box<dyn Fn(&Path) + 'a>;
+    let cases: [(&str, Damage<'_>, &str); 5] = [
+        (
+            "no dpkg database",
+            Box::new(|img: &Path| put_in_rootfs(ws.root(), img, "/var/lib/dpkg/status", None)),
+            "has no /var/lib/dpkg/status",
+        ),
+        (
+            "forged status",
+            Box::new(|img: &Path| {
+                put_in_rootfs(ws.root(), img, "/var/lib/dpkg/status", Some(forged));
+            }),
+            "is damaged",
+        ),
+        (
+            "unknown distribution",
+            Box::new(|img: &Path| {
+                put_in_rootfs(ws.root(), img, "/etc/os-release", Some("ID=\"x y\"\n"));
+            }),
+            "invalid ID",
+        ),
+        (
+            "root file system is not ext4",
+            Box::new(|img: &Path| {
+                // Zero the ext4 superblock magic of partition 2.
+                let mut f = fs::OpenOptions::new().write(true).open(img).unwrap();
+                std::io::Seek::seek(
+                    &mut f,
+                    std::io::SeekFrom::Start(root_offset(img) + 1024 + 56),
+                )
+                .unwrap();
+                std::io::Write::write_all(&mut f, &[0, 0]).unwrap();
+            }),
+            "is not ext4",
+        ),
+        (
+            "no Linux partition",
+            Box::new(|img: &Path| {
+                let mut f = fs::OpenOptions::new().write(true).open(img).unwrap();
+                std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(462 + 4)).unwrap();
+                std::io::Write::write_all(&mut f, &[0x0c]).unwrap();
+            }),
+            "no Linux (type 83) partition",
+        ),
+    ];
+    for (case, damage, needle) in cases {
+        fs::copy(pi_like_image(), &image).unwrap();
+        damage(&image);
+        let (code, _, err) = run(ws.collect());
+        assert_eq!(code, 0, "{case}: {err}");
+        assert!(
+            err.contains("no SBOM or package lock") && err.contains(needle),
+            "{case}: {err}"
+        );
+        assert!(
+            !err.contains('\u{1b}'),
+            "{case}: a raw escape reached the log"
+        );
+        assert!(
+            !ws.out().join("sugarkube.spdx.json").exists(),
+            "{case}: an SBOM was left"
+        );
+        assert!(!ws.out().join("sugarkube.packages.lock").exists(), "{case}");
+        let meta = metadata(&ws, "sugarkube");
+        assert_eq!(meta["inventory"]["status"], "skipped", "{case}");
+        assert!(
+            meta["inventory"]["reason"]
+                .as_str()
+                .unwrap()
+                .contains(needle),
+            "{case}"
+        );
+        check_metadata_schema(&ws);
+    }
+    fs::copy(pi_like_image(), &image).unwrap();
+    let (code, _, err) = run(ws.collect().arg("--no-sbom"));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        metadata(&ws, "sugarkube")["inventory"]["reason"],
+        "--no-sbom"
+    );
+    assert!(!ws.out().join("sugarkube.spdx.json").exists());
+}
+
+fn check_metadata_schema(ws: &Workspace) {
+    let out = Command::new(crate::support::check_jsonschema())
+        .arg("--schemafile")
+        .arg(crate::support::repo_root().join("schemas/metadata.schema.json"))
+        .arg(ws.out().join("sugarkube.img.xz.metadata.json"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -2,6 +2,7 @@
 //! `OUTPUT_DIR/IMG_NAME.img.xz`, its `.sha256` and its metadata, streaming, in one pass.
 
 pub mod discover;
+mod inventory;
 pub mod pipeline;
 mod plan;
 
@@ -20,7 +21,7 @@ use crate::checksum::checksum_line;
 use crate::config::{ArtifactPaths, ImageArgs, file_name};
 use crate::error::usage;
 use crate::gha::{Gha, StepReport, md_cell};
-use crate::model::metadata::{Compression, ImageInfo, Metadata, SourceInfo};
+use crate::model::metadata::{Compression, ImageInfo, InventoryInfo, Metadata, SourceInfo};
 use crate::model::{self, SCHEMA_VERSION, to_canonical_json};
 use crate::progress::Progress;
 use crate::units::human_size;
@@ -54,6 +55,9 @@ pub struct Args {
     /// Move an existing .img.xz instead of copying it (it is verified first)
     #[arg(long = "move")]
     pub move_source: bool,
+    /// Write no SBOM and package lock (they are read from the image's root file system)
+    #[arg(long)]
+    pub no_sbom: bool,
     /// Owner for the outputs, UID:GID [default: SUDO_UID:SUDO_GID when run as root via sudo]
     #[arg(long, value_name = "UID:GID")]
     pub chown: Option<String>,
@@ -75,6 +79,7 @@ pub struct Input {
     pub preset: Preset,
     pub threads: u32,
     pub move_source: bool,
+    pub no_sbom: bool,
     pub chown: Option<(u32, u32)>,
     pub pi_gen_dir: Option<PathBuf>,
     pub build_log: Option<PathBuf>,
@@ -106,6 +111,7 @@ impl Input {
             preset: args.xz_preset,
             threads: args.threads,
             move_source: args.move_source,
+            no_sbom: args.no_sbom,
             chown,
             pi_gen_dir: args.pi_gen_dir,
             build_log: args.build_log,
@@ -203,6 +209,9 @@ pub struct Outcome {
     pub size: u64,
     pub raw_sha256: String,
     pub raw_size: u64,
+    pub inventory: InventoryInfo,
+    pub sbom_path: Option<PathBuf>,
+    pub lock_path: Option<PathBuf>,
     pub seconds: f64,
 }
 
@@ -226,6 +235,12 @@ pub struct Outputs {
     pub raw_sha256: String,
     /// Size of the raw image in bytes
     pub raw_size: String,
+    /// The SBOM, SPDX 2.3 JSON (empty if none: see the warning and the metadata)
+    pub sbom_path: String,
+    /// The package lock (empty if none)
+    pub lock_path: String,
+    /// How many packages are installed in the image (empty if unknown)
+    pub packages: String,
 }
 
 impl StepReport for Outcome {
@@ -244,6 +259,13 @@ impl StepReport for Outcome {
             size: self.size.to_string(),
             raw_sha256: self.raw_sha256.clone(),
             raw_size: self.raw_size.to_string(),
+            sbom_path: path_or_empty(self.sbom_path.as_deref()),
+            lock_path: path_or_empty(self.lock_path.as_deref()),
+            packages: self
+                .inventory
+                .packages
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
         }
     }
 
@@ -257,8 +279,31 @@ impl StepReport for Outcome {
             self.sha256,
             self.raw_sha256,
             md_cell(&self.source),
-        )
+        ) + &match (&self.inventory.sbom, &self.inventory.reason) {
+            (Some(sbom), _) => format!(
+                "SBOM: `{}` ({} packages, {}); package lock: `{}`\n\n",
+                md_cell(&sbom.path),
+                self.inventory.packages.unwrap_or_default(),
+                md_cell(self.inventory.os.as_deref().unwrap_or_default()),
+                md_cell(
+                    &self
+                        .inventory
+                        .lock
+                        .as_ref()
+                        .map(|l| l.path.clone())
+                        .unwrap_or_default()
+                ),
+            ),
+            (None, reason) => format!(
+                "No SBOM: {}\n\n",
+                md_cell(reason.as_deref().unwrap_or_default())
+            ),
+        }
     }
+}
+
+fn path_or_empty(p: Option<&Path>) -> String {
+    p.map(|p| p.display().to_string()).unwrap_or_default()
 }
 
 /// Performs the plan: writes the image, checksum, build log copy and metadata.
@@ -274,6 +319,8 @@ pub fn run(gha: &Gha, input: &Input, plan: &Plan) -> anyhow::Result<Outcome> {
         &paths.checksum,
         &paths.metadata,
         &paths.build_log,
+        &paths.sbom,
+        &paths.lock,
     ] {
         atomic::remove_stale_partials(dest, &lock);
     }
@@ -310,12 +357,19 @@ pub fn run(gha: &Gha, input: &Input, plan: &Plan) -> anyhow::Result<Outcome> {
     } else {
         plan.action
     };
-    let (streamed, entry) = match action {
+    // Each arm also says where the image can be read again for its inventory: the raw
+    // source if there is one, else the .img.xz as it now is on disk.
+    let (streamed, entry, readable) = match action {
         Action::Compress => {
             let mut dest = AtomicFile::create(&paths.image)?;
             let (streamed, entry) = compress_source(gha, input, source, &mut dest)?;
+            let readable = if source.format == Format::Img {
+                inventory::Image::Raw(source.path.clone())
+            } else {
+                inventory::Image::Xz(dest.temp_path().to_path_buf())
+            };
             set.add(dest);
-            (streamed, entry)
+            (streamed, entry, readable)
         }
         Action::CopyXz => {
             let mut dest = AtomicFile::create(&paths.image)?;
@@ -324,8 +378,9 @@ pub fn run(gha: &Gha, input: &Input, plan: &Plan) -> anyhow::Result<Outcome> {
                 Progress::new(gha.in_actions(), "verifying and copying", Some(source.size));
             let streamed =
                 pipeline::verify_xz(file, &origin_of(source), dest.file(), &mut progress)?;
+            let readable = inventory::Image::Xz(dest.temp_path().to_path_buf());
             set.add(dest);
-            (streamed, None)
+            (streamed, None, readable)
         }
         Action::MoveXz | Action::InPlace => {
             let file = open(&source.path)?;
@@ -337,7 +392,7 @@ pub fn run(gha: &Gha, input: &Input, plan: &Plan) -> anyhow::Result<Outcome> {
             } else {
                 tracing::info!("source already at {}, skipping copy", paths.image.display());
             }
-            (streamed, None)
+            (streamed, None, inventory::Image::Xz(source.path.clone()))
         }
     };
     set.add(prepare_checksum(paths, &streamed.out.sha256)?);
@@ -358,9 +413,21 @@ pub fn run(gha: &Gha, input: &Input, plan: &Plan) -> anyhow::Result<Outcome> {
         None
     };
 
+    let generated_at = model::rfc3339(model::now()?);
+    let image_file = file_name(&paths.image);
+    let inventory = inventory::collect(
+        input,
+        &readable,
+        &inventory::About {
+            image_file: &image_file,
+            raw_sha256: &streamed.raw.sha256,
+            created: &generated_at,
+        },
+        &mut set,
+    );
     let metadata = Metadata {
         schema_version: SCHEMA_VERSION,
-        generated_at: model::rfc3339(model::now()?),
+        generated_at,
         image: ImageInfo {
             path: file_name(&paths.image),
             sha256: streamed.out.sha256.clone(),
@@ -380,6 +447,7 @@ pub fn run(gha: &Gha, input: &Input, plan: &Plan) -> anyhow::Result<Outcome> {
         }),
         checksum_path: file_name(&paths.checksum),
         build_log_path: build_log.as_ref().map(|p| file_name(p)),
+        inventory: Some(inventory.clone()),
         verifier: serde_json::json!({ "status": "not_run" }),
         ..Metadata::default()
     };
@@ -396,7 +464,16 @@ pub fn run(gha: &Gha, input: &Input, plan: &Plan) -> anyhow::Result<Outcome> {
     drop(lock);
 
     if let Some((uid, gid)) = plan.chown {
-        let targets = plan.outputs.iter().chain(&created_dirs);
+        let inventory_files: Vec<PathBuf> = if inventory.sbom.is_some() {
+            vec![paths.sbom.clone(), paths.lock.clone()]
+        } else {
+            Vec::new()
+        };
+        let targets = plan
+            .outputs
+            .iter()
+            .chain(&inventory_files)
+            .chain(&created_dirs);
         for t in targets {
             std::os::unix::fs::chown(t, Some(uid), Some(gid)).with_context(|| {
                 format!(
@@ -425,6 +502,9 @@ pub fn run(gha: &Gha, input: &Input, plan: &Plan) -> anyhow::Result<Outcome> {
         size: streamed.out.size,
         raw_sha256: streamed.raw.sha256,
         raw_size: streamed.raw.size,
+        sbom_path: inventory.sbom.is_some().then(|| paths.sbom.clone()),
+        lock_path: inventory.lock.is_some().then(|| paths.lock.clone()),
+        inventory,
         seconds,
     })
 }
@@ -663,6 +743,7 @@ mod tests {
             preset: Preset::default(),
             threads: 0,
             move_source: false,
+            no_sbom: false,
             chown: None,
             pi_gen_dir: None,
             build_log: None,

@@ -20,8 +20,9 @@ use crate::config::{ArtifactPaths, ImageArgs, PiGenArgs, file_name};
 use crate::error::usage;
 use crate::gha::{Gha, StepReport, md_cell};
 use crate::model;
-use crate::model::manifest::{Artifact, BundleRef, Channel, Release, Source};
+use crate::model::manifest::{Artifact, ArtifactKind, BundleRef, Channel, Release, Source};
 use crate::model::metadata::{ImageInfo, Metadata, PiGenInfo, RepoInfo, RunnerInfo};
+use crate::sbom::lock;
 use crate::validate;
 use crate::{atomic, xz};
 
@@ -82,6 +83,13 @@ pub struct Args {
     /// pi-gen build log [default: OUTPUT_DIR/IMG_NAME.build.log]
     #[arg(long, env = "BUILD_LOG")]
     pub build_log: Option<PathBuf>,
+    /// The previous release's IMG_NAME.packages.lock: the notes list the packages added,
+    /// removed, upgraded and downgraded since
+    #[arg(long, env = "PREVIOUS_LOCK")]
+    pub previous_lock: Option<PathBuf>,
+    /// The previous release's tag, named in the notes and the manifest
+    #[arg(long, env = "PREVIOUS_TAG", requires = "previous_lock")]
+    pub previous_tag: Option<String>,
     /// Where to write the release notes [default: OUTPUT_DIR/RELEASE_NOTES.md]
     #[arg(long)]
     pub notes: Option<PathBuf>,
@@ -109,6 +117,8 @@ pub struct Input {
     pub smoke_dir: Option<PathBuf>,
     pub verifier_json: Option<PathBuf>,
     pub build_log: Option<PathBuf>,
+    pub previous_lock: Option<PathBuf>,
+    pub previous_tag: Option<String>,
 }
 
 /// `--option` typing: true/false (any case) → bool, then integer, float, string.
@@ -165,6 +175,10 @@ impl Input {
         }
         if let Some(c) = given(&args.commit) {
             validate::commit("--commit (GITHUB_SHA)", &c)?;
+        }
+        let previous_tag = given(&args.previous_tag);
+        if let Some(t) = &previous_tag {
+            validate::git_ref("--previous-tag (PREVIOUS_TAG)", t)?;
         }
         // run-pi-gen reports a checkout without git history as `unknown`.
         let pi_gen_commit = given(&args.pi_gen_commit).filter(|c| c != "unknown");
@@ -235,6 +249,8 @@ impl Input {
             smoke_dir: args.smoke_dir,
             verifier_json: args.verifier_json,
             build_log: args.build_log,
+            previous_lock: args.previous_lock.filter(|p| !p.as_os_str().is_empty()),
+            previous_tag,
         })
     }
 }
@@ -304,6 +320,88 @@ fn read_image_metadata(paths: &ArtifactPaths) -> anyhow::Result<(Metadata, Diges
             Ok((metadata, out))
         }
     }
+}
+
+/// The SBOM and package lock collect-artifacts recorded, each checked against the file
+/// beside the image: one changed or missing since is an error, not a silent new digest.
+fn inventory_files(
+    paths: &ArtifactPaths,
+    metadata: &Metadata,
+) -> anyhow::Result<Vec<(ArtifactKind, PathBuf, Digest)>> {
+    let Some(inv) = &metadata.inventory else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for (kind, recorded, path) in [
+        (ArtifactKind::Sbom, &inv.sbom, &paths.sbom),
+        (ArtifactKind::PackagesLock, &inv.lock, &paths.lock),
+    ] {
+        let Some(recorded) = recorded else { continue };
+        if recorded.path != file_name(path) {
+            bail!(
+                "the metadata names `{}` where `{}` belongs: it is not this image's; run `pi-image collect-artifacts` again",
+                recorded.path.escape_debug(),
+                file_name(path)
+            );
+        }
+        if std::fs::symlink_metadata(path).is_err() {
+            bail!(
+                "`{}` is missing (collect-artifacts wrote it): run `pi-image collect-artifacts` again",
+                path.display()
+            );
+        }
+        let (file, _) = crate::input::open("the image's SBOM and lock", path, None)?;
+        let mut hashed = Hashing::new(file);
+        std::io::copy(&mut hashed, &mut std::io::sink())
+            .with_context(|| format!("cannot read `{}`", path.display()))?;
+        let digest = hashed.finish().0;
+        if digest.sha256 != recorded.sha256 {
+            bail!(
+                "`{}` hashes to {} but the metadata records {}: it changed after it was collected; \
+                 run `pi-image collect-artifacts` again",
+                path.display(),
+                digest.sha256,
+                recorded.sha256
+            );
+        }
+        out.push((kind, path.clone(), digest));
+    }
+    Ok(out)
+}
+
+/// `--previous-lock` against this image's lock: what changed since that release.
+fn previous_release(
+    input: &Input,
+    inventory: &[(ArtifactKind, PathBuf, Digest)],
+) -> anyhow::Result<Option<plan::Previous>> {
+    let Some(prev_path) = &input.previous_lock else {
+        return Ok(None);
+    };
+    let what = "--previous-lock (PREVIOUS_LOCK)";
+    let prev_text = crate::input::read_text(what, prev_path, None)?;
+    let before = lock::parse(&prev_text).map_err(|e| {
+        usage(format!(
+            "{what} `{}` is not a packages.lock: {e}; give the previous release's IMG_NAME.packages.lock",
+            prev_path.display()
+        ))
+    })?;
+    let Some((_, cur_path, _)) = inventory
+        .iter()
+        .find(|(k, _, _)| *k == ArtifactKind::PackagesLock)
+    else {
+        tracing::warn!(
+            "--previous-lock is given but this image has no package lock (see collect-artifacts' warning): the notes have no \"Changed since\" section"
+        );
+        return Ok(None);
+    };
+    let cur_text = crate::input::read_text("the image's package lock", cur_path, None)?;
+    let after =
+        lock::parse(&cur_text).with_context(|| format!("`{}` is damaged", cur_path.display()))?;
+    Ok(Some(plan::Previous {
+        tag: input.previous_tag.clone(),
+        lock: crate::checksum::of_bytes(prev_text.as_bytes()),
+        changes: lock::diff(&before, &after),
+    }))
 }
 
 fn raw_digest(image: &Path) -> anyhow::Result<Digest> {
@@ -419,10 +517,15 @@ pub fn gather(input: &Input) -> anyhow::Result<Facts> {
         Some(log) if log == &paths.build_log => Some(sha256_file(log)?),
         _ => None,
     };
+    let inventory = inventory_files(paths, &metadata)?;
+    let previous = previous_release(input, &inventory)?;
     let mut bundles = BTreeMap::new();
     // The metadata and the in-toto statement are written anew: a bundle beside them
     // signs their previous text, so it is not recorded (`sign` makes new ones).
-    for p in [&paths.image, &paths.checksum, &paths.build_log] {
+    for p in [&paths.image, &paths.checksum, &paths.build_log]
+        .into_iter()
+        .chain(inventory.iter().map(|(_, p, _)| p))
+    {
         bundles.extend(bundle_of(p)?);
     }
     Ok(Facts {
@@ -432,6 +535,8 @@ pub fn gather(input: &Input) -> anyhow::Result<Facts> {
         timings,
         build_log,
         build_log_digest,
+        inventory,
+        previous,
         bundles,
         smoke: input
             .smoke_dir

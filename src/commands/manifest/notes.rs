@@ -6,6 +6,8 @@ use std::fmt::Write as _;
 use crate::buildlog::StageTimings;
 use crate::gha::md_cell;
 use crate::model::manifest::{ArtifactKind, Manifest};
+use crate::model::metadata::InventoryInfo;
+use crate::sbom::lock::Changes;
 use crate::units::{human_duration, human_size};
 
 /// `text` as a Markdown code span, whatever backticks it holds (`CommonMark`: a fence
@@ -23,12 +25,20 @@ fn short(sha: &str) -> &str {
     sha.get(..7).unwrap_or(sha)
 }
 
-/// Renders the notes. `timings` comes from the build log when there was one.
-pub fn render(
-    m: &Manifest,
-    timings: Option<&StageTimings>,
-    build_start_epoch: Option<i64>,
-) -> String {
+/// What the notes say besides the manifest.
+pub struct Extra<'a> {
+    /// From the build log, when there was one.
+    pub timings: Option<&'a StageTimings>,
+    pub build_start_epoch: Option<i64>,
+    /// The SBOM and lock collect-artifacts wrote, or why not.
+    pub inventory: Option<&'a InventoryInfo>,
+    /// Against `--previous-lock`.
+    pub changes: Option<&'a Changes>,
+}
+
+/// Renders the notes.
+pub fn render(m: &Manifest, extra: &Extra<'_>) -> String {
+    let (timings, build_start_epoch) = (extra.timings, extra.build_start_epoch);
     let mut o = String::new();
     let _ = writeln!(o, "# {}\n", m.release.name);
     let _ = writeln!(
@@ -116,6 +126,8 @@ pub fn render(
         m.artifacts.first().map_or("image", |a| a.name.as_str())
     );
 
+    software_section(&mut o, m, extra);
+
     o.push_str("\n## Stage timings\n\n");
     match timings.filter(|t| !t.spans.is_empty()) {
         None => o.push_str("No stage timing data was captured.\n"),
@@ -151,6 +163,71 @@ pub fn render(
 
     verify_section(&mut o, m);
     o
+}
+
+/// The packages: the SBOM and lock, and what changed since the previous release.
+fn software_section(o: &mut String, m: &Manifest, extra: &Extra<'_>) {
+    let Some(inv) = extra.inventory else { return };
+    o.push_str("\n## Software\n\n");
+    match (&inv.sbom, &inv.lock) {
+        (Some(sbom), Some(lock)) => {
+            let _ = writeln!(
+                o,
+                "{} packages are installed ({}). `{}` lists each (SPDX 2.3: version, architecture, \
+                 source package, purl); `{}` is the build's input set: those packages, the apt sources, \
+                 the mirrors and the pi-gen commit.",
+                inv.packages.unwrap_or_default(),
+                md_cell(inv.os.as_deref().unwrap_or("unknown distribution")),
+                md_cell(&sbom.path),
+                md_cell(&lock.path)
+            );
+        }
+        _ => {
+            let _ = writeln!(
+                o,
+                "No SBOM: {}.",
+                md_cell(inv.reason.as_deref().unwrap_or("not read"))
+            );
+        }
+    }
+    let Some(c) = extra.changes else { return };
+    let since = m
+        .previous
+        .as_ref()
+        .and_then(|p| p.tag.as_deref())
+        .map_or_else(|| "the previous release".to_owned(), code);
+    let _ = writeln!(o, "\n### Changed since {since}\n");
+    if c.is_empty() {
+        o.push_str("No package was added, removed or changed.\n");
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "{} added, {} removed, {} upgraded, {} downgraded.\n",
+        c.added.len(),
+        c.removed.len(),
+        c.upgraded.len(),
+        c.downgraded.len()
+    );
+    o.push_str("| Package | Change | Before | After |\n| --- | --- | --- | --- |\n");
+    let pkg = |n: &str, a: &str| code(&format!("{n}:{a}"));
+    for (n, a, v) in &c.added {
+        let _ = writeln!(o, "| {} | added | | {} |", pkg(n, a), code(v));
+    }
+    for (n, a, v) in &c.removed {
+        let _ = writeln!(o, "| {} | removed | {} | |", pkg(n, a), code(v));
+    }
+    for (kind, list) in [("upgraded", &c.upgraded), ("downgraded", &c.downgraded)] {
+        for (n, a, from, to) in list {
+            let _ = writeln!(
+                o,
+                "| {} | {kind} | {} | {} |",
+                pkg(n, a),
+                code(from),
+                code(to)
+            );
+        }
+    }
 }
 
 fn stage_section(o: &mut String, t: &StageTimings, start_epoch: Option<i64>) {
@@ -235,4 +312,21 @@ fn verify_section(o: &mut String, m: &Manifest) {
         repo = q(&repo),
         identity = q(&identity),
     );
+    let others: Vec<_> = m
+        .artifacts
+        .iter()
+        .filter(|a| a.kind != ArtifactKind::Image)
+        .map(|a| q(&a.name))
+        .collect();
+    if !others.is_empty() {
+        let _ = write!(
+            o,
+            "\nEvery other artifact has a bundle of its own (`FILE.sigstore.json`), and the manifest \
+             records each digest:\n\n```sh\nfor f in {}; do\n  pi-image verify \"$f\" --bundle \"$f.sigstore.json\" --repository {repo}\n\
+             done\npi-image verify --manifest {manifest} --repository {repo}\n```\n",
+            others.join(" "),
+            repo = q(&repo),
+            manifest = q(&format!("{image}.manifest.json")),
+        );
+    }
 }

@@ -14,7 +14,7 @@ use crate::checksum::Digest;
 use crate::config::file_name;
 use crate::error::usage;
 use crate::model::manifest::{
-    Artifact, ArtifactKind, BundleRef, Channel, Manifest, Release, Smoke,
+    Artifact, ArtifactKind, BundleRef, Channel, Manifest, PreviousRelease, Release, Smoke,
 };
 use crate::model::metadata::{BuildInfo, Metadata, RepoInfo};
 use crate::model::{SCHEMA_VERSION, rfc3339, to_canonical_json};
@@ -32,6 +32,10 @@ pub struct Facts {
     /// (`OUTPUT_DIR/IMG_NAME.build.log`).
     pub build_log: Option<PathBuf>,
     pub build_log_digest: Option<Digest>,
+    /// The SBOM and package lock collect-artifacts wrote, checked against the metadata.
+    pub inventory: Vec<(ArtifactKind, PathBuf, Digest)>,
+    /// The previous release, when `--previous-lock` names its lock.
+    pub previous: Option<Previous>,
     /// The Sigstore bundles already beside the artifacts, by artifact name.
     pub bundles: BTreeMap<String, BundleRef>,
     pub smoke: Option<Smoke>,
@@ -39,6 +43,14 @@ pub struct Facts {
     pub repo: RepoInfo,
     pub pi_gen_commit: Option<String>,
     pub now: DateTime<Utc>,
+}
+
+/// The previous release and how the package set changed since.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Previous {
+    pub tag: Option<String>,
+    pub lock: Digest,
+    pub changes: crate::sbom::lock::Changes,
 }
 
 /// One file `run` writes (atomically), with its whole text.
@@ -172,6 +184,9 @@ pub fn plan(input: &Input, facts: &Facts) -> anyhow::Result<Plan> {
             bundles,
         ),
     ];
+    for (kind, path, digest) in &facts.inventory {
+        artifacts.push(artifact(path, *kind, digest, bundles));
+    }
     let mut notices = Vec::new();
     match (&facts.build_log, &facts.build_log_digest) {
         (Some(log), Some(digest)) if log == &paths.build_log => {
@@ -202,10 +217,22 @@ pub fn plan(input: &Input, facts: &Facts) -> anyhow::Result<Plan> {
         artifacts: artifacts.clone(),
         smoke: facts.smoke.clone(),
         verifier: meta.verifier.clone(),
+        previous: facts.previous.as_ref().map(|p| PreviousRelease {
+            tag: p.tag.clone(),
+            lock_sha256: p.lock.sha256.clone(),
+        }),
     };
     let manifest_text = to_canonical_json(&manifest)?;
     let start_epoch = input.build_start.map(|t| t.timestamp());
-    let notes_text = notes::render(&manifest, facts.timings.as_ref(), start_epoch);
+    let notes_text = notes::render(
+        &manifest,
+        &notes::Extra {
+            timings: facts.timings.as_ref(),
+            build_start_epoch: start_epoch,
+            inventory: meta.inventory.as_ref(),
+            changes: facts.previous.as_ref().map(|p| &p.changes),
+        },
+    );
     Ok(Plan {
         release,
         writes: vec![

@@ -88,12 +88,17 @@ impl Input {
         let paths = args.image.artifact_paths()?;
         let manifest_path = args.manifest.clone().unwrap_or(paths.manifest.clone());
         let files = if args.files.is_empty() {
-            vec![
-                paths.image.clone(),
-                paths.checksum.clone(),
-                paths.intoto.clone(),
-                manifest_path.clone(),
-            ]
+            // The SBOM and lock exist when collect-artifacts could read the image; the
+            // manifest then lists them, and `verify --manifest` wants their bundles.
+            let inventory = [&paths.sbom, &paths.lock]
+                .into_iter()
+                .filter(|p| std::fs::symlink_metadata(p).is_ok())
+                .cloned();
+            [paths.image.clone(), paths.checksum.clone()]
+                .into_iter()
+                .chain(inventory)
+                .chain([paths.intoto.clone(), manifest_path.clone()])
+                .collect()
         } else {
             args.files.clone()
         };

@@ -172,7 +172,7 @@ pub fn pi_like_image() -> &'static Path {
         // Cached under target/ between runs; built aside and renamed so a half-built
         // image is never picked up.
         let root = Path::new(env!("CARGO_TARGET_TMPDIR"));
-        let done = root.join("pi-like-image-v1");
+        let done = root.join("pi-like-image-v2");
         let path = done.join("disk.img");
         if !path.exists() {
             let work = root.join(format!("pi-like-image.{}", std::process::id()));
@@ -252,13 +252,81 @@ pub fn build_image(work: &Path, path: &Path, root_mib: u64) {
     }
     fs::write(
         tree.join("etc/os-release"),
-        "PRETTY_NAME=\"Test Pi OS\"\nID=debian\n",
+        "PRETTY_NAME=\"Test Pi OS\"\nID=debian\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\n",
     )
     .unwrap();
+    dpkg_install(work, &tree, &test_debs(work));
     let root = work.join("root.ext4");
     let _ = fs::remove_file(&root);
     mkfs_ext4(work, &tree, &root, root_mib, &["-O", "^huge_file"]);
     assemble_disk(path, &boot, &root);
+}
+
+/// The packages the test images hold, as (name, arch, version, source field):
+/// an epoch, a binNMU of another source version, an `all` package, a `~` version.
+pub const TEST_PACKAGES: [(&str, &str, &str, &str); 3] = [
+    ("pi-like-base", "arm64", "1:2.0-1+b1", "pi-like (1:2.0-1)"),
+    ("pi-like-doc", "all", "2.0-1", "pi-like"),
+    ("libpi-like0", "arm64", "0.9~rc1-3", ""),
+];
+
+/// Real .deb packages of [`TEST_PACKAGES`], built by `dpkg-deb`.
+pub fn test_debs(work: &Path) -> Vec<PathBuf> {
+    TEST_PACKAGES
+        .iter()
+        .map(|(name, arch, version, source)| {
+            let dir = work.join(format!("deb-{name}"));
+            fs::create_dir_all(dir.join("DEBIAN")).unwrap();
+            fs::create_dir_all(dir.join(format!("usr/share/doc/{name}"))).unwrap();
+            fs::write(dir.join(format!("usr/share/doc/{name}/README")), name).unwrap();
+            let source = if source.is_empty() {
+                String::new()
+            } else {
+                format!("Source: {source}\n")
+            };
+            fs::write(
+                dir.join("DEBIAN/control"),
+                format!(
+                    "Package: {name}\nVersion: {version}\nArchitecture: {arch}\n{source}\
+                     Maintainer: Test <test@example.org>\nDescription: test package\n long text\n"
+                ),
+            )
+            .unwrap();
+            let deb = work.join(format!("{name}.deb"));
+            sh(
+                "dpkg-deb",
+                &[
+                    "--root-owner-group",
+                    "--build",
+                    dir.to_str().unwrap(),
+                    deb.to_str().unwrap(),
+                ],
+                work,
+            );
+            deb
+        })
+        .collect()
+}
+
+/// Installs `debs` into the tree `root` with dpkg itself (`--root`), so its
+/// `/var/lib/dpkg/status` is one dpkg wrote. The database declares arm64 so the
+/// foreign packages are taken; they have no maintainer scripts.
+pub fn dpkg_install(work: &Path, root: &Path, debs: &[PathBuf]) {
+    let admin = root.join("var/lib/dpkg");
+    for d in ["info", "updates", "triggers"] {
+        fs::create_dir_all(admin.join(d)).unwrap();
+    }
+    fs::write(admin.join("status"), "").unwrap();
+    fs::write(admin.join("arch"), "arm64\n").unwrap();
+    let mut args = vec![
+        format!("--root={}", root.display()),
+        "--force-not-root".into(),
+        "--log=/dev/null".into(),
+        "-i".into(),
+    ];
+    args.extend(debs.iter().map(|d| d.display().to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    sh("dpkg", &args, work);
 }
 
 /// An ext4 file system of `mib` MiB labelled `rootfs`, filled from `tree` (no mounting).
