@@ -1,7 +1,7 @@
 //! The pi-gen checkout both `prepare-mirrors` and `run-pi-gen` work on: cloned at the
 //! requested ref when missing, or reused, and then reported as what it really is.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::bail;
 
@@ -16,6 +16,18 @@ pub struct Checkout {
     pub commit: String,
     /// The branch or tag it is on, or the commit when detached.
     pub git_ref: String,
+}
+
+/// The sub-stage that runs first in stage0 and stage2 (`00-00-` sorts before
+/// `00-configure-apt` and any other `00-` directory).
+pub const MIRRORS_SUBSTAGE: &str = "00-00-pi-image-mirrors";
+
+/// prepare-mirrors' record of the mirror it chose for each archive (`ARCHIVE URL` lines),
+/// in the pi-gen checkout `dir`; collect-artifacts copies it into the package lock.
+pub fn mirrors_record(dir: &Path) -> PathBuf {
+    dir.join("stage0")
+        .join(MIRRORS_SUBSTAGE)
+        .join("files/pi-image-mirrors.state")
 }
 
 /// `git -C dir` for reading a checkout. A checkout made by another user (a container,

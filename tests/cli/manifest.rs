@@ -146,6 +146,8 @@ fn manifest_metadata_provenance_and_notes() {
             "sugarkube.img.xz",
             "sugarkube.img.xz.sha256",
             "sugarkube.img.xz.metadata.json",
+            "sugarkube.spdx.json",
+            "sugarkube.packages.lock",
             "sugarkube.build.log",
             "sugarkube.intoto.json"
         ]
@@ -173,7 +175,7 @@ fn manifest_metadata_provenance_and_notes() {
     assert_eq!(statement["_type"], "https://in-toto.io/Statement/v1");
     assert_eq!(statement["predicateType"], "https://slsa.dev/provenance/v1");
     let subjects = statement["subject"].as_array().unwrap();
-    assert_eq!(subjects.len(), 4);
+    assert_eq!(subjects.len(), 6, "the image, checksum, metadata, SBOM, lock and log");
     assert_eq!(
         subjects[0]["digest"]["sha256"],
         sha256_of(&out.join("sugarkube.img.xz"))
@@ -193,6 +195,8 @@ fn manifest_metadata_provenance_and_notes() {
         "cosign verify-blob sugarkube.img.xz --bundle sugarkube.img.xz.sigstore.json",
         "pi-image verify sugarkube.img.xz --bundle sugarkube.img.xz.sigstore.json --repository sugarkube/demo",
         "Not run: this image was not booted",
+        "## Software\n\n3 packages are installed (debian 12 bookworm). `sugarkube.spdx.json` lists each",
+        "for f in sugarkube.img.xz.sha256 sugarkube.spdx.json sugarkube.packages.lock sugarkube.intoto.json; do",
     ] {
         assert!(notes.contains(needle), "missing {needle:?} in\n{notes}");
     }
@@ -326,4 +330,62 @@ fn bad_inputs() {
         err.contains("the image changed after it was collected"),
         "{err}"
     );
+}
+
+#[test]
+#[ignore = "tier venv: needs check-jsonschema, actionlint or act from .venv (scripts/test.sh installs them)"]
+fn changed_since_the_previous_release_and_inventory_checks() {
+    let ws = collected();
+    let out = ws.out();
+    let lock = fs::read_to_string(out.join("sugarkube.packages.lock")).unwrap();
+    // The previous release: one package older, one newer (a downgrade now), one gone,
+    // and one that is new now.
+    let previous = lock
+        .replace("pi-like-base arm64 1:2.0-1+b1", "pi-like-base arm64 1:1.9-2")
+        .replace("libpi-like0 arm64 0.9~rc1-3", "libpi-like0 arm64 0.9-1")
+        .replace("pi-like-doc all 2.0-1\n", "")
+        + "zz-removed arm64 3.0\n";
+    let prev_path = ws.root().join("previous.packages.lock");
+    fs::write(&prev_path, &previous).unwrap();
+    let (code, _, err) = run(manifest_cmd(&ws).args([
+        "--previous-lock",
+        prev_path.to_str().unwrap(),
+        "--previous-tag",
+        "v2026.11.01+gabcdef0",
+    ]));
+    assert_eq!(code, 0, "{err}");
+    let manifest_path = out.join("sugarkube.img.xz.manifest.json");
+    validate("manifest.schema.json", &manifest_path);
+    let manifest = json(&manifest_path);
+    assert_eq!(manifest["previous"]["tag"], "v2026.11.01+gabcdef0");
+    assert_eq!(manifest["previous"]["lock_sha256"], sha256_of(&prev_path));
+    let notes = fs::read_to_string(out.join("RELEASE_NOTES.md")).unwrap();
+    for needle in [
+        "### Changed since `v2026.11.01+gabcdef0`",
+        "1 added, 1 removed, 1 upgraded, 1 downgraded.",
+        "| `pi-like-doc:all` | added | | `2.0-1` |",
+        "| `zz-removed:arm64` | removed | `3.0` | |",
+        "| `pi-like-base:arm64` | upgraded | `1:1.9-2` | `1:2.0-1+b1` |",
+        "| `libpi-like0:arm64` | downgraded | `0.9-1` | `0.9~rc1-3` |",
+    ] {
+        assert!(notes.contains(needle), "missing {needle:?} in\n{notes}");
+    }
+
+    // A previous lock that is not one: exit 2, naming the flag.
+    fs::write(&prev_path, "not a lock\n").unwrap();
+    let (code, _, err) = run(manifest_cmd(&ws).args(["--previous-lock", prev_path.to_str().unwrap()]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--previous-lock") && err.contains("is not a packages.lock"), "{err}");
+
+    // The SBOM changed after collect-artifacts recorded it: refused, not re-hashed.
+    let sbom = out.join("sugarkube.spdx.json");
+    let text = fs::read_to_string(&sbom).unwrap();
+    fs::write(&sbom, text.replace("pi-like-doc", "pi-like-dog")).unwrap();
+    let (code, _, err) = run(manifest_cmd(&ws));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("changed after it was collected"), "{err}");
+    fs::remove_file(&sbom).unwrap();
+    let (code, _, err) = run(manifest_cmd(&ws));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("is missing"), "{err}");
 }

@@ -180,10 +180,7 @@ fn build_inputs(input: &Input) -> BuildInputs {
         .output()
         .ok()
         .filter(|c| crate::validate::commit("the pi-gen commit", c).is_ok());
-    let state = dir
-        .join("stage0")
-        .join(crate::commands::prepare_mirrors::SUBSTAGE)
-        .join("files/pi-image-mirrors.state");
+    let state = crate::checkout::mirrors_record(dir);
     let mut mirrors = Vec::new();
     if std::fs::symlink_metadata(&state).is_ok() {
         match crate::input::open("prepare-mirrors' record", &state, Some(dir)) {

@@ -312,19 +312,30 @@ fn verify_section(o: &mut String, m: &Manifest) {
         repo = q(&repo),
         identity = q(&identity),
     );
-    let others: Vec<_> = m
+    // What `sign` signs by default besides the image and the manifest; the metadata and
+    // the build log are covered by the manifest's digests.
+    let signed: Vec<_> = m
         .artifacts
         .iter()
-        .filter(|a| a.kind != ArtifactKind::Image)
+        .filter(|a| {
+            matches!(
+                a.kind,
+                ArtifactKind::Checksum
+                    | ArtifactKind::Sbom
+                    | ArtifactKind::PackagesLock
+                    | ArtifactKind::Provenance
+            )
+        })
         .map(|a| q(&a.name))
         .collect();
-    if !others.is_empty() {
+    if !signed.is_empty() {
         let _ = write!(
             o,
-            "\nEvery other artifact has a bundle of its own (`FILE.sigstore.json`), and the manifest \
-             records each digest:\n\n```sh\nfor f in {}; do\n  pi-image verify \"$f\" --bundle \"$f.sigstore.json\" --repository {repo}\n\
+            "\nThe checksum, the SBOM, the package lock and the provenance statement have bundles of \
+             their own; `verify --manifest` checks every artifact's digest against the signed manifest:\n\n\
+             ```sh\nfor f in {}; do\n  pi-image verify \"$f\" --bundle \"$f.sigstore.json\" --repository {repo}\n\
              done\npi-image verify --manifest {manifest} --repository {repo}\n```\n",
-            others.join(" "),
+            signed.join(" "),
             repo = q(&repo),
             manifest = q(&format!("{image}.manifest.json")),
         );
