@@ -180,6 +180,8 @@ pub struct ArtifactPaths {
     pub lock: PathBuf,
     pub manifest: PathBuf,
     pub intoto: PathBuf,
+    /// `sha256sum -c` over every artifact the manifest lists (but itself).
+    pub sha256sums: PathBuf,
     pub notes: PathBuf,
 }
 
@@ -197,6 +199,7 @@ impl ArtifactPaths {
             lock: dir.join(format!("{img_name}.packages.lock")),
             manifest: dir.join(format!("{image_name}.manifest.json")),
             intoto: dir.join(format!("{img_name}.intoto.json")),
+            sha256sums: dir.join("SHA256SUMS"),
             notes: dir.join("RELEASE_NOTES.md"),
         }
     }

@@ -74,6 +74,8 @@ pub enum ArtifactKind {
     Sbom,
     /// The packages, apt sources, mirrors and pi-gen commit of the build.
     PackagesLock,
+    /// `SHA256SUMS`: every other artifact's digest, in `sha256sum -c` format.
+    Sha256sums,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -149,7 +149,8 @@ fn manifest_metadata_provenance_and_notes() {
             "sugarkube.spdx.json",
             "sugarkube.packages.lock",
             "sugarkube.build.log",
-            "sugarkube.intoto.json"
+            "sugarkube.intoto.json",
+            "SHA256SUMS"
         ]
     );
     for a in manifest["artifacts"].as_array().unwrap() {
@@ -157,6 +158,10 @@ fn manifest_metadata_provenance_and_notes() {
         assert_eq!(a["sha256"], sha256_of(&path), "{path:?}");
         assert_eq!(a["size_bytes"], fs::metadata(&path).unwrap().len());
     }
+    // SHA256SUMS covers every other artifact, for sha256sum itself.
+    let sums = fs::read_to_string(out.join("SHA256SUMS")).unwrap();
+    assert_eq!(sums.lines().count(), names.len() - 1, "{sums}");
+    crate::support::sh("sha256sum", &["--strict", "-c", "SHA256SUMS"], &out);
     assert_eq!(
         manifest["artifacts"][1]["contains_sha256"],
         sha256_of(&out.join("sugarkube.img.xz"))
@@ -196,7 +201,8 @@ fn manifest_metadata_provenance_and_notes() {
         "pi-image verify sugarkube.img.xz --bundle sugarkube.img.xz.sigstore.json --repository sugarkube/demo",
         "Not run: this image was not booted",
         "## Software\n\n3 packages are installed (debian 12 bookworm). `sugarkube.spdx.json` lists each",
-        "for f in sugarkube.img.xz.sha256 sugarkube.spdx.json sugarkube.packages.lock sugarkube.intoto.json; do",
+        "for f in sugarkube.img.xz.sha256 sugarkube.spdx.json sugarkube.packages.lock sugarkube.intoto.json SHA256SUMS; do",
+        "sha256sum -c --ignore-missing SHA256SUMS",
     ] {
         assert!(notes.contains(needle), "missing {needle:?} in\n{notes}");
     }

@@ -165,6 +165,7 @@ fn the_printed_manifest_plan_is_what_manifest_writes() {
         [
             "sugarkube.img.xz.metadata.json",
             "sugarkube.intoto.json",
+            "SHA256SUMS",
             "sugarkube.img.xz.manifest.json",
             "RELEASE_NOTES.md"
         ]

@@ -619,7 +619,7 @@ impl StepReport for Outcome {
     }
 }
 
-/// Writes metadata, in-toto statement, manifest and notes, each atomically, with the
+/// Writes metadata, in-toto statement, SHA256SUMS, manifest and notes, each atomically, with the
 /// texts the plan holds (so each file hashes to the digest the next one records).
 pub fn run(input: &Input, plan: &Plan) -> anyhow::Result<Outcome> {
     for w in &plan.writes {

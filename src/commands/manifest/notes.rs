@@ -324,6 +324,7 @@ fn verify_section(o: &mut String, m: &Manifest) {
                     | ArtifactKind::Sbom
                     | ArtifactKind::PackagesLock
                     | ArtifactKind::Provenance
+                    | ArtifactKind::Sha256sums
             )
         })
         .map(|a| q(&a.name))
@@ -331,8 +332,10 @@ fn verify_section(o: &mut String, m: &Manifest) {
     if !signed.is_empty() {
         let _ = write!(
             o,
-            "\nThe checksum, the SBOM, the package lock and the provenance statement have bundles of \
-             their own; `verify --manifest` checks every artifact's digest against the signed manifest:\n\n\
+            "\n`SHA256SUMS` lists every artifact (`sha256sum -c --ignore-missing SHA256SUMS` checks those \
+             you downloaded). It, the checksum, the SBOM, the package lock and the provenance statement \
+             have bundles of their own; `verify --manifest` checks every artifact's digest against the \
+             signed manifest:\n\n\
              ```sh\nfor f in {}; do\n  pi-image verify \"$f\" --bundle \"$f.sigstore.json\" --repository {repo}\n\
              done\npi-image verify --manifest {manifest} --repository {repo}\n```\n",
             signed.join(" "),

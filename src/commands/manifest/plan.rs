@@ -64,7 +64,7 @@ pub struct Write {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Plan {
     pub release: Release,
-    /// In order: metadata, in-toto statement, manifest, notes. Each later file's text
+    /// In order: metadata, in-toto statement, SHA256SUMS, manifest, notes. Each later file's text
     /// names the digests of the earlier ones.
     pub writes: Vec<Write>,
     /// What the manifest lists.
@@ -207,6 +207,19 @@ pub fn plan(input: &Input, facts: &Facts) -> anyhow::Result<Plan> {
         bundles,
     ));
 
+    // SHA256SUMS covers every artifact before it; the manifest lists it in turn (and is
+    // covered by its own bundle, not by SHA256SUMS).
+    let sums_text: String = artifacts
+        .iter()
+        .map(|a| crate::checksum::checksum_line(&a.sha256, &a.name))
+        .collect();
+    artifacts.push(artifact(
+        &paths.sha256sums,
+        ArtifactKind::Sha256sums,
+        &crate::checksum::of_bytes(sums_text.as_bytes()),
+        bundles,
+    ));
+
     let manifest = Manifest {
         schema_version: SCHEMA_VERSION,
         generated_at: meta.generated_at.clone(),
@@ -243,6 +256,10 @@ pub fn plan(input: &Input, facts: &Facts) -> anyhow::Result<Plan> {
             Write {
                 path: paths.intoto.clone(),
                 text: intoto_text,
+            },
+            Write {
+                path: paths.sha256sums.clone(),
+                text: sums_text,
             },
             Write {
                 path: paths.manifest.clone(),

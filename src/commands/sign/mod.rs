@@ -88,9 +88,10 @@ impl Input {
         let paths = args.image.artifact_paths()?;
         let manifest_path = args.manifest.clone().unwrap_or(paths.manifest.clone());
         let files = if args.files.is_empty() {
-            // The SBOM and lock exist when collect-artifacts could read the image; the
-            // manifest then lists them, and `verify --manifest` wants their bundles.
-            let inventory = [&paths.sbom, &paths.lock]
+            // The SBOM and lock exist when collect-artifacts could read the image, and
+            // SHA256SUMS once manifest ran; the manifest then lists them, and
+            // `verify --manifest` wants their bundles.
+            let inventory = [&paths.sbom, &paths.lock, &paths.sha256sums]
                 .into_iter()
                 .filter(|p| std::fs::symlink_metadata(p).is_ok())
                 .cloned();
