@@ -180,7 +180,11 @@ fn manifest_metadata_provenance_and_notes() {
     assert_eq!(statement["_type"], "https://in-toto.io/Statement/v1");
     assert_eq!(statement["predicateType"], "https://slsa.dev/provenance/v1");
     let subjects = statement["subject"].as_array().unwrap();
-    assert_eq!(subjects.len(), 6, "the image, checksum, metadata, SBOM, lock and log");
+    assert_eq!(
+        subjects.len(),
+        6,
+        "the image, checksum, metadata, SBOM, lock and log"
+    );
     assert_eq!(
         subjects[0]["digest"]["sha256"],
         sha256_of(&out.join("sugarkube.img.xz"))
@@ -347,7 +351,10 @@ fn changed_since_the_previous_release_and_inventory_checks() {
     // The previous release: one package older, one newer (a downgrade now), one gone,
     // and one that is new now.
     let previous = lock
-        .replace("pi-like-base arm64 1:2.0-1+b1", "pi-like-base arm64 1:1.9-2")
+        .replace(
+            "pi-like-base arm64 1:2.0-1+b1",
+            "pi-like-base arm64 1:1.9-2",
+        )
         .replace("libpi-like0 arm64 0.9~rc1-3", "libpi-like0 arm64 0.9-1")
         .replace("pi-like-doc all 2.0-1\n", "")
         + "zz-removed arm64 3.0\n";
@@ -379,9 +386,13 @@ fn changed_since_the_previous_release_and_inventory_checks() {
 
     // A previous lock that is not one: exit 2, naming the flag.
     fs::write(&prev_path, "not a lock\n").unwrap();
-    let (code, _, err) = run(manifest_cmd(&ws).args(["--previous-lock", prev_path.to_str().unwrap()]));
+    let (code, _, err) =
+        run(manifest_cmd(&ws).args(["--previous-lock", prev_path.to_str().unwrap()]));
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("--previous-lock") && err.contains("is not a packages.lock"), "{err}");
+    assert!(
+        err.contains("--previous-lock") && err.contains("is not a packages.lock"),
+        "{err}"
+    );
 
     // The SBOM changed after collect-artifacts recorded it: refused, not re-hashed.
     let sbom = out.join("sugarkube.spdx.json");
