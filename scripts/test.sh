@@ -13,7 +13,7 @@ missing=()
 for pair in zip:zip unzip:unzip xz:xz-utils gzip:gzip mkfs.vfat:dosfstools mcopy:mtools \
             mkfs.ext4:e2fsprogs python3:python3 sha256sum:coreutils \
             shellcheck:shellcheck git:git apt-ftparchive:apt-utils gpg:gpg sfdisk:fdisk \
-            debugfs:e2fsprogs dpkg-deb:dpkg cloud-init:cloud-init curl:curl node:nodejs npm:npm; do
+            debugfs:e2fsprogs dpkg-deb:dpkg bmaptool:bmap-tools cloud-init:cloud-init curl:curl node:nodejs npm:npm; do
   PATH="$PATH:/usr/sbin:/sbin" command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
 done
 # `python3 -m venv` needs Debian's python3-venv.

@@ -178,6 +178,8 @@ pub struct ArtifactPaths {
     /// The SBOM (SPDX 2.3 JSON) and the package lock, from the image's root file system.
     pub sbom: PathBuf,
     pub lock: PathBuf,
+    /// The block map for bmaptool.
+    pub bmap: PathBuf,
     pub manifest: PathBuf,
     pub intoto: PathBuf,
     /// `sha256sum -c` over every artifact the manifest lists (but itself).
@@ -197,6 +199,7 @@ impl ArtifactPaths {
             build_log: dir.join(format!("{img_name}.build.log")),
             sbom: dir.join(format!("{img_name}.spdx.json")),
             lock: dir.join(format!("{img_name}.packages.lock")),
+            bmap: dir.join(format!("{img_name}.img.bmap")),
             manifest: dir.join(format!("{image_name}.manifest.json")),
             intoto: dir.join(format!("{img_name}.intoto.json")),
             sha256sums: dir.join("SHA256SUMS"),

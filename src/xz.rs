@@ -132,6 +132,21 @@ impl<W: Write> Encoder<W> {
     }
 }
 
+/// A multi-threaded decoder for a single-stream `.xz` (what our encoder and `xz -T0`
+/// write: independent blocks decode in parallel). For concatenated streams use
+/// [`decoder`]: liblzma's threaded decoder is not offered the flag for them here.
+pub fn mt_decoder<R: Read>(inner: R, threads: u32) -> anyhow::Result<liblzma::read::XzDecoder<R>> {
+    let stream = MtStreamBuilder::new()
+        .threads(resolve_threads(threads))
+        .timeout_ms(STEP_TIMEOUT_MS)
+        // Past this, liblzma decodes in one thread rather than use more memory.
+        .memlimit_threading(1 << 30)
+        .memlimit_stop(u64::MAX)
+        .decoder()
+        .map_err(|e| anyhow::anyhow!("cannot start the xz decoder: {e}"))?;
+    Ok(liblzma::read::XzDecoder::new_stream(inner, stream))
+}
+
 /// An xz decoder for all concatenated streams in `inner` (what `xz -d` accepts).
 pub fn decoder<R: Read>(inner: R) -> liblzma::read::XzDecoder<R> {
     liblzma::read::XzDecoder::new_multi_decoder(inner)

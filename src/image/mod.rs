@@ -1,7 +1,8 @@
 //! Reading a disk image without mounting it, root or a raw copy: its partition table
 //! ([`mbr`]), random access into an `.img.xz` ([`xz_seek`]), and its root file system
-//! ([`rootfs`], ext4 read in user space).
+//! ([`rootfs`], ext4 read in user space), and its block map for bmaptool ([`bmap`]).
 
+pub mod bmap;
 pub mod mbr;
 pub mod rootfs;
 pub mod xz_seek;

@@ -56,6 +56,7 @@ struct Cursor {
 pub struct SeekableXz {
     file: File,
     blocks: Vec<Block>,
+    streams: usize,
     size: u64,
     cursor: Option<Cursor>,
     /// (page number, bytes), most recently used first.
@@ -87,6 +88,7 @@ impl SeekableXz {
         if streams.is_empty() {
             return Err(invalid("the file holds no xz stream"));
         }
+        let stream_count = streams.len();
         let mut blocks = Vec::new();
         let mut image_offset = 0u64;
         for stream in streams.into_iter().rev() {
@@ -101,6 +103,7 @@ impl SeekableXz {
         Ok(Self {
             file,
             blocks,
+            streams: stream_count,
             size: image_offset,
             cursor: None,
             cache: Vec::new(),
@@ -113,6 +116,11 @@ impl SeekableXz {
     /// the start of the image).
     pub fn block_count(&self) -> usize {
         self.blocks.len()
+    }
+
+    /// How many concatenated streams the file holds.
+    pub fn stream_count(&self) -> usize {
+        self.streams
     }
 
     fn block_at(&self, offset: u64) -> Option<usize> {

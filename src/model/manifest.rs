@@ -74,6 +74,8 @@ pub enum ArtifactKind {
     Sbom,
     /// The packages, apt sources, mirrors and pi-gen commit of the build.
     PackagesLock,
+    /// `IMG_NAME.img.bmap`: the block map for bmaptool.
+    Bmap,
     /// `SHA256SUMS`: every other artifact's digest, in `sha256sum -c` format.
     Sha256sums,
 }

@@ -20,6 +20,9 @@ pub struct Metadata {
     /// The packages in the image (SBOM and lock), or why there are none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inventory: Option<InventoryInfo>,
+    /// The block map for bmaptool, or why there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bmap: Option<BmapInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build: Option<BuildInfo>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -86,6 +89,27 @@ pub struct InventoryInfo {
     /// How the image was read: `raw image`, or `xz index (N blocks)`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_from: Option<String>,
+}
+
+/// `IMG_NAME.img.bmap`: which blocks bmaptool writes, and how that was decided.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BmapInfo {
+    /// `written` or `skipped` (with the reason).
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileRef>,
+    /// `allocation`: from the partition table and each file system's allocation data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocks: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mapped_blocks: Option<u64>,
+    /// Per partition: what its free space was read from, or why it is all mapped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partitions: Vec<String>,
 }
 
 /// A file beside the metadata.

@@ -948,3 +948,183 @@ fn check_metadata_schema(ws: &Workspace) {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+// --- bmap ----------------------------------------------------------------------------------
+
+/// The mapped 4 KiB blocks a bmap lists.
+fn bmap_blocks(bmap: &Path) -> std::collections::BTreeSet<u64> {
+    let text = fs::read_to_string(bmap).unwrap();
+    let mut set = std::collections::BTreeSet::new();
+    for line in text.lines().filter(|l| l.contains("<Range")) {
+        let range = line
+            .split('>')
+            .nth(1)
+            .unwrap()
+            .split('<')
+            .next()
+            .unwrap()
+            .trim();
+        let (a, b) = range.split_once('-').unwrap_or((range, range));
+        set.extend(a.parse::<u64>().unwrap()..=b.parse::<u64>().unwrap());
+    }
+    set
+}
+
+/// Every file of both partitions of `card`, extracted with the file systems' own tools.
+fn tree_of(work: &Path, card: &Path, name: &str) -> std::path::PathBuf {
+    let mbr = fs::read(card).unwrap();
+    let part = |i: usize| {
+        let e = &mbr[446 + 16 * i..][..16];
+        let lba = u64::from(u32::from_le_bytes(e[8..12].try_into().unwrap()));
+        let n = u64::from(u32::from_le_bytes(e[12..16].try_into().unwrap()));
+        (lba * 512, n * 512)
+    };
+    let dir = work.join(name);
+    fs::create_dir_all(dir.join("boot")).unwrap();
+    fs::create_dir_all(dir.join("root")).unwrap();
+    let (start, len) = part(0);
+    let fat = work.join(format!("{name}.vfat"));
+    let bytes = fs::read(card).unwrap();
+    fs::write(
+        &fat,
+        &bytes[usize::try_from(start).unwrap()..usize::try_from(start + len).unwrap()],
+    )
+    .unwrap();
+    sh("fsck.vfat", &["-n", fat.to_str().unwrap()], work);
+    sh(
+        "mcopy",
+        &[
+            "-s",
+            "-n",
+            "-i",
+            fat.to_str().unwrap(),
+            "::/",
+            dir.join("boot").to_str().unwrap(),
+        ],
+        work,
+    );
+    let spec = format!("{}?offset={}", card.display(), part(1).0);
+    sh("e2fsck", &["-fn", &spec], work);
+    sh(
+        "debugfs",
+        &[
+            "-R",
+            &format!("rdump / {}", dir.join("root").display()),
+            &spec,
+        ],
+        work,
+    );
+    dir
+}
+
+#[test]
+#[ignore = "tier tools: needs mtools, dosfstools, e2fsprogs, zip, apt-utils, gpg, shellcheck or cloud-init (scripts/test.sh installs them)"]
+fn bmap_copies_every_used_block_and_bmaptool_accepts_it() {
+    let ws = Workspace::new();
+    // The image gets a file of zeros: its blocks are in use, so they must be written
+    // although their content is all zeros.
+    let image = ws.root().join("zeros.img");
+    fs::copy(pi_like_image(), &image).unwrap();
+    let zeros = ws.root().join("zeros");
+    fs::write(&zeros, vec![0u8; 256 << 10]).unwrap();
+    let spec = format!("{}?offset={}", image.display(), root_offset(&image));
+    sh(
+        "debugfs",
+        &[
+            "-w",
+            "-R",
+            &format!("write {} /zeros", zeros.display()),
+            &spec,
+        ],
+        ws.root(),
+    );
+    let zero_blocks = sh("debugfs", &["-R", "blocks /zeros", &spec], ws.root());
+    // The root file system's block size, for its block numbers in 4 KiB image blocks.
+    let stats = sh("dumpe2fs", &["-h", &spec], ws.root());
+    let fs_block: u64 = stats
+        .lines()
+        .find_map(|l| l.strip_prefix("Block size:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let reference = tree_of(ws.root(), &image, "reference");
+    for source in ["zip", "img"] {
+        let _ = fs::remove_dir_all(ws.deploy());
+        fs::create_dir_all(ws.deploy()).unwrap();
+        let name = "2026-06-18-sk-lite.img";
+        if source == "img" {
+            fs::copy(&image, ws.deploy().join(name)).unwrap();
+        } else {
+            let staging = ws.root().join("staging");
+            fs::create_dir_all(&staging).unwrap();
+            fs::copy(&image, staging.join(name)).unwrap();
+            sh(
+                "zip",
+                &[
+                    "-q",
+                    "-j",
+                    ws.deploy()
+                        .join("image_2026-06-18-sk-lite.zip")
+                        .to_str()
+                        .unwrap(),
+                    staging.join(name).to_str().unwrap(),
+                ],
+                ws.root(),
+            );
+        }
+        let (code, _, err) = run(ws.collect());
+        assert_eq!(code, 0, "{source}: {err}");
+        let bmap = ws.out().join("sugarkube.img.bmap");
+        let meta = metadata(&ws, "sugarkube");
+        assert_eq!(
+            meta["bmap"]["status"], "written",
+            "{source}: {}",
+            meta["bmap"]
+        );
+        assert_eq!(meta["bmap"]["file"]["sha256"], sha256_of(&bmap));
+        check_metadata_schema(&ws);
+        let mapped = bmap_blocks(&bmap);
+        assert!(
+            mapped.len() < 18688 / 2,
+            "{source}: most of the image is free, {} mapped",
+            mapped.len()
+        );
+        for b in zero_blocks.split_whitespace() {
+            let b: u64 = b.parse().unwrap();
+            let img_block = (root_offset(&image) + b * fs_block) / 4096;
+            assert!(
+                mapped.contains(&img_block),
+                "{source}: the zero-filled file's block {b} is left out"
+            );
+        }
+        // bmaptool checks every range's checksum and the file's own while it writes.
+        let card = ws.root().join(format!("card-{source}.img"));
+        let out = Command::new("bmaptool")
+            .args(["copy", "--bmap"])
+            .arg(&bmap)
+            .arg(ws.out().join("sugarkube.img.xz"))
+            .arg(&card)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Both file systems check clean, and every file reads back as in the image.
+        let copy = tree_of(ws.root(), &card, &format!("copy-{source}"));
+        sh(
+            "diff",
+            &["-r", reference.to_str().unwrap(), copy.to_str().unwrap()],
+            ws.root(),
+        );
+    }
+    let (code, _, err) = run(ws.collect().arg("--no-bmap"));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        !ws.out().join("sugarkube.img.bmap").exists(),
+        "a previous bmap was left"
+    );
+    assert_eq!(metadata(&ws, "sugarkube")["bmap"]["reason"], "--no-bmap");
+}

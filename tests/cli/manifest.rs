@@ -148,6 +148,7 @@ fn manifest_metadata_provenance_and_notes() {
             "sugarkube.img.xz.metadata.json",
             "sugarkube.spdx.json",
             "sugarkube.packages.lock",
+            "sugarkube.img.bmap",
             "sugarkube.build.log",
             "sugarkube.intoto.json",
             "SHA256SUMS"
@@ -182,8 +183,8 @@ fn manifest_metadata_provenance_and_notes() {
     let subjects = statement["subject"].as_array().unwrap();
     assert_eq!(
         subjects.len(),
-        6,
-        "the image, checksum, metadata, SBOM, lock and log"
+        7,
+        "the image, checksum, metadata, SBOM, lock, bmap and log"
     );
     assert_eq!(
         subjects[0]["digest"]["sha256"],
@@ -205,7 +206,8 @@ fn manifest_metadata_provenance_and_notes() {
         "pi-image verify sugarkube.img.xz --bundle sugarkube.img.xz.sigstore.json --repository sugarkube/demo",
         "Not run: this image was not booted",
         "## Software\n\n3 packages are installed (debian 12 bookworm). `sugarkube.spdx.json` lists each",
-        "for f in sugarkube.img.xz.sha256 sugarkube.spdx.json sugarkube.packages.lock sugarkube.intoto.json SHA256SUMS; do",
+        "for f in sugarkube.img.xz.sha256 sugarkube.spdx.json sugarkube.packages.lock sugarkube.img.bmap sugarkube.intoto.json SHA256SUMS; do",
+        "bmaptool copy --bmap sugarkube.img.bmap sugarkube.img.xz /dev/sdX",
         "sha256sum -c --ignore-missing SHA256SUMS",
     ] {
         assert!(notes.contains(needle), "missing {needle:?} in\n{notes}");

@@ -146,11 +146,11 @@ fn read(
     ))
 }
 
-fn open(path: &Path) -> anyhow::Result<std::fs::File> {
+pub(super) fn open(path: &Path) -> anyhow::Result<std::fs::File> {
     crate::input::open("the image", path, None).map(|(f, _)| f)
 }
 
-fn write(dest: &Path, bytes: &[u8]) -> anyhow::Result<(AtomicFile, FileRef)> {
+pub(super) fn write(dest: &Path, bytes: &[u8]) -> anyhow::Result<(AtomicFile, FileRef)> {
     let mut file = AtomicFile::create(dest)?;
     let mut hashed = Hashing::new(file.file());
     hashed

@@ -1,6 +1,7 @@
 //! `collect-artifacts`: turn whatever pi-gen left in `deploy/` into
 //! `OUTPUT_DIR/IMG_NAME.img.xz`, its `.sha256` and its metadata, streaming, in one pass.
 
+mod blockmap;
 pub mod discover;
 mod inventory;
 pub mod pipeline;
@@ -58,6 +59,9 @@ pub struct Args {
     /// Write no SBOM and package lock (they are read from the image's root file system)
     #[arg(long)]
     pub no_sbom: bool,
+    /// Write no block map for bmaptool (IMG_NAME.img.bmap)
+    #[arg(long)]
+    pub no_bmap: bool,
     /// Owner for the outputs, UID:GID [default: SUDO_UID:SUDO_GID when run as root via sudo]
     #[arg(long, value_name = "UID:GID")]
     pub chown: Option<String>,
@@ -80,6 +84,7 @@ pub struct Input {
     pub threads: u32,
     pub move_source: bool,
     pub no_sbom: bool,
+    pub no_bmap: bool,
     pub chown: Option<(u32, u32)>,
     pub pi_gen_dir: Option<PathBuf>,
     pub build_log: Option<PathBuf>,
@@ -112,6 +117,7 @@ impl Input {
             threads: args.threads,
             move_source: args.move_source,
             no_sbom: args.no_sbom,
+            no_bmap: args.no_bmap,
             chown,
             pi_gen_dir: args.pi_gen_dir,
             build_log: args.build_log,
@@ -212,6 +218,7 @@ pub struct Outcome {
     pub inventory: InventoryInfo,
     pub sbom_path: Option<PathBuf>,
     pub lock_path: Option<PathBuf>,
+    pub bmap_path: Option<PathBuf>,
     pub seconds: f64,
 }
 
@@ -241,6 +248,8 @@ pub struct Outputs {
     pub lock_path: String,
     /// How many packages are installed in the image (empty if unknown)
     pub packages: String,
+    /// The block map for bmaptool (empty if none)
+    pub bmap_path: String,
 }
 
 impl StepReport for Outcome {
@@ -266,6 +275,7 @@ impl StepReport for Outcome {
                 .packages
                 .map(|n| n.to_string())
                 .unwrap_or_default(),
+            bmap_path: path_or_empty(self.bmap_path.as_deref()),
         }
     }
 
@@ -321,6 +331,7 @@ pub fn run(gha: &Gha, input: &Input, plan: &Plan) -> anyhow::Result<Outcome> {
         &paths.build_log,
         &paths.sbom,
         &paths.lock,
+        &paths.bmap,
     ] {
         atomic::remove_stale_partials(dest, &lock);
     }
@@ -425,6 +436,7 @@ pub fn run(gha: &Gha, input: &Input, plan: &Plan) -> anyhow::Result<Outcome> {
         },
         &mut set,
     );
+    let bmap = blockmap::collect(input, &readable, &mut set);
     let metadata = Metadata {
         schema_version: SCHEMA_VERSION,
         generated_at,
@@ -448,6 +460,7 @@ pub fn run(gha: &Gha, input: &Input, plan: &Plan) -> anyhow::Result<Outcome> {
         checksum_path: file_name(&paths.checksum),
         build_log_path: build_log.as_ref().map(|p| file_name(p)),
         inventory: Some(inventory.clone()),
+        bmap: Some(bmap.clone()),
         verifier: serde_json::json!({ "status": "not_run" }),
         ..Metadata::default()
     };
@@ -464,11 +477,14 @@ pub fn run(gha: &Gha, input: &Input, plan: &Plan) -> anyhow::Result<Outcome> {
     drop(lock);
 
     if let Some((uid, gid)) = plan.chown {
-        let inventory_files: Vec<PathBuf> = if inventory.sbom.is_some() {
+        let mut inventory_files: Vec<PathBuf> = if inventory.sbom.is_some() {
             vec![paths.sbom.clone(), paths.lock.clone()]
         } else {
             Vec::new()
         };
+        if bmap.file.is_some() {
+            inventory_files.push(paths.bmap.clone());
+        }
         let targets = plan
             .outputs
             .iter()
@@ -504,6 +520,7 @@ pub fn run(gha: &Gha, input: &Input, plan: &Plan) -> anyhow::Result<Outcome> {
         raw_size: streamed.raw.size,
         sbom_path: inventory.sbom.is_some().then(|| paths.sbom.clone()),
         lock_path: inventory.lock.is_some().then(|| paths.lock.clone()),
+        bmap_path: bmap.file.is_some().then(|| paths.bmap.clone()),
         inventory,
         seconds,
     })
@@ -744,6 +761,7 @@ mod tests {
             threads: 0,
             move_source: false,
             no_sbom: false,
+            no_bmap: false,
             chown: None,
             pi_gen_dir: None,
             build_log: None,

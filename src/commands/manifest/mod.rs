@@ -322,19 +322,19 @@ fn read_image_metadata(paths: &ArtifactPaths) -> anyhow::Result<(Metadata, Diges
     }
 }
 
-/// The SBOM and package lock collect-artifacts recorded, each checked against the file
+/// The SBOM, package lock and bmap collect-artifacts recorded, each checked against the file
 /// beside the image: one changed or missing since is an error, not a silent new digest.
 fn inventory_files(
     paths: &ArtifactPaths,
     metadata: &Metadata,
 ) -> anyhow::Result<Vec<(ArtifactKind, PathBuf, Digest)>> {
-    let Some(inv) = &metadata.inventory else {
-        return Ok(Vec::new());
-    };
+    let inv = metadata.inventory.clone().unwrap_or_default();
+    let bmap = metadata.bmap.as_ref().and_then(|b| b.file.clone());
     let mut out = Vec::new();
     for (kind, recorded, path) in [
         (ArtifactKind::Sbom, &inv.sbom, &paths.sbom),
         (ArtifactKind::PackagesLock, &inv.lock, &paths.lock),
+        (ArtifactKind::Bmap, &bmap, &paths.bmap),
     ] {
         let Some(recorded) = recorded else { continue };
         if recorded.path != file_name(path) {
@@ -350,7 +350,7 @@ fn inventory_files(
                 path.display()
             );
         }
-        let (file, _) = crate::input::open("the image's SBOM and lock", path, None)?;
+        let (file, _) = crate::input::open("the SBOM, lock or bmap", path, None)?;
         let mut hashed = Hashing::new(file);
         std::io::copy(&mut hashed, &mut std::io::sink())
             .with_context(|| format!("cannot read `{}`", path.display()))?;

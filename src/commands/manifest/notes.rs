@@ -120,6 +120,18 @@ pub fn render(m: &Manifest, extra: &Extra<'_>) -> String {
             img.name
         );
     }
+    if let Some(b) = m.artifacts.iter().find(|a| a.kind == ArtifactKind::Bmap)
+        && let Some(img) = m.artifacts.iter().find(|a| a.kind == ArtifactKind::Image)
+    {
+        let q = crate::shell::quote;
+        let _ = writeln!(
+            o,
+            "\nFlash faster with bmaptool, which writes only the blocks the file systems use and checks \
+             each: `bmaptool copy --bmap {} {} /dev/sdX`.",
+            q(&b.name),
+            q(&img.name)
+        );
+    }
     let _ = writeln!(
         o,
         "\nThe attached manifest (`{}.manifest.json`) holds the full provenance record.",
@@ -324,6 +336,7 @@ fn verify_section(o: &mut String, m: &Manifest) {
                     | ArtifactKind::Sbom
                     | ArtifactKind::PackagesLock
                     | ArtifactKind::Provenance
+                    | ArtifactKind::Bmap
                     | ArtifactKind::Sha256sums
             )
         })
@@ -333,7 +346,7 @@ fn verify_section(o: &mut String, m: &Manifest) {
         let _ = write!(
             o,
             "\n`SHA256SUMS` lists every artifact (`sha256sum -c --ignore-missing SHA256SUMS` checks those \
-             you downloaded). It, the checksum, the SBOM, the package lock and the provenance statement \
+             you downloaded). It, the checksum, the SBOM, the package lock, the bmap and the provenance statement \
              have bundles of their own; `verify --manifest` checks every artifact's digest against the \
              signed manifest:\n\n\
              ```sh\nfor f in {}; do\n  pi-image verify \"$f\" --bundle \"$f.sigstore.json\" --repository {repo}\n\

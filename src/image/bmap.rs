@@ -1,0 +1,430 @@
+//! `IMG_NAME.img.bmap`: bmaptool's block map (format 2.0), so `bmaptool copy` writes
+//! only the blocks that matter.
+//!
+//! bmaptool leaves unmapped blocks unwritten on the card, so a block may be left out
+//! only when it is provably unused: every byte of it lies in space a file system's own
+//! allocation data marks free (FAT tables, ext2/3/4 block bitmaps). Content never
+//! decides ("all zeros" is not proof: a zeroed journal or file block must be written).
+//! Everything else is mapped: the partition table, gaps between partitions, partitions
+//! of any other type, and any file system this reader cannot account for exactly.
+
+use std::io::{self, Read};
+
+use anyhow::{Context as _, bail};
+use sha2::{Digest as _, Sha256};
+
+use super::ReadAt;
+use super::mbr::{self, Partition};
+use crate::atomic::check_interrupted;
+
+/// bmaptool's block size, and the one every flashing tool expects.
+pub const BLOCK: u64 = 4096;
+
+/// Which 4 KiB blocks of the image must be written, and how that was decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Map {
+    pub image_size: u64,
+    /// Inclusive `(first, last)` block numbers, ascending, not adjacent.
+    pub ranges: Vec<(u64, u64)>,
+    /// One line per partition: what its free space was read from.
+    pub how: Vec<String>,
+}
+
+impl Map {
+    pub fn blocks_count(&self) -> u64 {
+        self.image_size.div_ceil(BLOCK)
+    }
+
+    pub fn mapped_blocks(&self) -> u64 {
+        self.ranges.iter().map(|(a, b)| b - a + 1).sum()
+    }
+}
+
+/// Reads the partition table and each file system's allocation data.
+pub fn analyse(image: &mut dyn ReadAt) -> anyhow::Result<Map> {
+    let size = image.size();
+    let blocks = size.div_ceil(BLOCK);
+    let mut sector = [0u8; 512];
+    image
+        .read_exact_at(0, &mut sector)
+        .context("cannot read the partition table")?;
+    let parts = mbr::parse_mbr(&sector, size)?;
+    // Byte ranges a file system marks free, from every partition it could read.
+    let mut free: Vec<(u64, u64)> = Vec::new();
+    let mut how = Vec::new();
+    for p in &parts {
+        let result = if p.is_fat() {
+            fat_free(image, p).map(|f| ("FAT", f))
+        } else if p.is_linux() {
+            ext_free(image, p).map(|f| ("ext4 block bitmaps", f))
+        } else {
+            Err(anyhow::anyhow!("type {:#04x} is not read", p.kind))
+        };
+        match result {
+            Ok((what, ranges)) => {
+                let bytes: u64 = ranges.iter().map(|(a, b)| b - a).sum();
+                how.push(format!(
+                    "partition {}: {what} ({} MiB free)",
+                    p.number,
+                    bytes >> 20
+                ));
+                free.extend(ranges);
+            }
+            Err(e) => how.push(format!("partition {}: all mapped ({e:#})", p.number)),
+        }
+    }
+    free.sort_unstable();
+    // A block is left out only if it lies wholly inside one free byte range.
+    let mut unmapped = vec![false; usize::try_from(blocks).unwrap_or(0)];
+    for (start, end) in merge(free) {
+        let first = start.div_ceil(BLOCK);
+        let last = end / BLOCK; // exclusive
+        for b in first..last.min(blocks) {
+            unmapped[usize::try_from(b).unwrap_or(usize::MAX)] = true;
+        }
+    }
+    let mut ranges: Vec<(u64, u64)> = Vec::new();
+    for (b, &gone) in unmapped.iter().enumerate() {
+        if gone {
+            continue;
+        }
+        let b = b as u64;
+        match ranges.last_mut() {
+            Some((_, last)) if *last + 1 == b => *last = b,
+            _ => ranges.push((b, b)),
+        }
+    }
+    Ok(Map {
+        image_size: size,
+        ranges,
+        how,
+    })
+}
+
+fn merge(sorted: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for (a, b) in sorted {
+        match out.last_mut() {
+            Some((_, end)) if a <= *end => *end = (*end).max(b),
+            _ => out.push((a, b)),
+        }
+    }
+    out
+}
+
+fn le16(b: &[u8], at: usize) -> u64 {
+    u64::from(u16::from_le_bytes([b[at], b[at + 1]]))
+}
+
+fn le32(b: &[u8], at: usize) -> u64 {
+    u64::from(u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]))
+}
+
+/// Free clusters of a FAT16 or FAT32 file system, as byte ranges of the image. A
+/// cluster is free only when every copy of the FAT says so.
+fn fat_free(image: &mut dyn ReadAt, p: &Partition) -> anyhow::Result<Vec<(u64, u64)>> {
+    let mut bs = [0u8; 512];
+    image.read_exact_at(p.start, &mut bs)?;
+    if bs[510..512] != [0x55, 0xaa] {
+        bail!("no FAT boot sector");
+    }
+    let sector = le16(&bs, 11);
+    let per_cluster = u64::from(bs[13]);
+    let reserved = le16(&bs, 14);
+    let fats = u64::from(bs[16]);
+    let root_entries = le16(&bs, 17);
+    let total = match le16(&bs, 19) {
+        0 => le32(&bs, 32),
+        n => n,
+    };
+    let fat_sectors = match le16(&bs, 22) {
+        0 => le32(&bs, 36),
+        n => n,
+    };
+    if !matches!(sector, 512 | 1024 | 2048 | 4096)
+        || !per_cluster.is_power_of_two()
+        || reserved == 0
+        || !(1..=4).contains(&fats)
+        || fat_sectors == 0
+    {
+        bail!("the FAT boot sector is not one this reader knows");
+    }
+    let root_sectors = (root_entries * 32).div_ceil(sector);
+    let data_start = reserved + fats * fat_sectors + root_sectors;
+    if total <= data_start || total * sector > p.size {
+        bail!("the FAT geometry does not fit its partition");
+    }
+    let clusters = (total - data_start) / per_cluster;
+    let entry = match clusters {
+        0..4085 => bail!("FAT12 is not read"),
+        4085..65525 => 2u64,
+        _ => 4,
+    };
+    if (clusters + 2) * entry > fat_sectors * sector {
+        bail!("the FAT is smaller than its cluster count");
+    }
+    let fat_len = usize::try_from((clusters + 2) * entry)?;
+    let mut used = vec![false; usize::try_from(clusters + 2)?];
+    let mut table = vec![0u8; fat_len];
+    for i in 0..fats {
+        image.read_exact_at(p.start + (reserved + i * fat_sectors) * sector, &mut table)?;
+        for (c, u) in used.iter_mut().enumerate().skip(2) {
+            let v = if entry == 2 {
+                le16(&table, c * 2)
+            } else {
+                le32(&table, c * 4) & 0x0fff_ffff
+            };
+            *u |= v != 0;
+        }
+    }
+    let cluster_bytes = per_cluster * sector;
+    let data = p.start + data_start * sector;
+    Ok(runs(
+        &used[2..],
+        |c| data + c * cluster_bytes,
+        cluster_bytes,
+    ))
+}
+
+/// Byte ranges of the runs of `false` in `used`, unit `i` at `at(i)`, each `unit` long.
+fn runs(used: &[bool], at: impl Fn(u64) -> u64, unit: u64) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let mut start = None;
+    for (i, &u) in used.iter().chain([&true]).enumerate() {
+        let i = i as u64;
+        match (u, start) {
+            (false, None) => start = Some(i),
+            (true, Some(s)) => {
+                out.push((at(s), at(s) + (i - s) * unit));
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+const INCOMPAT_META_BG: u64 = 0x10;
+const INCOMPAT_64BIT: u64 = 0x80;
+const RO_COMPAT_SPARSE_SUPER: u64 = 0x1;
+const RO_COMPAT_GDT_CSUM: u64 = 0x10;
+const RO_COMPAT_METADATA_CSUM: u64 = 0x400;
+const BG_BLOCK_UNINIT: u64 = 0x2;
+
+/// Free blocks of an ext2/3/4 file system per its block bitmaps, as byte ranges.
+fn ext_free(image: &mut dyn ReadAt, p: &Partition) -> anyhow::Result<Vec<(u64, u64)>> {
+    let mut sb = [0u8; 1024];
+    image.read_exact_at(p.start + 1024, &mut sb)?;
+    if sb[56..58] != [0x53, 0xef] {
+        bail!("no ext2/3/4 superblock");
+    }
+    let incompat = le32(&sb, 0x60);
+    let ro = le32(&sb, 0x64);
+    if incompat & INCOMPAT_META_BG != 0 {
+        bail!("meta_bg group descriptors are not read");
+    }
+    let log = le32(&sb, 0x18);
+    if log > 6 {
+        bail!("block size 2^{} is not valid", log + 10);
+    }
+    let bs = 1024u64 << log;
+    let is64 = incompat & INCOMPAT_64BIT != 0;
+    let count = le32(&sb, 0x04) | if is64 { le32(&sb, 0x150) << 32 } else { 0 };
+    let first_data = le32(&sb, 0x14);
+    let per_group = le32(&sb, 0x20);
+    let inodes_per_group = le32(&sb, 0x28);
+    let inode_size = if le32(&sb, 0x4c) == 0 {
+        128
+    } else {
+        le16(&sb, 0x58)
+    };
+    let reserved_gdt = le16(&sb, 0xce);
+    let desc = if is64 { le16(&sb, 0xfe) } else { 32 };
+    if per_group == 0 || per_group > bs * 8 || count == 0 || count * bs > p.size || desc < 32 {
+        bail!("the ext4 geometry does not fit its partition");
+    }
+    let groups = (count - first_data).div_ceil(per_group);
+    let uninit_valid = ro & (RO_COMPAT_GDT_CSUM | RO_COMPAT_METADATA_CSUM) != 0;
+    let gdt_blocks = (groups * desc).div_ceil(bs);
+    let mut gdt = vec![0u8; usize::try_from(gdt_blocks * bs)?];
+    image.read_exact_at(p.start + (first_data + 1) * bs, &mut gdt)?;
+    let has_backup = |g: u64| {
+        if ro & RO_COMPAT_SPARSE_SUPER == 0 || g <= 1 {
+            return true;
+        }
+        [3u64, 5, 7].iter().any(|&base| {
+            let mut n = base;
+            while n < g {
+                n *= base;
+            }
+            n == g
+        })
+    };
+    let mut used = vec![false; usize::try_from(count)?];
+    // Blocks before the first group (the boot block with 1 KiB blocks) are in use.
+    for u in used.iter_mut().take(usize::try_from(first_data)?) {
+        *u = true;
+    }
+    let mut bitmap = vec![0u8; usize::try_from(bs)?];
+    for g in 0..groups {
+        check_interrupted()?;
+        let d = &gdt[usize::try_from(g * desc)?..][..usize::try_from(desc)?];
+        let hi = |at: usize| {
+            if is64 && desc >= 64 {
+                le32(d, at) << 32
+            } else {
+                0
+            }
+        };
+        let block_bitmap = le32(d, 0x00) | hi(0x20);
+        let inode_bitmap = le32(d, 0x04) | hi(0x24);
+        let inode_table = le32(d, 0x08) | hi(0x28);
+        let flags = le16(d, 0x12);
+        let start = first_data + g * per_group;
+        let len = per_group.min(count - start);
+        if uninit_valid && flags & BG_BLOCK_UNINIT != 0 {
+            // No bitmap on disk: in use are exactly what the kernel's
+            // ext4_init_block_bitmap marks: this group's superblock and descriptor
+            // backups, and its own bitmaps and inode table when they lie in it.
+            let mut mark = |from: u64, n: u64| {
+                for b in from..(from + n).min(count) {
+                    if b >= start && b < start + len {
+                        used[usize::try_from(b).unwrap_or(usize::MAX)] = true;
+                    }
+                }
+            };
+            if has_backup(g) {
+                mark(start, 1 + gdt_blocks + reserved_gdt);
+            }
+            let table_blocks = (inodes_per_group * inode_size).div_ceil(bs);
+            mark(block_bitmap, 1);
+            mark(inode_bitmap, 1);
+            mark(inode_table, table_blocks);
+            continue;
+        }
+        if block_bitmap >= count {
+            bail!("group {g}'s block bitmap lies outside the file system");
+        }
+        image.read_exact_at(p.start + block_bitmap * bs, &mut bitmap)?;
+        for i in 0..len {
+            let bit = (bitmap[usize::try_from(i / 8)?] >> (i % 8)) & 1;
+            used[usize::try_from(start + i)?] = bit == 1;
+        }
+    }
+    Ok(runs(&used, |b| p.start + b * bs, bs))
+}
+
+/// The SHA-256 of each range, from the image's bytes read once in order.
+pub fn checksums(mut image: impl Read, map: &Map) -> anyhow::Result<Vec<String>> {
+    let mut sums = Vec::with_capacity(map.ranges.len());
+    let mut buf = vec![0u8; 1 << 20];
+    let mut pos = 0u64;
+    let skip = |image: &mut dyn Read, n: u64| -> io::Result<()> {
+        let copied = io::copy(&mut image.take(n), &mut io::sink())?;
+        if copied < n {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        Ok(())
+    };
+    for &(first, last) in &map.ranges {
+        let start = first * BLOCK;
+        let end = ((last + 1) * BLOCK).min(map.image_size);
+        skip(&mut image, start - pos).context("the image ended early")?;
+        let mut h = Sha256::new();
+        let mut left = end - start;
+        while left > 0 {
+            check_interrupted()?;
+            let n = usize::try_from(left.min(buf.len() as u64))?;
+            image
+                .read_exact(&mut buf[..n])
+                .context("the image ended early")?;
+            h.update(&buf[..n]);
+            left -= n as u64;
+        }
+        sums.push(crate::checksum::hex(&h.finalize()));
+        pos = end;
+    }
+    Ok(sums)
+}
+
+/// The bmap file, with `BmapFileChecksum` computed as bmaptool does: the SHA-256 of
+/// the file with that field's value set to 64 zeros.
+pub fn render(map: &Map, sums: &[String], how: &str) -> String {
+    let mut s = String::from("<?xml version=\"1.0\" ?>\n");
+    s.push_str(&format!(
+        "<!-- Block map of the image for bmaptool (https://github.com/yoctoproject/bmaptool):\n     \
+         only the mapped blocks need to be written. Written by pi-image-{}; free space read from\n     \
+         {}. -->\n",
+        env!("CARGO_PKG_VERSION"),
+        how.replace("--", "- -")
+    ));
+    let mapped = map.mapped_blocks();
+    let pct = if map.blocks_count() == 0 {
+        0.0
+    } else {
+        mapped as f64 * 100.0 / map.blocks_count() as f64
+    };
+    s.push_str("<bmap version=\"2.0\">\n");
+    s.push_str(&format!(
+        "    <ImageSize> {} </ImageSize>\n",
+        map.image_size
+    ));
+    s.push_str(&format!("    <BlockSize> {BLOCK} </BlockSize>\n"));
+    s.push_str(&format!(
+        "    <BlocksCount> {} </BlocksCount>\n",
+        map.blocks_count()
+    ));
+    s.push_str(&format!(
+        "    <!-- {pct:.1}% of the image is mapped -->\n    <MappedBlocksCount> {mapped} </MappedBlocksCount>\n"
+    ));
+    s.push_str("    <ChecksumType> sha256 </ChecksumType>\n");
+    let zeros = "0".repeat(64);
+    s.push_str(&format!(
+        "    <BmapFileChecksum> {zeros} </BmapFileChecksum>\n"
+    ));
+    s.push_str("    <BlockMap>\n");
+    for (&(a, b), sum) in map.ranges.iter().zip(sums) {
+        if a == b {
+            s.push_str(&format!("        <Range chksum=\"{sum}\"> {a} </Range>\n"));
+        } else {
+            s.push_str(&format!(
+                "        <Range chksum=\"{sum}\"> {a}-{b} </Range>\n"
+            ));
+        }
+    }
+    s.push_str("    </BlockMap>\n</bmap>\n");
+    let digest = crate::checksum::of_bytes(s.as_bytes()).sha256;
+    s.replacen(&zeros, &digest, 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_byte_ranges_unmap_only_whole_blocks() {
+        let used = [true, false, false, true, false];
+        assert_eq!(runs(&used, |i| 100 + i * 10, 10), [(110, 130), (140, 150)]);
+        assert_eq!(merge(vec![(0, 10), (5, 20), (30, 40)]), [(0, 20), (30, 40)]);
+    }
+
+    #[test]
+    fn the_file_checksum_is_over_the_file_with_zeros_in_its_place() {
+        let map = Map {
+            image_size: 3 * BLOCK + 100,
+            ranges: vec![(0, 1), (3, 3)],
+            how: vec![],
+        };
+        let text = render(&map, &["a".repeat(64), "b".repeat(64)], "test");
+        let line = text
+            .lines()
+            .find(|l| l.contains("BmapFileChecksum"))
+            .unwrap();
+        let sum = line.split_whitespace().nth(1).unwrap();
+        let zeroed = text.replacen(sum, &"0".repeat(64), 1);
+        assert_eq!(crate::checksum::of_bytes(zeroed.as_bytes()).sha256, sum);
+        assert!(text.contains("<BlocksCount> 4 </BlocksCount>"));
+        assert!(text.contains("<MappedBlocksCount> 3 </MappedBlocksCount>"));
+        assert!(text.contains("> 0-1 </Range>") && text.contains("> 3 </Range>"));
+    }
+}
