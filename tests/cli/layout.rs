@@ -91,6 +91,7 @@ const PURE_FUNCTIONS: &[&str] = &[
     "crate::gha::escape::",
     "crate::checksum::hex",
     "crate::checksum::of_bytes",
+    "crate::checksum::checksum_line",
     "crate::sigstore::bundle_path_for",
     "crate::model::rfc3339",
     "crate::model::lossy_",
