@@ -180,6 +180,8 @@ pub struct ArtifactPaths {
     pub lock: PathBuf,
     /// The block map for bmaptool.
     pub bmap: PathBuf,
+    /// The Raspberry Pi Imager repository with this image.
+    pub rpi_imager: PathBuf,
     pub manifest: PathBuf,
     pub intoto: PathBuf,
     /// `sha256sum -c` over every artifact the manifest lists (but itself).
@@ -200,6 +202,7 @@ impl ArtifactPaths {
             sbom: dir.join(format!("{img_name}.spdx.json")),
             lock: dir.join(format!("{img_name}.packages.lock")),
             bmap: dir.join(format!("{img_name}.img.bmap")),
+            rpi_imager: dir.join(format!("{img_name}.rpi-imager.json")),
             manifest: dir.join(format!("{image_name}.manifest.json")),
             intoto: dir.join(format!("{img_name}.intoto.json")),
             sha256sums: dir.join("SHA256SUMS"),

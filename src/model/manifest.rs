@@ -78,6 +78,8 @@ pub enum ArtifactKind {
     Bmap,
     /// `SHA256SUMS`: every other artifact's digest, in `sha256sum -c` format.
     Sha256sums,
+    /// `IMG_NAME.rpi-imager.json`: a Raspberry Pi Imager repository with this image.
+    RpiImager,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -150,6 +150,7 @@ fn manifest_metadata_provenance_and_notes() {
             "sugarkube.packages.lock",
             "sugarkube.img.bmap",
             "sugarkube.build.log",
+            "sugarkube.rpi-imager.json",
             "sugarkube.intoto.json",
             "SHA256SUMS"
         ]
@@ -183,8 +184,8 @@ fn manifest_metadata_provenance_and_notes() {
     let subjects = statement["subject"].as_array().unwrap();
     assert_eq!(
         subjects.len(),
-        7,
-        "the image, checksum, metadata, SBOM, lock, bmap and log"
+        8,
+        "the image, checksum, metadata, SBOM, lock, bmap, log and Imager repository"
     );
     assert_eq!(
         subjects[0]["digest"]["sha256"],
@@ -206,7 +207,7 @@ fn manifest_metadata_provenance_and_notes() {
         "pi-image verify sugarkube.img.xz --bundle sugarkube.img.xz.sigstore.json --repository sugarkube/demo",
         "Not run: this image was not booted",
         "## Software\n\n3 packages are installed (debian 12 bookworm). `sugarkube.spdx.json` lists each",
-        "for f in sugarkube.img.xz.sha256 sugarkube.spdx.json sugarkube.packages.lock sugarkube.img.bmap sugarkube.intoto.json SHA256SUMS; do",
+        "for f in sugarkube.img.xz.sha256 sugarkube.spdx.json sugarkube.packages.lock sugarkube.img.bmap sugarkube.rpi-imager.json sugarkube.intoto.json SHA256SUMS; do",
         "bmaptool copy --bmap sugarkube.img.bmap sugarkube.img.xz /dev/sdX",
         "sha256sum -c --ignore-missing SHA256SUMS",
     ] {
@@ -407,4 +408,153 @@ fn changed_since_the_previous_release_and_inventory_checks() {
     let (code, _, err) = run(manifest_cmd(&ws));
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("is missing"), "{err}");
+}
+
+/// Checks `file` against Raspberry Pi Imager's own OS-list schema (vendored, see its
+/// SOURCE.md).
+fn validate_imager(file: &Path) {
+    let schema = repo_root().join("tests/fixtures/third-party/rpi-imager/os-list-schema.json");
+    let out = Command::new(check_jsonschema())
+        .args([
+            "--schemafile",
+            schema.to_str().unwrap(),
+            file.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+#[ignore = "tier venv: needs check-jsonschema, actionlint or act from .venv (scripts/test.sh installs them)"]
+fn the_imager_repository_names_the_released_files_and_imagers_schema_accepts_it() {
+    let ws = collected();
+    let out = ws.out();
+    let (code, _, err) = run(manifest_cmd(&ws));
+    assert_eq!(code, 0, "{err}");
+    let path = out.join("sugarkube.rpi-imager.json");
+    validate_imager(&path);
+    let repo = json(&path);
+    let manifest = json(&out.join("sugarkube.img.xz.manifest.json"));
+    let tag = manifest["release"]["tag"].as_str().unwrap().to_owned();
+    assert!(tag.contains('+'), "{tag}");
+    let base = format!(
+        "https://github.com/sugarkube/demo/releases/download/{}",
+        tag.replace('+', "%2B")
+    );
+    let entry = &repo["os_list"][0];
+    assert_eq!(repo["os_list"].as_array().unwrap().len(), 1);
+    assert_eq!(entry["url"], format!("{base}/sugarkube.img.xz"));
+    assert_eq!(entry["bmap_url"], format!("{base}/sugarkube.img.bmap"));
+    // Imager checks the card against extract_sha256: the raw image's digest, taken here
+    // by xz and sha256sum, not by the code under test.
+    let image = out.join("sugarkube.img.xz");
+    let raw = Command::new("bash")
+        .args(["-c", "xz -dc \"$1\" | tee >(wc -c >&2) | sha256sum", "bash"])
+        .arg(&image)
+        .output()
+        .unwrap();
+    let raw_sha = String::from_utf8_lossy(&raw.stdout)[..64].to_owned();
+    let raw_size: u64 = String::from_utf8_lossy(&raw.stderr).trim().parse().unwrap();
+    assert_eq!(entry["extract_sha256"], raw_sha);
+    assert_eq!(entry["extract_size"], raw_size);
+    assert_eq!(entry["image_download_sha256"], sha256_of(&image));
+    assert_eq!(
+        entry["image_download_size"],
+        fs::metadata(&image).unwrap().len()
+    );
+    assert_eq!(entry["release_date"], "2026-11-26");
+    assert_eq!(entry["architecture"], "armv8");
+    // The test image has neither cloud-init nor raspberrypi-sys-mods: no customisation.
+    assert_eq!(entry["init_format"], "none");
+    assert!(err.contains("auto: neither cloud-init"), "{err}");
+    // The boards an arm64 image runs on, each defined in the file with the tag the entry names.
+    assert_eq!(entry["devices"], serde_json::json!(["pi5", "pi4", "pi3"]));
+    let tags: Vec<_> = repo["imager"]["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["tags"][0].clone())
+        .collect();
+    assert_eq!(serde_json::Value::from(tags), entry["devices"]);
+    // Listed, digested and covered by SHA256SUMS.
+    let listed = manifest["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "rpi-imager")
+        .expect("the manifest lists the Imager repository");
+    assert_eq!(listed["sha256"], sha256_of(&path));
+    let sums = fs::read_to_string(out.join("SHA256SUMS")).unwrap();
+    assert!(sums.contains(&format!(
+        "{}  sugarkube.rpi-imager.json\n",
+        sha256_of(&path)
+    )));
+    let notes = fs::read_to_string(out.join("RELEASE_NOTES.md")).unwrap();
+    assert!(
+        notes.contains(&format!(
+            "rpi-imager --repo {base}/sugarkube.rpi-imager.json"
+        )),
+        "{notes}"
+    );
+
+    // The user's choices.
+    let (code, _, err) = run(manifest_cmd(&ws).args([
+        "--imager-init-format",
+        "cloudinit-rpi",
+        "--imager-devices",
+        "pi4,pi5,pi4",
+        "--imager-name",
+        "Sugarkube \"edge\"",
+        "--imager-icon",
+        "https://example.org/icon.png",
+    ]));
+    assert_eq!(code, 0, "{err}");
+    validate_imager(&path);
+    let entry = json(&path)["os_list"][0].clone();
+    assert_eq!(entry["init_format"], "cloudinit-rpi");
+    assert_eq!(entry["devices"], serde_json::json!(["pi5", "pi4"]));
+    assert_eq!(entry["name"], "Sugarkube \"edge\"");
+    assert_eq!(entry["icon"], "https://example.org/icon.png");
+
+    // Bad choices: exit 2, naming the flag, and the earlier file is kept.
+    let before = fs::read(&path).unwrap();
+    for (args, needle) in [
+        (&["--imager-devices", "pi2"][..], "--imager-devices"),
+        (&["--imager-devices", "pi9"][..], "--imager-devices"),
+        (&["--imager-name", "two\nlines"][..], "--imager-name"),
+        (
+            &["--imager-icon", "http://example.org/i.png"][..],
+            "--imager-icon",
+        ),
+        (
+            &["--imager-icon", "icons/../../etc/passwd"][..],
+            "--imager-icon",
+        ),
+    ] {
+        let (code, _, err) = run(manifest_cmd(&ws).args(args));
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert_eq!(fs::read(&path).unwrap(), before, "{args:?}");
+    }
+
+    // Without the repository its URLs cannot be known: no file (the earlier one goes, so
+    // nothing signs or uploads it), not listed.
+    let (code, _, err) = run(manifest_cmd(&ws).env_remove("GITHUB_REPOSITORY"));
+    assert_eq!(code, 0, "{err}");
+    assert!(!path.exists(), "{err}");
+    let manifest = json(&out.join("sugarkube.img.xz.manifest.json"));
+    assert!(
+        !manifest["artifacts"].to_string().contains("rpi-imager"),
+        "{manifest}"
+    );
+    assert!(err.contains("no sugarkube.rpi-imager.json"), "{err}");
+    let (code, _, err) = run(manifest_cmd(&ws).arg("--no-imager"));
+    assert_eq!(code, 0, "{err}");
+    assert!(!path.exists());
 }

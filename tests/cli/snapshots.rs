@@ -164,6 +164,7 @@ fn the_printed_manifest_plan_is_what_manifest_writes() {
         names,
         [
             "sugarkube.img.xz.metadata.json",
+            "sugarkube.rpi-imager.json",
             "sugarkube.intoto.json",
             "SHA256SUMS",
             "sugarkube.img.xz.manifest.json",

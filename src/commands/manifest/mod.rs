@@ -2,6 +2,7 @@
 //! release notes, from what `collect-artifacts` left in `OUTPUT_DIR`.
 
 pub mod evidence;
+pub mod imager;
 pub mod notes;
 pub mod provenance;
 
@@ -96,6 +97,68 @@ pub struct Args {
     /// Directory of the calling repository, for its commit and ref when not given
     #[arg(long, default_value = ".")]
     pub repo_dir: PathBuf,
+    #[command(flatten)]
+    pub imager: ImagerArgs,
+}
+
+/// The Raspberry Pi Imager repository file, `IMG_NAME.rpi-imager.json`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ImagerArgs {
+    /// Write no IMG_NAME.rpi-imager.json (it needs --repository for its URLs)
+    #[arg(long)]
+    pub no_imager: bool,
+    /// The image's name in Raspberry Pi Imager's OS list [default: the release title]
+    #[arg(long)]
+    pub imager_name: Option<String>,
+    /// Its description there [default: name, 32- or 64-bit, and release tag]
+    #[arg(long)]
+    pub imager_description: Option<String>,
+    /// Its icon: one of Imager's own (icons/NAME.png) or an https:// URL
+    #[arg(long, default_value = "icons/cat_raspberry_pi_os.png")]
+    pub imager_icon: String,
+    /// How Imager customises the first boot (Imager's init_format); auto reads the image's
+    /// packages
+    #[arg(long, value_enum, default_value = "auto")]
+    pub imager_init_format: imager::InitFormat,
+    /// Boards Imager offers the image for, comma-separated [default: every board the image
+    /// runs on]
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub imager_devices: Vec<imager::Device>,
+}
+
+impl ImagerArgs {
+    fn options(self, title: &str) -> anyhow::Result<Option<imager::Options>> {
+        if self.no_imager {
+            return Ok(None);
+        }
+        let name = non_empty(self.imager_name).unwrap_or_else(|| title.to_owned());
+        validate::one_line("--imager-name", &name)?;
+        let description = non_empty(self.imager_description);
+        if let Some(d) = &description {
+            validate::one_line("--imager-description", d)?;
+        }
+        let icon = self.imager_icon;
+        validate::one_line("--imager-icon", &icon)?;
+        let bundled = icon
+            .strip_prefix("icons/")
+            .is_some_and(|f| validate::file_name("--imager-icon", f).is_ok());
+        if !bundled && !icon.starts_with("https://") {
+            return Err(usage(format!(
+                "--imager-icon `{}` is neither one of Imager's icons (icons/NAME.png) nor an https:// URL",
+                icon.escape_debug()
+            )));
+        }
+        let mut devices = self.imager_devices;
+        devices.sort();
+        devices.dedup();
+        Ok(Some(imager::Options {
+            name,
+            description,
+            icon,
+            init_format: self.imager_init_format,
+            devices,
+        }))
+    }
 }
 
 /// Validated input.
@@ -119,6 +182,8 @@ pub struct Input {
     pub build_log: Option<PathBuf>,
     pub previous_lock: Option<PathBuf>,
     pub previous_tag: Option<String>,
+    /// `None`: `--no-imager`.
+    pub imager: Option<imager::Options>,
 }
 
 /// `--option` typing: true/false (any case) → bool, then integer, float, string.
@@ -213,7 +278,9 @@ impl Input {
                 }
                 format!("{name} Pi Image")
             });
+        let imager = args.imager.options(&title)?;
         Ok(Self {
+            imager,
             notes_path: args.notes.unwrap_or_else(|| paths.notes.clone()),
             paths,
             channel: args.channel,
@@ -369,10 +436,26 @@ fn inventory_files(
     Ok(out)
 }
 
+/// This image's package lock, read back (collect-artifacts wrote it; its digest was just
+/// checked against the metadata).
+fn current_lock(
+    inventory: &[(ArtifactKind, PathBuf, Digest)],
+) -> anyhow::Result<Option<lock::Lock>> {
+    let Some((_, path, _)) = inventory
+        .iter()
+        .find(|(k, _, _)| *k == ArtifactKind::PackagesLock)
+    else {
+        return Ok(None);
+    };
+    let text = crate::input::read_text("the image's package lock", path, None)?;
+    let parsed = lock::parse(&text).with_context(|| format!("`{}` is damaged", path.display()))?;
+    Ok(Some(parsed))
+}
+
 /// `--previous-lock` against this image's lock: what changed since that release.
 fn previous_release(
     input: &Input,
-    inventory: &[(ArtifactKind, PathBuf, Digest)],
+    current: Option<&lock::Lock>,
 ) -> anyhow::Result<Option<plan::Previous>> {
     let Some(prev_path) = &input.previous_lock else {
         return Ok(None);
@@ -385,22 +468,16 @@ fn previous_release(
             prev_path.display()
         ))
     })?;
-    let Some((_, cur_path, _)) = inventory
-        .iter()
-        .find(|(k, _, _)| *k == ArtifactKind::PackagesLock)
-    else {
+    let Some(after) = current else {
         tracing::warn!(
             "--previous-lock is given but this image has no package lock (see collect-artifacts' warning): the notes have no \"Changed since\" section"
         );
         return Ok(None);
     };
-    let cur_text = crate::input::read_text("the image's package lock", cur_path, None)?;
-    let after =
-        lock::parse(&cur_text).with_context(|| format!("`{}` is damaged", cur_path.display()))?;
     Ok(Some(plan::Previous {
         tag: input.previous_tag.clone(),
         lock: crate::checksum::of_bytes(prev_text.as_bytes()),
-        changes: lock::diff(&before, &after),
+        changes: lock::diff(&before, after),
     }))
 }
 
@@ -518,13 +595,19 @@ pub fn gather(input: &Input) -> anyhow::Result<Facts> {
         _ => None,
     };
     let inventory = inventory_files(paths, &metadata)?;
-    let previous = previous_release(input, &inventory)?;
+    let lock = current_lock(&inventory)?;
+    let previous = previous_release(input, lock.as_ref())?;
     let mut bundles = BTreeMap::new();
     // The metadata and the in-toto statement are written anew: a bundle beside them
     // signs their previous text, so it is not recorded (`sign` makes new ones).
-    for p in [&paths.image, &paths.checksum, &paths.build_log]
-        .into_iter()
-        .chain(inventory.iter().map(|(_, p, _)| p))
+    for p in [
+        &paths.image,
+        &paths.checksum,
+        &paths.build_log,
+        &paths.rpi_imager,
+    ]
+    .into_iter()
+    .chain(inventory.iter().map(|(_, p, _)| p))
     {
         bundles.extend(bundle_of(p)?);
     }
@@ -536,6 +619,7 @@ pub fn gather(input: &Input) -> anyhow::Result<Facts> {
         build_log,
         build_log_digest,
         inventory,
+        lock,
         previous,
         bundles,
         smoke: input
@@ -622,6 +706,15 @@ impl StepReport for Outcome {
 /// Writes metadata, in-toto statement, SHA256SUMS, manifest and notes, each atomically, with the
 /// texts the plan holds (so each file hashes to the digest the next one records).
 pub fn run(input: &Input, plan: &Plan) -> anyhow::Result<Outcome> {
+    for stale in &plan.stale {
+        match std::fs::remove_file(stale) {
+            Ok(()) => tracing::info!("removed `{}` of an earlier run", stale.display()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot remove `{}`", stale.display()));
+            }
+        }
+    }
     for w in &plan.writes {
         if let Some(dir) = w.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)

@@ -132,6 +132,22 @@ pub fn render(m: &Manifest, extra: &Extra<'_>) -> String {
             q(&img.name)
         );
     }
+    if let Some(r) = m
+        .artifacts
+        .iter()
+        .find(|a| a.kind == ArtifactKind::RpiImager)
+        && let Some(repo) = &m.source.repository
+    {
+        let url = super::imager::asset_url(&m.source.server_url, repo, &m.release.tag, &r.name);
+        let _ = writeln!(
+            o,
+            "\nInstall it from Raspberry Pi Imager, with Imager's OS customisation: start \
+             `rpi-imager --repo {}`, or in Imager choose App Options, Content Repository, Edit, \
+             Use custom URL, and give that URL. `{}` lists this image and the boards it runs on.",
+            crate::shell::quote(&url),
+            md_cell(&r.name)
+        );
+    }
     let _ = writeln!(
         o,
         "\nThe attached manifest (`{}.manifest.json`) holds the full provenance record.",
@@ -337,6 +353,7 @@ fn verify_section(o: &mut String, m: &Manifest) {
                     | ArtifactKind::PackagesLock
                     | ArtifactKind::Provenance
                     | ArtifactKind::Bmap
+                    | ArtifactKind::RpiImager
                     | ArtifactKind::Sha256sums
             )
         })
@@ -346,8 +363,8 @@ fn verify_section(o: &mut String, m: &Manifest) {
         let _ = write!(
             o,
             "\n`SHA256SUMS` lists every artifact (`sha256sum -c --ignore-missing SHA256SUMS` checks those \
-             you downloaded). It, the checksum, the SBOM, the package lock, the bmap and the provenance statement \
-             have bundles of their own; `verify --manifest` checks every artifact's digest against the \
+             you downloaded). It, the checksum, the SBOM, the package lock, the bmap, the Imager repository and the \
+             provenance statement have bundles of their own; `verify --manifest` checks every artifact's digest against the \
              signed manifest:\n\n\
              ```sh\nfor f in {}; do\n  pi-image verify \"$f\" --bundle \"$f.sigstore.json\" --repository {repo}\n\
              done\npi-image verify --manifest {manifest} --repository {repo}\n```\n",

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::{Input, notes, provenance};
+use super::{Input, imager, notes, provenance};
 use crate::buildlog::StageTimings;
 use crate::checksum::Digest;
 use crate::config::file_name;
@@ -34,6 +34,8 @@ pub struct Facts {
     pub build_log_digest: Option<Digest>,
     /// The SBOM and package lock collect-artifacts wrote, checked against the metadata.
     pub inventory: Vec<(ArtifactKind, PathBuf, Digest)>,
+    /// This image's package lock, read back.
+    pub lock: Option<crate::sbom::lock::Lock>,
     /// The previous release, when `--previous-lock` names its lock.
     pub previous: Option<Previous>,
     /// The Sigstore bundles already beside the artifacts, by artifact name.
@@ -64,12 +66,15 @@ pub struct Write {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Plan {
     pub release: Release,
-    /// In order: metadata, in-toto statement, SHA256SUMS, manifest, notes. Each later file's text
+    /// In order: metadata, Imager repository, in-toto statement, SHA256SUMS, manifest, notes.
+    /// Each later file's text
     /// names the digests of the earlier ones.
     pub writes: Vec<Write>,
     /// What the manifest lists.
     pub artifacts: Vec<Artifact>,
     pub smoke_status: Option<String>,
+    /// Files of an earlier run this one does not write (so nothing signs or uploads them).
+    pub stale: Vec<PathBuf>,
     /// Said once the files are written.
     pub notices: Vec<String>,
 }
@@ -198,6 +203,35 @@ pub fn plan(input: &Input, facts: &Facts) -> anyhow::Result<Plan> {
         )),
         (None, _) => {}
     }
+    let mut writes = vec![Write {
+        path: paths.metadata.clone(),
+        text: meta_text,
+    }];
+    let mut stale = Vec::new();
+    match imager_repository(input, facts, &meta, &source, &release)? {
+        Ok(file) => {
+            notices.push(format!(
+                "{}: Raspberry Pi Imager init_format `{}` ({})",
+                file_name(&paths.rpi_imager),
+                file.init_format,
+                file.why
+            ));
+            artifacts.push(artifact(
+                &paths.rpi_imager,
+                ArtifactKind::RpiImager,
+                &crate::checksum::of_bytes(file.text.as_bytes()),
+                bundles,
+            ));
+            writes.push(Write {
+                path: paths.rpi_imager.clone(),
+                text: file.text,
+            });
+        }
+        Err(why) => {
+            notices.extend(why);
+            stale.push(paths.rpi_imager.clone());
+        }
+    }
     let statement = provenance::statement(&artifacts, &meta, &source);
     let intoto_text = to_canonical_json(&statement)?;
     artifacts.push(artifact(
@@ -246,34 +280,119 @@ pub fn plan(input: &Input, facts: &Facts) -> anyhow::Result<Plan> {
             changes: facts.previous.as_ref().map(|p| &p.changes),
         },
     );
+    writes.extend([
+        Write {
+            path: paths.intoto.clone(),
+            text: intoto_text,
+        },
+        Write {
+            path: paths.sha256sums.clone(),
+            text: sums_text,
+        },
+        Write {
+            path: paths.manifest.clone(),
+            text: manifest_text,
+        },
+        Write {
+            path: input.notes_path.clone(),
+            text: notes_text,
+        },
+    ]);
     Ok(Plan {
         release,
-        writes: vec![
-            Write {
-                path: paths.metadata.clone(),
-                text: meta_text,
-            },
-            Write {
-                path: paths.intoto.clone(),
-                text: intoto_text,
-            },
-            Write {
-                path: paths.sha256sums.clone(),
-                text: sums_text,
-            },
-            Write {
-                path: paths.manifest.clone(),
-                text: manifest_text,
-            },
-            Write {
-                path: input.notes_path.clone(),
-                text: notes_text,
-            },
-        ],
+        writes,
+        stale,
         artifacts,
         smoke_status: facts.smoke.as_ref().map(|s| s.status.clone()),
         notices,
     })
+}
+
+/// The Imager repository file, and the `init_format` it names with the reason.
+struct ImagerFile {
+    text: String,
+    init_format: &'static str,
+    why: String,
+}
+
+/// The Imager repository file, or why there is none (`None`: `--no-imager`).
+fn imager_repository(
+    input: &Input,
+    facts: &Facts,
+    meta: &Metadata,
+    source: &crate::model::manifest::Source,
+    release: &Release,
+) -> anyhow::Result<Result<ImagerFile, Option<String>>> {
+    let Some(opts) = &input.imager else {
+        return Ok(Err(None));
+    };
+    let Some(repository) = source.repository.as_deref() else {
+        return Ok(Err(Some(format!(
+            "no {}: its URLs are the release's, and the repository (--repository, GITHUB_REPOSITORY) is unknown",
+            file_name(&input.paths.rpi_imager)
+        ))));
+    };
+    let os_id = facts.lock.as_ref().and_then(|l| {
+        l.facts
+            .iter()
+            .find(|(k, _)| k == "os")
+            .and_then(|(_, v)| v.split(' ').next())
+    });
+    let supported = imager::supported(input.arm64, os_id);
+    if let Some(d) = opts.devices.iter().find(|d| !supported.contains(d)) {
+        return Err(usage(format!(
+            "--imager-devices names {d:?}, which cannot run this image ({}, {}): give some of {:?}",
+            if input.arm64 { "arm64" } else { "armhf" },
+            os_id.unwrap_or("unknown distribution"),
+            supported
+        )));
+    }
+    let (init_format, why) = match opts.init_format {
+        imager::InitFormat::Auto => {
+            let names = facts
+                .lock
+                .as_ref()
+                .map(|l| l.packages.as_slice())
+                .unwrap_or_default();
+            let (f, why) = imager::derive_init_format(names.iter().map(|(n, _, _)| n.as_str()));
+            (f, format!("auto: {why}"))
+        }
+        f => (f, "--imager-init-format".to_owned()),
+    };
+    let bmap_name = meta
+        .bmap
+        .as_ref()
+        .and_then(|b| b.file.as_ref())
+        .map(|f| f.path.as_str());
+    let value = imager::repository(
+        opts,
+        &imager::Image {
+            server_url: &source.server_url,
+            repository,
+            tag: &release.tag,
+            image_name: &file_name(&input.paths.image),
+            image_size: facts.image.size,
+            image_sha256: &facts.image.sha256,
+            raw_size: meta.image.raw_size_bytes,
+            raw_sha256: &meta.image.raw_sha256,
+            bmap_name,
+            release_date: meta
+                .build
+                .as_ref()
+                .map(|b| b.end.get(..10).unwrap_or_default().to_owned())
+                .unwrap_or_default(),
+            arm64: input.arm64,
+            os_id,
+            init_format,
+        },
+    );
+    let mut text = serde_json::to_string_pretty(&value)?;
+    text.push('\n');
+    Ok(Ok(ImagerFile {
+        text,
+        init_format: init_format.as_str(),
+        why,
+    }))
 }
 
 #[cfg(test)]

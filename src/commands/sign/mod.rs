@@ -91,10 +91,16 @@ impl Input {
             // The SBOM and lock exist when collect-artifacts could read the image, and
             // SHA256SUMS once manifest ran; the manifest then lists them, and
             // `verify --manifest` wants their bundles.
-            let inventory = [&paths.sbom, &paths.lock, &paths.bmap, &paths.sha256sums]
-                .into_iter()
-                .filter(|p| std::fs::symlink_metadata(p).is_ok())
-                .cloned();
+            let inventory = [
+                &paths.sbom,
+                &paths.lock,
+                &paths.bmap,
+                &paths.rpi_imager,
+                &paths.sha256sums,
+            ]
+            .into_iter()
+            .filter(|p| std::fs::symlink_metadata(p).is_ok())
+            .cloned();
             [paths.image.clone(), paths.checksum.clone()]
                 .into_iter()
                 .chain(inventory)
