@@ -120,7 +120,7 @@ pub fn plain_lines(text: &str) -> String {
 // Greedy up to the authority's last `@`, as URL parsers read it: a password holding a
 // raw `@` is still hidden whole.
 static CREDENTIALS: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-    regex::Regex::new(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/?#\s]+)@")
+    regex::Regex::new(r"(?i)([a-z][a-z0-9+.-]*://)([^/?#\s]+)@")
         .unwrap_or_else(|e| unreachable!("a literal pattern: {e}"))
 });
 

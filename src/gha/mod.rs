@@ -443,9 +443,36 @@ pub fn md_cell(s: &str) -> String {
     s.replace('|', "\\|").replace(['\n', '\r'], " ")
 }
 
+/// `s` as literal Markdown text on one line, in a table cell or not: every ASCII
+/// punctuation character backslash-escaped (`CommonMark` allows it for each), so text
+/// from an image (a reason quoting its files, an os-release name) makes no link, code
+/// span, emphasis or HTML.
+pub fn md_text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\n' | '\r' => out.push(' '),
+            c if c.is_ascii_punctuation() => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn markdown_text_makes_no_markup() {
+        assert_eq!(
+            md_text("a`b` [x](http://e) <i>|\nz"),
+            "a\\`b\\` \\[x\\]\\(http\\:\\/\\/e\\) \\<i\\>\\| z"
+        );
+    }
 
     #[test]
     fn single_line_outputs_use_key_value() {

@@ -13,8 +13,8 @@ use std::io::{self, Read};
 use anyhow::{Context as _, bail};
 use sha2::{Digest as _, Sha256};
 
-use super::ReadAt;
 use super::mbr::{self, Partition};
+use super::{ReadAt, ext4};
 use crate::atomic::check_interrupted;
 
 /// bmaptool's block size, and the one every flashing tool expects.
@@ -112,13 +112,7 @@ fn merge(sorted: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
     out
 }
 
-fn le16(b: &[u8], at: usize) -> u64 {
-    u64::from(u16::from_le_bytes([b[at], b[at + 1]]))
-}
-
-fn le32(b: &[u8], at: usize) -> u64 {
-    u64::from(u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]))
-}
+use super::ext4::{le16, le32};
 
 /// Free clusters of a FAT16 or FAT32 file system, as byte ranges of the image. A
 /// cluster is free only when every copy of the FAT says so.
@@ -155,10 +149,18 @@ fn fat_free(image: &mut dyn ReadAt, p: &Partition) -> anyhow::Result<Vec<(u64, u
         bail!("the FAT geometry does not fit its partition");
     }
     let clusters = (total - data_start) / per_cluster;
-    let entry = match clusters {
-        0..4085 => bail!("FAT12 is not read"),
-        4085..65525 => 2u64,
-        _ => 4,
+    // Linux (and so the Pi) calls a FAT FAT32 when its 16-bit FAT size is zero, whatever
+    // its cluster count; the specification goes by the count. Read only what both agree
+    // on: a small FAT32 read as FAT16 would take half-entries for clusters.
+    let fat32 = le16(&bs, 22) == 0 && le32(&bs, 36) != 0;
+    let entry = match (clusters, fat32) {
+        (0..4085, false) => bail!("FAT12 is not read"),
+        (4085..65525, false) => 2u64,
+        (65525.., true) => 4,
+        _ => bail!(
+            "a FAT with {clusters} clusters and a {}-bit FAT size field: its type is ambiguous",
+            if fat32 { 32 } else { 16 }
+        ),
     };
     if (clusters + 2) * entry > fat_sectors * sector {
         bail!("the FAT is smaller than its cluster count");
@@ -204,48 +206,72 @@ fn runs(used: &[bool], at: impl Fn(u64) -> u64, unit: u64) -> Vec<(u64, u64)> {
     out
 }
 
-const INCOMPAT_META_BG: u64 = 0x10;
-const INCOMPAT_64BIT: u64 = 0x80;
+// The feature bits whose meaning for allocation this reader knows: each only changes
+// how files are stored, not which blocks the bitmaps describe. Any other bit (a journal
+// to replay, meta_bg, bigalloc's clusters, sparse_super2's backups, snapshots, shared
+// blocks, one unknown) keeps the partition all mapped.
+const COMPAT_KNOWN: u64 =
+    0x1 | 0x2 | 0x4 | 0x8 | 0x10 | 0x20 | 0x40 | 0x100 | 0x400 | 0x800 | 0x1000;
+const INCOMPAT_KNOWN: u64 = 0x2
+    | 0x40
+    | 0x80
+    | 0x100
+    | 0x200
+    | 0x400
+    | 0x1000
+    | 0x2000
+    | 0x4000
+    | 0x8000
+    | 0x10000
+    | 0x20000;
+const RO_COMPAT_KNOWN: u64 =
+    0x1 | 0x2 | 0x4 | 0x8 | 0x10 | 0x20 | 0x40 | 0x100 | 0x400 | 0x1000 | 0x2000 | 0x8000 | 0x10000;
 const RO_COMPAT_SPARSE_SUPER: u64 = 0x1;
 const RO_COMPAT_GDT_CSUM: u64 = 0x10;
 const RO_COMPAT_METADATA_CSUM: u64 = 0x400;
 const BG_BLOCK_UNINIT: u64 = 0x2;
+const STATE_CLEAN: u64 = 0x1;
+const STATE_ERRORS: u64 = 0x2;
 
 /// Free blocks of an ext2/3/4 file system per its block bitmaps, as byte ranges.
 fn ext_free(image: &mut dyn ReadAt, p: &Partition) -> anyhow::Result<Vec<(u64, u64)>> {
-    let mut sb = [0u8; 1024];
-    image.read_exact_at(p.start + 1024, &mut sb)?;
-    if sb[56..58] != [0x53, 0xef] {
-        bail!("no ext2/3/4 superblock");
-    }
-    let incompat = le32(&sb, 0x60);
-    let ro = le32(&sb, 0x64);
-    if incompat & INCOMPAT_META_BG != 0 {
+    let geo = ext4::geometry(image, p)?;
+    if ext4::meta_bg(&geo) {
         bail!("meta_bg group descriptors are not read");
     }
-    let log = le32(&sb, 0x18);
-    if log > 6 {
-        bail!("block size 2^{} is not valid", log + 10);
+    for (what, bits, known) in [
+        ("compat", geo.compat, COMPAT_KNOWN),
+        ("incompat", geo.incompat, INCOMPAT_KNOWN),
+        ("ro_compat", geo.ro_compat, RO_COMPAT_KNOWN),
+    ] {
+        if bits & !known != 0 {
+            bail!(
+                "{what} features {:#x} are not ones whose allocation this reader knows (a journal to replay, bigalloc, sparse_super2, …)",
+                bits & !known
+            );
+        }
     }
-    let bs = 1024u64 << log;
-    let is64 = incompat & INCOMPAT_64BIT != 0;
-    let count = le32(&sb, 0x04) | if is64 { le32(&sb, 0x150) << 32 } else { 0 };
-    let first_data = le32(&sb, 0x14);
-    let per_group = le32(&sb, 0x20);
-    let inodes_per_group = le32(&sb, 0x28);
-    let inode_size = if le32(&sb, 0x4c) == 0 {
-        128
-    } else {
-        le16(&sb, 0x58)
-    };
-    let reserved_gdt = le16(&sb, 0xce);
-    let desc = if is64 { le16(&sb, 0xfe) } else { 32 };
-    if per_group == 0 || per_group > bs * 8 || count == 0 || count * bs > p.size || desc < 32 {
-        bail!("the ext4 geometry does not fit its partition");
+    if geo.state & STATE_CLEAN == 0 || geo.state & STATE_ERRORS != 0 {
+        bail!("the file system was not cleanly unmounted or has errors: its bitmaps may be stale");
     }
-    let groups = (count - first_data).div_ceil(per_group);
+    let ext4::Geometry {
+        bs,
+        count,
+        first_data,
+        per_group,
+        groups,
+        desc,
+        is64,
+        ro_compat: ro,
+        inodes_per_group,
+        inode_size,
+        reserved_gdt,
+        gdt_blocks,
+        ..
+    } = geo;
     let uninit_valid = ro & (RO_COMPAT_GDT_CSUM | RO_COMPAT_METADATA_CSUM) != 0;
-    let gdt_blocks = (groups * desc).div_ceil(bs);
+    // Fits: `geometry` checked the table lies inside the file system, itself inside the
+    // partition.
     let mut gdt = vec![0u8; usize::try_from(gdt_blocks * bs)?];
     image.read_exact_at(p.start + (first_data + 1) * bs, &mut gdt)?;
     let has_backup = |g: u64| {
@@ -266,37 +292,36 @@ fn ext_free(image: &mut dyn ReadAt, p: &Partition) -> anyhow::Result<Vec<(u64, u
         *u = true;
     }
     let mut bitmap = vec![0u8; usize::try_from(bs)?];
+    let table_blocks = (inodes_per_group * inode_size).div_ceil(bs);
     for g in 0..groups {
         check_interrupted()?;
         let d = &gdt[usize::try_from(g * desc)?..][..usize::try_from(desc)?];
         let hi = |at: usize| {
             if is64 && desc >= 64 {
-                le32(d, at) << 32
+                ext4::le32(d, at) << 32
             } else {
                 0
             }
         };
-        let block_bitmap = le32(d, 0x00) | hi(0x20);
-        let inode_bitmap = le32(d, 0x04) | hi(0x24);
-        let inode_table = le32(d, 0x08) | hi(0x28);
-        let flags = le16(d, 0x12);
+        let block_bitmap = ext4::le32(d, 0x00) | hi(0x20);
+        let inode_bitmap = ext4::le32(d, 0x04) | hi(0x24);
+        let inode_table = ext4::le32(d, 0x08) | hi(0x28);
+        let flags = ext4::le16(d, 0x12);
         let start = first_data + g * per_group;
-        let len = per_group.min(count - start);
+        let end = (start + per_group).min(count);
         if uninit_valid && flags & BG_BLOCK_UNINIT != 0 {
             // No bitmap on disk: in use are exactly what the kernel's
             // ext4_init_block_bitmap marks: this group's superblock and descriptor
-            // backups, and its own bitmaps and inode table when they lie in it.
+            // backups, and its own bitmaps and inode table where they lie in it.
             let mut mark = |from: u64, n: u64| {
-                for b in from..(from + n).min(count) {
-                    if b >= start && b < start + len {
-                        used[usize::try_from(b).unwrap_or(usize::MAX)] = true;
-                    }
+                let to = from.saturating_add(n).min(end);
+                for b in from.max(start)..to {
+                    used[usize::try_from(b).unwrap_or(usize::MAX)] = true;
                 }
             };
             if has_backup(g) {
                 mark(start, 1 + gdt_blocks + reserved_gdt);
             }
-            let table_blocks = (inodes_per_group * inode_size).div_ceil(bs);
             mark(block_bitmap, 1);
             mark(inode_bitmap, 1);
             mark(inode_table, table_blocks);
@@ -306,7 +331,7 @@ fn ext_free(image: &mut dyn ReadAt, p: &Partition) -> anyhow::Result<Vec<(u64, u
             bail!("group {g}'s block bitmap lies outside the file system");
         }
         image.read_exact_at(p.start + block_bitmap * bs, &mut bitmap)?;
-        for i in 0..len {
+        for i in 0..end - start {
             let bit = (bitmap[usize::try_from(i / 8)?] >> (i % 8)) & 1;
             used[usize::try_from(start + i)?] = bit == 1;
         }
@@ -347,6 +372,15 @@ pub fn checksums(mut image: impl Read, map: &Map) -> anyhow::Result<Vec<String>>
     Ok(sums)
 }
 
+/// `text` made safe inside an XML comment, which must not hold `--`.
+fn xml_comment_text(text: &str) -> String {
+    let mut t = text.to_owned();
+    while t.contains("--") {
+        t = t.replace("--", "- -");
+    }
+    t
+}
+
 /// The bmap file, with `BmapFileChecksum` computed as bmaptool does: the SHA-256 of
 /// the file with that field's value set to 64 zeros.
 pub fn render(map: &Map, sums: &[String], how: &str) -> String {
@@ -356,7 +390,7 @@ pub fn render(map: &Map, sums: &[String], how: &str) -> String {
          only the mapped blocks need to be written. Written by pi-image-{}; free space read from\n     \
          {}. -->\n",
         env!("CARGO_PKG_VERSION"),
-        how.replace("--", "- -")
+        xml_comment_text(how)
     ));
     let mapped = map.mapped_blocks();
     let pct = if map.blocks_count() == 0 {

@@ -55,6 +55,26 @@ pub fn parse_mbr(mbr: &[u8; 512], disk_len: u64) -> anyhow::Result<Vec<Partition
     if parts.is_empty() {
         bail!("the partition table is empty");
     }
+    // One partition over another, or over the table itself, is a damaged table: what
+    // one file system calls free the other may use.
+    for (i, a) in parts.iter().enumerate() {
+        if a.start < 512 {
+            bail!(
+                "partition {} starts at sector 0, over the partition table: the table is damaged",
+                a.number
+            );
+        }
+        if let Some(b) = parts[i + 1..]
+            .iter()
+            .find(|b| a.start < b.start + b.size && b.start < a.start + a.size)
+        {
+            bail!(
+                "partitions {} and {} overlap: the partition table is damaged",
+                a.number,
+                b.number
+            );
+        }
+    }
     Ok(parts)
 }
 
@@ -108,5 +128,14 @@ pub(crate) mod tests {
                 .contains("truncated")
         );
         assert!(parse_mbr(&mbr(&[]), 1 << 20).is_err());
+    }
+
+    #[test]
+    fn overlapping_partitions_or_one_over_the_table_are_refused() {
+        let err = |m| parse_mbr(&m, 1 << 30).unwrap_err().to_string();
+        assert!(err(mbr(&[(0x0c, 8192, 8192), (0x83, 12288, 8192)])).contains("overlap"));
+        assert!(err(mbr(&[(0x0c, 8192, 8192), (0x05, 2048, 1 << 20)])).contains("overlap"));
+        assert!(err(mbr(&[(0x83, 0, 8192)])).contains("sector 0"));
+        assert!(parse_mbr(&mbr(&[(0x0c, 8192, 8192), (0x83, 16384, 8192)]), 1 << 30).is_ok());
     }
 }

@@ -3,6 +3,7 @@
 //! ([`rootfs`], ext4 read in user space), and its block map for bmaptool ([`bmap`]).
 
 pub mod bmap;
+pub mod ext4;
 pub mod mbr;
 pub mod rootfs;
 pub mod xz_seek;

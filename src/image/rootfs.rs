@@ -47,6 +47,14 @@ impl RootFs {
                 root.number
             );
         }
+        // ext4-view sizes its group table from the superblock before reading anything
+        // else: a forged block count must not become a huge allocation.
+        super::ext4::geometry(image.as_mut(), &root).with_context(|| {
+            format!(
+                "partition {} has an ext4 signature but its superblock is not valid",
+                root.number
+            )
+        })?;
         let fs = Ext4::load(Box::new(PartitionReader::new(image, &root))).map_err(|e| {
             anyhow::anyhow!(
                 "partition {} has an ext4 signature but cannot be read as ext4: {e}",

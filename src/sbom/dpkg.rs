@@ -33,7 +33,8 @@ pub struct Status {
 }
 
 /// One deb822 paragraph: field name (as written) → value (continuation lines joined
-/// with `\n`).
+/// with `\n`). Lenient, for apt's `Packages` lists (which only label packages already
+/// read from the status file).
 pub fn paragraphs(text: &str) -> Vec<BTreeMap<&str, String>> {
     let mut out = Vec::new();
     let mut cur: BTreeMap<&str, String> = BTreeMap::new();
@@ -60,19 +61,84 @@ pub fn paragraphs(text: &str) -> Vec<BTreeMap<&str, String>> {
     out
 }
 
+/// The status file's paragraphs, as dpkg writes them: every line a field or its
+/// continuation, no field twice, and the file ends with a newline (one that does not
+/// was cut short: its last version may be too).
+fn strict_paragraphs(text: &str) -> anyhow::Result<Vec<BTreeMap<&str, String>>> {
+    if !text.is_empty() && !text.ends_with('\n') {
+        bail!("it does not end with a newline (it was cut short)");
+    }
+    let mut out = Vec::new();
+    let mut cur: BTreeMap<&str, String> = BTreeMap::new();
+    let mut last: Option<&str> = None;
+    for (i, line) in text.lines().enumerate() {
+        if line.is_empty() {
+            if !cur.is_empty() {
+                out.push(std::mem::take(&mut cur));
+            }
+            last = None;
+        } else if line.starts_with([' ', '\t']) {
+            let Some(v) = last.and_then(|k| cur.get_mut(k)) else {
+                bail!("line {} continues no field", i + 1);
+            };
+            v.push('\n');
+            v.push_str(line.trim());
+        } else {
+            let Some((k, v)) = line.split_once(':') else {
+                bail!("line {} is neither a field nor a continuation", i + 1);
+            };
+            if cur.insert(k, v.trim().to_owned()).is_some() {
+                bail!("line {}: field `{}` is repeated", i + 1, k.escape_debug());
+            }
+            last = Some(k);
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    Ok(out)
+}
+
 /// Parses dpkg's status database.
 pub fn parse_status(text: &str) -> anyhow::Result<Status> {
     let mut status = Status::default();
     let mut seen = std::collections::BTreeSet::new();
-    for (i, p) in paragraphs(text).iter().enumerate() {
+    for (i, p) in strict_paragraphs(text)?.iter().enumerate() {
         let Some(name) = p.get("Package") else {
             bail!("entry {} has no Package field", i + 1);
         };
-        let state = p.get("Status").map(String::as_str).unwrap_or_default();
-        // `want flag status`: only `installed` is on the image as a whole.
-        if state.split_whitespace().nth(2) != Some("installed") {
-            status.not_installed += 1;
-            continue;
+        let Some(state) = p.get("Status") else {
+            bail!(
+                "package `{}` has no Status field (dpkg always writes one)",
+                name.escape_debug()
+            );
+        };
+        // `want flag status`. Installed, or configured with triggers still to run: its
+        // files are on the image. Not installed, or only its configuration left: not.
+        // Anything between is a build that stopped half-way: no package set to report.
+        match state.split(' ').collect::<Vec<_>>()[..] {
+            [
+                _,
+                "ok",
+                "installed" | "triggers-pending" | "triggers-awaited",
+            ] => {}
+            [_, "ok", "not-installed" | "config-files"] => {
+                status.not_installed += 1;
+                continue;
+            }
+            [
+                _,
+                _,
+                s @ ("half-installed" | "unpacked" | "half-configured"),
+            ] => bail!(
+                "package `{}` is {s}: the build left it unfinished",
+                name.escape_debug()
+            ),
+            _ => bail!(
+                "package `{}` has Status `{}`, which a finished build does not leave",
+                name.escape_debug(),
+                state.escape_debug()
+            ),
         }
         let pkg = package(p, name)?;
         if !seen.insert((pkg.name.clone(), pkg.arch.clone())) {
@@ -97,17 +163,7 @@ pub fn package(p: &BTreeMap<&str, String>, name: &str) -> anyhow::Result<Package
     };
     check_name(name)?;
     let arch = field("Architecture")?;
-    if arch.is_empty()
-        || arch.len() > 32
-        || !arch
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    {
-        bail!(
-            "package `{name}` has an invalid architecture `{}`",
-            arch.escape_debug()
-        );
-    }
+    check_arch(name, arch)?;
     let version = field("Version")?;
     check_version(name, version)?;
     let (source, source_version) = match p.get("Source").map(String::as_str) {
@@ -139,9 +195,26 @@ pub fn package(p: &BTreeMap<&str, String>, name: &str) -> anyhow::Result<Package
     })
 }
 
+/// dpkg's architecture names (`arm64`, `all`, `linux-any`): lower-case letters, digits
+/// and `-`.
+pub fn check_arch(name: &str, arch: &str) -> anyhow::Result<()> {
+    if arch.is_empty()
+        || arch.len() > 32
+        || !arch
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        bail!(
+            "package `{name}` has an invalid architecture `{}`",
+            arch.escape_debug()
+        );
+    }
+    Ok(())
+}
+
 /// Debian policy 5.6.1: lower-case letters, digits, `+ - .`, two or more, starting
 /// with a letter or digit.
-fn check_name(name: &str) -> anyhow::Result<()> {
+pub fn check_name(name: &str) -> anyhow::Result<()> {
     let ok = name.len() >= 2
         && name.len() <= 128
         && name
@@ -160,7 +233,7 @@ fn check_name(name: &str) -> anyhow::Result<()> {
 
 /// Debian policy 5.6.12: `[epoch:]upstream[-revision]`, the epoch digits, the upstream
 /// part starting with a digit, and only `A-Za-z0-9.+~-` (and `:` after an epoch).
-fn check_version(name: &str, v: &str) -> anyhow::Result<()> {
+pub fn check_version(name: &str, v: &str) -> anyhow::Result<()> {
     let (epoch, rest) = match v.split_once(':') {
         Some((e, r)) => (Some(e), r),
         None => (None, v),
@@ -278,5 +351,36 @@ Version: 1:1.35.0-4+b3
                 .to_string()
                 .contains("twice")
         );
+    }
+
+    #[test]
+    fn a_status_file_dpkg_would_not_write_is_refused() {
+        let ok =
+            "Package: a1\nStatus: install ok triggers-pending\nArchitecture: all\nVersion: 1\n";
+        assert_eq!(parse_status(ok).unwrap().packages.len(), 1);
+        for (text, needle) in [
+            (
+                "Package: a1\nStatus: install ok installed\nArchitecture: all\nVersion: 1",
+                "cut short",
+            ),
+            ("Package: a1\nArchitecture: all\nVersion: 1\n", "no Status"),
+            (
+                "Package: a1\nStatus: install ok installed\nVersion: 1\nVersion: 2\nArchitecture: all\n",
+                "repeated",
+            ),
+            ("Package: a1\nno colon here\n", "neither a field"),
+            (" continuation\n", "continues no field"),
+            (
+                "Package: a1\nStatus: install ok half-configured\nArchitecture: all\nVersion: 1\n",
+                "unfinished",
+            ),
+            (
+                "Package: a1\nStatus: install reinstreq installed\nArchitecture: all\nVersion: 1\n",
+                "does not leave",
+            ),
+        ] {
+            let e = format!("{:#}", parse_status(text).unwrap_err());
+            assert!(e.contains(needle), "{text:?}: {e}");
+        }
     }
 }

@@ -91,6 +91,12 @@ pub fn parse(text: &str) -> anyhow::Result<Lock> {
             let [name, arch, version] = w[..] else {
                 bail!("line {}: a package line is `NAME ARCH VERSION`", i + 1);
             };
+            // Names, architectures and versions reach the notes' Markdown table: the
+            // lock holds only what dpkg's grammar allows, as `render` wrote it.
+            super::dpkg::check_name(name)
+                .and_then(|()| super::dpkg::check_arch(name, arch))
+                .and_then(|()| super::dpkg::check_version(name, version))
+                .map_err(|e| anyhow::anyhow!("line {}: {e}", i + 1))?;
             let entry = (name.to_owned(), arch.to_owned(), version.to_owned());
             if lock.packages.last().is_some_and(|last| *last >= entry) {
                 bail!("line {}: packages are not sorted (or repeated)", i + 1);
@@ -205,6 +211,7 @@ mod tests {
         let inv = crate::sbom::Inventory {
             os: crate::sbom::OsRelease {
                 id: "debian".into(),
+                family: "debian".into(),
                 version_id: Some("12".into()),
                 codename: Some("bookworm".into()),
                 pretty_name: None,

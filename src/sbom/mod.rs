@@ -22,6 +22,9 @@ pub use self::dpkg::Package;
 
 const STATUS: &str = "/var/lib/dpkg/status";
 const LISTS: &str = "/var/lib/apt/lists";
+const UPDATES: &str = "/var/lib/dpkg/updates";
+/// The distributions a purl names as the vendor of the image's own packages.
+const FAMILIES: [&str; 2] = ["debian", "raspbian"];
 /// dpkg's status for a full desktop image is a few MB.
 const MAX_STATUS: u64 = 64 << 20;
 const MAX_SMALL: u64 = 1 << 20;
@@ -37,6 +40,10 @@ pub const RASPBERRYPI: &str = "raspberrypi";
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct OsRelease {
     pub id: String,
+    /// `debian` or `raspbian`: `ID`, or the first of `ID_LIKE` that is one (the purl
+    /// namespace of the distribution's own packages).
+    #[serde(skip)]
+    pub family: String,
     pub version_id: Option<String>,
     pub codename: Option<String>,
     pub pretty_name: Option<String>,
@@ -65,8 +72,35 @@ impl Inventory {
         if status.packages.is_empty() {
             bail!("{STATUS} in the image lists no installed package");
         }
+        // dpkg applies these journal entries to the status file at its next run: until
+        // then the status file is not the package set.
+        if fs
+            .list(UPDATES)?
+            .iter()
+            .any(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        {
+            bail!(
+                "{UPDATES} in the image holds dpkg journal entries not yet applied to {STATUS} \
+                 (run `dpkg --configure -a` in the image)"
+            );
+        }
         let os = os_release(fs)?;
+        let sources = apt_sources(fs)?;
         let rpi = raspberrypi_archive(fs)?;
+        // Without the Raspberry Pi archive's lists its packages cannot be told from
+        // Debian's, and a purl naming the wrong vendor is a wrong SBOM.
+        if rpi.is_empty()
+            && sources.iter().any(|s| {
+                RPI_LIST_PREFIXES
+                    .iter()
+                    .any(|p| s.contains(&p.replace('_', "/")))
+            })
+        {
+            bail!(
+                "the image's apt sources name the Raspberry Pi archive but {LISTS} holds none of its \
+                 lists, so its packages cannot be told from Debian's (keep apt's lists in the image)"
+            );
+        }
         let packages = status
             .packages
             .into_iter()
@@ -75,7 +109,7 @@ impl Inventory {
                 let vendor = if rpi.contains(&key) {
                     RASPBERRYPI.to_owned()
                 } else {
-                    os.id.clone()
+                    os.family.clone()
                 };
                 (p, vendor)
             })
@@ -84,7 +118,7 @@ impl Inventory {
             os,
             packages,
             not_installed: status.not_installed,
-            sources: apt_sources(fs)?,
+            sources,
         })
     }
 }
@@ -99,6 +133,7 @@ fn os_release(fs: &RootFs) -> anyhow::Result<OsRelease> {
     };
     let text = String::from_utf8_lossy(&text);
     let mut os = OsRelease::default();
+    let mut like = String::new();
     for line in text.lines() {
         let Some((k, v)) = line.split_once('=') else {
             continue;
@@ -109,6 +144,7 @@ fn os_release(fs: &RootFs) -> anyhow::Result<OsRelease> {
             && v.bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b".-_".contains(&b));
         match k.trim() {
+            "ID_LIKE" => like = v,
             "ID" if token => os.id = v,
             "ID" => bail!(
                 "/etc/os-release in the image has an invalid ID `{}`",
@@ -130,6 +166,18 @@ fn os_release(fs: &RootFs) -> anyhow::Result<OsRelease> {
     if os.id.is_empty() {
         bail!("the image has no /etc/os-release ID: its distribution is unknown");
     }
+    // A derivative (`ID=sugarkube`, `ID_LIKE=debian`) installs its family's packages.
+    os.family = std::iter::once(os.id.as_str())
+        .chain(like.split_whitespace())
+        .find(|f| FAMILIES.contains(f))
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "/etc/os-release in the image names `{}`, which is neither Debian nor Raspbian \
+                 nor like them (ID_LIKE): the packages' vendor is unknown",
+                os.id
+            )
+        })?;
     Ok(os)
 }
 
@@ -154,6 +202,12 @@ fn raspberrypi_archive(fs: &RootFs) -> anyhow::Result<BTreeSet<(String, String, 
     }
     Ok(found)
 }
+
+/// A URL's `user:password@` in a one-line apt source, `#` included.
+static SOURCE_CREDENTIALS: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(r"(?i)([a-z][a-z0-9+.-]*://)([^/?\s]+)@")
+        .unwrap_or_else(|e| unreachable!("a literal pattern: {e}"))
+});
 
 /// The image's apt sources (`sources.list`, `sources.list.d/*.list` and deb822
 /// `*.sources`), one-line form. A line with anything but printable ASCII is dropped:
@@ -190,6 +244,9 @@ fn apt_sources(fs: &RootFs) -> anyhow::Result<Vec<String>> {
             }
         } else {
             for line in text.lines() {
+                // Hidden before the comment is cut: a password holding `#` would
+                // otherwise leave its first part behind.
+                let line = SOURCE_CREDENTIALS.replace_all(line, "${1}***@");
                 let line = line.split('#').next().unwrap_or_default();
                 let words: Vec<_> = line.split_whitespace().collect();
                 if matches!(words.first(), Some(&("deb" | "deb-src"))) {
@@ -205,4 +262,23 @@ fn apt_sources(fs: &RootFs) -> anyhow::Result<Vec<String>> {
         .collect();
     clean.dedup();
     Ok(clean)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sources_password_holding_a_hash_is_hidden_whole() {
+        let line = "deb https://user:pa#ss@apt.example/debian bookworm main # comment";
+        let hidden = SOURCE_CREDENTIALS.replace_all(line, "${1}***@");
+        assert_eq!(
+            hidden,
+            "deb https://***@apt.example/debian bookworm main # comment"
+        );
+        assert_eq!(
+            crate::gha::escape::redact_credentials("x_https://u:p@h/"),
+            "x_https://***@h/"
+        );
+    }
 }

@@ -851,8 +851,83 @@ fn no_sbom_rather_than_a_wrong_one() {
     assert!(ws.out().join("sugarkube.spdx.json").exists());
 
     let forged = "Package: pi-like-base\nStatus: install ok installed\nArchitecture: arm64\nVersion: 1.0\u{1b}]8;;http://evil.example/\u{7}\n";
+    let status = {
+        let spec = format!("{}?offset={}", image.display(), root_offset(&image));
+        sh(
+            "debugfs",
+            &["-R", "cat /var/lib/dpkg/status", &spec],
+            ws.root(),
+        )
+    };
+    assert!(status.contains("Package: pi-like-base"), "{status}");
+    let cut = status.trim_end().to_owned();
+    let unpacked = status.replacen(
+        "Status: install ok installed",
+        "Status: install ok unpacked",
+        1,
+    );
     type Damage<'a> = Box<dyn Fn(&Path) + 'a>;
-    let cases: [(&str, Damage<'_>, &str); 5] = [
+    let cases: [(&str, Damage<'_>, &str); 10] = [
+        (
+            "status cut short",
+            Box::new(|img: &Path| {
+                put_in_rootfs(ws.root(), img, "/var/lib/dpkg/status", Some(&cut));
+            }),
+            "cut short",
+        ),
+        (
+            "a package left unpacked",
+            Box::new(|img: &Path| {
+                put_in_rootfs(ws.root(), img, "/var/lib/dpkg/status", Some(&unpacked));
+            }),
+            "the build left it unfinished",
+        ),
+        (
+            "dpkg journal not applied",
+            Box::new(|img: &Path| {
+                let spec = format!("{}?offset={}", img.display(), root_offset(img));
+                let _ = Command::new("debugfs")
+                    .args(["-w", "-R", "mkdir /var/lib/dpkg/updates", &spec])
+                    .output();
+                put_in_rootfs(
+                    ws.root(),
+                    img,
+                    "/var/lib/dpkg/updates/0001",
+                    Some("Package: pi-like-base\nStatus: purge ok not-installed\n"),
+                );
+            }),
+            "not yet applied",
+        ),
+        (
+            "a distribution that is not Debian's",
+            Box::new(|img: &Path| {
+                put_in_rootfs(
+                    ws.root(),
+                    img,
+                    "/etc/os-release",
+                    Some("ID=fedora\nID_LIKE=\"rhel\"\n"),
+                );
+            }),
+            "neither Debian nor Raspbian",
+        ),
+        (
+            "the Raspberry Pi archive without its lists",
+            Box::new(|img: &Path| {
+                let spec = format!("{}?offset={}", img.display(), root_offset(img));
+                for dir in ["/etc/apt", "/etc/apt/sources.list.d"] {
+                    let _ = Command::new("debugfs")
+                        .args(["-w", "-R", &format!("mkdir {dir}"), &spec])
+                        .output();
+                }
+                put_in_rootfs(
+                    ws.root(),
+                    img,
+                    "/etc/apt/sources.list.d/raspi.list",
+                    Some("deb http://archive.raspberrypi.com/debian/ bookworm main\n"),
+                );
+            }),
+            "cannot be told from Debian's",
+        ),
         (
             "no dpkg database",
             Box::new(|img: &Path| put_in_rootfs(ws.root(), img, "/var/lib/dpkg/status", None)),
@@ -925,6 +1000,25 @@ fn no_sbom_rather_than_a_wrong_one() {
         );
         check_metadata_schema(&ws);
     }
+    // A derivative names its family: its packages are Debian's.
+    fs::copy(pi_like_image(), &image).unwrap();
+    put_in_rootfs(
+        ws.root(),
+        &image,
+        "/etc/os-release",
+        Some(
+            "ID=sugarkube\nID_LIKE=debian\nVERSION_ID=\"1\"\nPRETTY_NAME=\"[Sugarkube](http://evil.example) `1`\"\n",
+        ),
+    );
+    let summary_path = ws.root().join("summary.md");
+    let (code, _, err) = run(ws.collect().env("GITHUB_STEP_SUMMARY", &summary_path));
+    assert_eq!(code, 0, "{err}");
+    let sbom = fs::read_to_string(ws.out().join("sugarkube.spdx.json")).unwrap();
+    assert!(sbom.contains("pkg:deb/debian/pi-like-base@"), "{sbom}");
+    let summary = fs::read_to_string(&summary_path).unwrap();
+    assert!(summary.contains("(3 packages, sugarkube 1)"), "{summary}");
+    assert!(!summary.contains("evil.example"), "{summary}");
+
     fs::copy(pi_like_image(), &image).unwrap();
     let (code, _, err) = run(ws.collect().arg("--no-sbom"));
     assert_eq!(code, 0, "{err}");
@@ -1127,4 +1221,148 @@ fn bmap_copies_every_used_block_and_bmaptool_accepts_it() {
         "a previous bmap was left"
     );
     assert_eq!(metadata(&ws, "sugarkube")["bmap"]["reason"], "--no-bmap");
+}
+
+/// `(start, length)` in bytes of partition `i` (0-based) of a disk image.
+fn partition_of(image: &Path, i: usize) -> (u64, u64) {
+    let mbr = fs::read(image).unwrap();
+    let e = &mbr[446 + 16 * i..][..16];
+    let lba = u64::from(u32::from_le_bytes(e[8..12].try_into().unwrap()));
+    let n = u64::from(u32::from_le_bytes(e[12..16].try_into().unwrap()));
+    (lba * 512, n * 512)
+}
+
+/// Collects `image` (as a raw .img) and returns the metadata's `bmap` and the mapped
+/// 4 KiB blocks.
+fn collect_bmap(
+    ws: &Workspace,
+    image: &Path,
+) -> (serde_json::Value, std::collections::BTreeSet<u64>) {
+    let _ = fs::remove_dir_all(ws.deploy());
+    fs::create_dir_all(ws.deploy()).unwrap();
+    fs::copy(image, ws.deploy().join("2026-06-18-sk-lite.img")).unwrap();
+    let (code, _, err) = run(ws.collect());
+    assert_eq!(code, 0, "{err}");
+    let meta = metadata(ws, "sugarkube");
+    let bmap = ws.out().join("sugarkube.img.bmap");
+    let blocks = if bmap.exists() {
+        bmap_blocks(&bmap)
+    } else {
+        std::collections::BTreeSet::default()
+    };
+    (meta["bmap"].clone(), blocks)
+}
+
+#[test]
+#[ignore = "tier tools: needs mtools, dosfstools, e2fsprogs, zip, apt-utils, gpg, shellcheck or cloud-init (scripts/test.sh installs them)"]
+fn a_file_system_the_bmap_cannot_account_for_is_written_whole() {
+    let ws = Workspace::new();
+    let whole = |blocks: &std::collections::BTreeSet<u64>, (start, len): (u64, u64)| {
+        (start / 4096..(start + len).div_ceil(4096)).all(|b| blocks.contains(&b))
+    };
+
+    // A FAT32 with fewer clusters than the specification's minimum (mkfs.fat warns and
+    // makes it; Linux reads it as FAT32 by its FAT size field, mtools as FAT16 by its
+    // count): read as the wrong one, its clusters would be taken from half-entries.
+    let image = ws.root().join("small-fat32.img");
+    fs::copy(pi_like_image(), &image).unwrap();
+    let boot = partition_of(&image, 0);
+    let vfat = ws.root().join("boot.vfat");
+    let f = fs::File::create(&vfat).unwrap();
+    f.set_len(boot.1).unwrap();
+    sh(
+        "mkfs.vfat",
+        &["-F", "32", "-s", "2", "-n", "BOOT", vfat.to_str().unwrap()],
+        ws.root(),
+    );
+    // The precondition, per fsck.fat: FAT32 by its fields, too few clusters for its count.
+    let fsck = Command::new("fsck.vfat")
+        .arg("-n")
+        .arg(&vfat)
+        .output()
+        .unwrap();
+    let said =
+        String::from_utf8_lossy(&fsck.stdout).into_owned() + &String::from_utf8_lossy(&fsck.stderr);
+    assert!(said.contains("less than the required minimum"), "{said}");
+    sh(
+        "dd",
+        &[
+            &format!("if={}", vfat.display()),
+            &format!("of={}", image.display()),
+            "bs=512",
+            &format!("seek={}", boot.0 / 512),
+            "conv=notrunc",
+            "status=none",
+        ],
+        ws.root(),
+    );
+    let (info, blocks) = collect_bmap(&ws, &image);
+    assert_eq!(info["status"], "written", "{info}");
+    assert!(
+        info["partitions"][0]
+            .as_str()
+            .unwrap()
+            .contains("ambiguous"),
+        "{info}"
+    );
+    assert!(
+        whole(&blocks, boot),
+        "the small FAT32 partition is not written whole: {info}"
+    );
+    assert!(
+        !whole(&blocks, partition_of(&image, 1)),
+        "the ext4 one is still read: {info}"
+    );
+
+    // ext4 whose bitmaps may be stale: a journal to replay, or not cleanly unmounted.
+    for (what, request) in [
+        ("needs_recovery", "feature needs_recovery"),
+        ("unclean", "ssv state 0"),
+        ("bigalloc", "feature bigalloc"),
+    ] {
+        let image = ws.root().join(format!("{what}.img"));
+        fs::copy(pi_like_image(), &image).unwrap();
+        let root = partition_of(&image, 1);
+        let spec = format!("{}?offset={}", image.display(), root.0);
+        sh("debugfs", &["-w", "-R", request, &spec], ws.root());
+        let (info, blocks) = collect_bmap(&ws, &image);
+        assert_eq!(info["status"], "written", "{what}: {info}");
+        assert!(
+            info["partitions"][1]
+                .as_str()
+                .unwrap()
+                .contains("all mapped"),
+            "{what}: {info}"
+        );
+        assert!(
+            whole(&blocks, root),
+            "{what}: the ext4 partition is not written whole: {info}"
+        );
+    }
+
+    // Partitions that overlap: what one calls free the other may use. No bmap, and no
+    // SBOM read from such a table either.
+    let image = ws.root().join("overlap.img");
+    fs::copy(pi_like_image(), &image).unwrap();
+    let mut mbr = fs::read(&image).unwrap()[..512].to_vec();
+    let p1_start = u32::from_le_bytes(mbr[454..458].try_into().unwrap());
+    mbr[462 + 8..462 + 12].copy_from_slice(&(p1_start + 2048).to_le_bytes());
+    let mut file = fs::OpenOptions::new().write(true).open(&image).unwrap();
+    std::io::Write::write_all(&mut file, &mbr).unwrap();
+    drop(file);
+    let (info, blocks) = collect_bmap(&ws, &image);
+    assert_eq!(info["status"], "skipped", "{info}");
+    assert!(
+        info["reason"].as_str().unwrap().contains("overlap"),
+        "{info}"
+    );
+    assert!(blocks.is_empty());
+    let meta = metadata(&ws, "sugarkube");
+    assert!(
+        meta["inventory"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("overlap"),
+        "{meta}"
+    );
 }

@@ -88,6 +88,7 @@ const PURE_FUNCTIONS: &[&str] = &[
     "crate::mirror_url::",
     "crate::validate::",
     "crate::gha::md_cell",
+    "crate::gha::md_text",
     "crate::gha::escape::",
     "crate::checksum::hex",
     "crate::checksum::of_bytes",

@@ -397,6 +397,21 @@ fn changed_since_the_previous_release_and_inventory_checks() {
         "{err}"
     );
 
+    // A lock whose package line would make a link of the notes' table: refused, as its
+    // name is not one dpkg allows.
+    fs::write(
+        &prev_path,
+        previous.replace(
+            "zz-removed arm64 3.0",
+            "zz|[Get_the_fixed_image](https://evil.example/i)|y arm64 3.0",
+        ),
+    )
+    .unwrap();
+    let (code, _, err) =
+        run(manifest_cmd(&ws).args(["--previous-lock", prev_path.to_str().unwrap()]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("invalid package name"), "{err}");
+
     // The SBOM changed after collect-artifacts recorded it: refused, not re-hashed.
     let sbom = out.join("sugarkube.spdx.json");
     let text = fs::read_to_string(&sbom).unwrap();

@@ -56,7 +56,13 @@ fn make(input: &Input, image: &Image) -> anyhow::Result<(BmapInfo, crate::atomic
         Image::Raw(path) => {
             let mut raw = RawImage::new(open(path)?)?;
             let map = bmap::analyse(&mut raw)?;
-            let sums = bmap::checksums(BufReader::with_capacity(1 << 20, open(path)?), &map)?;
+            let file = open(path)?;
+            // bmaptool checks every range against the .img.xz it writes: a source that
+            // changed since it was streamed fails there, loudly; a size change fails here.
+            if file.metadata()?.len() != map.image_size {
+                anyhow::bail!("the image changed while it was read");
+            }
+            let sums = bmap::checksums(BufReader::with_capacity(1 << 20, file), &map)?;
             (map, sums)
         }
         Image::Xz(path) => {

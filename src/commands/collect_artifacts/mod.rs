@@ -21,7 +21,7 @@ use crate::atomic::{self, AtomicFile};
 use crate::checksum::checksum_line;
 use crate::config::{ArtifactPaths, ImageArgs, file_name};
 use crate::error::usage;
-use crate::gha::{Gha, StepReport, md_cell};
+use crate::gha::{Gha, StepReport, md_cell, md_text};
 use crate::model::metadata::{Compression, ImageInfo, InventoryInfo, Metadata, SourceInfo};
 use crate::model::{self, SCHEMA_VERSION, to_canonical_json};
 use crate::progress::Progress;
@@ -294,7 +294,7 @@ impl StepReport for Outcome {
                 "SBOM: `{}` ({} packages, {}); package lock: `{}`\n\n",
                 md_cell(&sbom.path),
                 self.inventory.packages.unwrap_or_default(),
-                md_cell(self.inventory.os.as_deref().unwrap_or_default()),
+                md_text(self.inventory.os.as_deref().unwrap_or_default()),
                 md_cell(
                     &self
                         .inventory
@@ -306,7 +306,7 @@ impl StepReport for Outcome {
             ),
             (None, reason) => format!(
                 "No SBOM: {}\n\n",
-                md_cell(reason.as_deref().unwrap_or_default())
+                md_text(reason.as_deref().unwrap_or_default())
             ),
         }
     }

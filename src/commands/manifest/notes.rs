@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::buildlog::StageTimings;
-use crate::gha::md_cell;
+use crate::gha::{md_cell, md_text};
 use crate::model::manifest::{ArtifactKind, Manifest};
 use crate::model::metadata::InventoryInfo;
 use crate::sbom::lock::Changes;
@@ -205,7 +205,7 @@ fn software_section(o: &mut String, m: &Manifest, extra: &Extra<'_>) {
                  source package, purl); `{}` is the build's input set: those packages, the apt sources, \
                  the mirrors and the pi-gen commit.",
                 inv.packages.unwrap_or_default(),
-                md_cell(inv.os.as_deref().unwrap_or("unknown distribution")),
+                md_text(inv.os.as_deref().unwrap_or("unknown distribution")),
                 md_cell(&sbom.path),
                 md_cell(&lock.path)
             );
@@ -214,7 +214,7 @@ fn software_section(o: &mut String, m: &Manifest, extra: &Extra<'_>) {
             let _ = writeln!(
                 o,
                 "No SBOM: {}.",
-                md_cell(inv.reason.as_deref().unwrap_or("not read"))
+                md_text(inv.reason.as_deref().unwrap_or("not read"))
             );
         }
     }
@@ -238,12 +238,15 @@ fn software_section(o: &mut String, m: &Manifest, extra: &Extra<'_>) {
         c.downgraded.len()
     );
     o.push_str("| Package | Change | Before | After |\n| --- | --- | --- | --- |\n");
-    let pkg = |n: &str, a: &str| code(&format!("{n}:{a}"));
+    // The lock's grammar keeps `|` out; escaped anyway, as GFM splits a table row at a
+    // `|` even inside a code span.
+    let cell = |t: &str| code(&md_cell(t));
+    let pkg = |n: &str, a: &str| cell(&format!("{n}:{a}"));
     for (n, a, v) in &c.added {
-        let _ = writeln!(o, "| {} | added | | {} |", pkg(n, a), code(v));
+        let _ = writeln!(o, "| {} | added | | {} |", pkg(n, a), cell(v));
     }
     for (n, a, v) in &c.removed {
-        let _ = writeln!(o, "| {} | removed | {} | |", pkg(n, a), code(v));
+        let _ = writeln!(o, "| {} | removed | {} | |", pkg(n, a), cell(v));
     }
     for (kind, list) in [("upgraded", &c.upgraded), ("downgraded", &c.downgraded)] {
         for (n, a, from, to) in list {
@@ -251,8 +254,8 @@ fn software_section(o: &mut String, m: &Manifest, extra: &Extra<'_>) {
                 o,
                 "| {} | {kind} | {} | {} |",
                 pkg(n, a),
-                code(from),
-                code(to)
+                cell(from),
+                cell(to)
             );
         }
     }
