@@ -372,6 +372,170 @@ pub fn checksums(mut image: impl Read, map: &Map) -> anyhow::Result<Vec<String>>
     Ok(sums)
 }
 
+/// A bmap another tool wrote (pi-gen runs `bmaptool create` when bmaptool is
+/// installed), checked as far as its own text allows: bmaptool's format 2.x, 4 KiB
+/// blocks, SHA-256 checksums, its `BmapFileChecksum` right, its ranges ascending, inside
+/// the image and adding up to its counts. Whether each range holds what its checksum
+/// says is checked against the image by [`Verifier`].
+pub fn parse(text: &str) -> anyhow::Result<(Map, Vec<String>)> {
+    let doc = roxmltree::Document::parse(text).context("it is not well-formed XML")?;
+    let root = doc.root_element();
+    let version = root.attribute("version").unwrap_or_default();
+    if root.tag_name().name() != "bmap" || !version.starts_with("2.") {
+        bail!("it is not a bmap of format 2.x (bmaptool 3.x and later)");
+    }
+    let field = |name: &str| -> anyhow::Result<&str> {
+        let mut found = root.children().filter(|n| n.has_tag_name(name));
+        match (found.next(), found.next()) {
+            (Some(n), None) => Ok(n.text().unwrap_or_default().trim()),
+            (None, _) => bail!("it has no {name}"),
+            (Some(_), Some(_)) => bail!("it has {name} twice"),
+        }
+    };
+    let number = |name: &str| -> anyhow::Result<u64> {
+        field(name)?
+            .parse()
+            .with_context(|| format!("its {name} is not a number"))
+    };
+    let hex64 = |v: &str| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit());
+    let image_size = number("ImageSize")?;
+    if number("BlockSize")? != BLOCK {
+        bail!("its BlockSize is not {BLOCK}");
+    }
+    if field("ChecksumType")? != "sha256" {
+        bail!("its ChecksumType is not sha256");
+    }
+    let file_sum = field("BmapFileChecksum")?;
+    if !hex64(file_sum) {
+        bail!("its BmapFileChecksum is not a SHA-256");
+    }
+    // As bmaptool checks it: the file's digest with that value replaced by zeros.
+    let zeroed = text.replacen(file_sum, &"0".repeat(64), 1);
+    if crate::checksum::of_bytes(zeroed.as_bytes()).sha256 != file_sum.to_ascii_lowercase() {
+        bail!("its BmapFileChecksum does not match the file: it was changed after it was made");
+    }
+    let blocks = image_size.div_ceil(BLOCK);
+    if number("BlocksCount")? != blocks {
+        bail!("its BlocksCount does not match its ImageSize");
+    }
+    let mut map = root.children().filter(|n| n.has_tag_name("BlockMap"));
+    let (Some(block_map), None) = (map.next(), map.next()) else {
+        bail!("it has not exactly one BlockMap");
+    };
+    let mut ranges: Vec<(u64, u64)> = Vec::new();
+    let mut sums = Vec::new();
+    for r in block_map.children().filter(roxmltree::Node::is_element) {
+        if !r.has_tag_name("Range") {
+            bail!(
+                "its BlockMap holds a `{}`",
+                r.tag_name().name().escape_debug()
+            );
+        }
+        let sum = r.attribute("chksum").unwrap_or_default();
+        if !hex64(sum) {
+            bail!("a range has no SHA-256 chksum");
+        }
+        let span = r.text().unwrap_or_default().trim();
+        let (a, b) = span.split_once('-').unwrap_or((span, span));
+        let (Ok(first), Ok(last)) = (a.trim().parse::<u64>(), b.trim().parse::<u64>()) else {
+            bail!("range `{}` is not FIRST-LAST", span.escape_debug());
+        };
+        if first > last || last >= blocks || ranges.last().is_some_and(|&(_, l)| first <= l) {
+            bail!("range {first}-{last} is out of order or outside the image");
+        }
+        ranges.push((first, last));
+        sums.push(sum.to_ascii_lowercase());
+    }
+    let map = Map {
+        image_size,
+        ranges,
+        how: vec!["pi-gen's bmaptool".to_owned()],
+    };
+    if number("MappedBlocksCount")? != map.mapped_blocks() {
+        bail!("its MappedBlocksCount does not match its ranges");
+    }
+    Ok((map, sums))
+}
+
+/// Checks a bmap's range checksums against the raw image as it streams past, in order,
+/// within the one pass that compresses it.
+pub struct Verifier {
+    ranges: Vec<(u64, u64)>,
+    sums: Vec<String>,
+    image_size: u64,
+    pos: u64,
+    next: usize,
+    hasher: Sha256,
+    bad: Option<String>,
+}
+
+impl Verifier {
+    pub fn new(map: &Map, sums: &[String]) -> Self {
+        Self {
+            ranges: map.ranges.clone(),
+            sums: sums.to_vec(),
+            image_size: map.image_size,
+            pos: 0,
+            next: 0,
+            hasher: Sha256::new(),
+            bad: None,
+        }
+    }
+
+    fn span(&self, i: usize) -> (u64, u64) {
+        let (a, b) = self.ranges[i];
+        (a * BLOCK, ((b + 1) * BLOCK).min(self.image_size))
+    }
+
+    /// The next bytes of the raw image.
+    pub fn update(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() && self.next < self.ranges.len() && self.bad.is_none() {
+            let (start, end) = self.span(self.next);
+            if self.pos < start {
+                let skip = usize::try_from((start - self.pos).min(bytes.len() as u64))
+                    .unwrap_or(bytes.len());
+                bytes = &bytes[skip..];
+                self.pos += skip as u64;
+                continue;
+            }
+            let take =
+                usize::try_from((end - self.pos).min(bytes.len() as u64)).unwrap_or(bytes.len());
+            self.hasher.update(&bytes[..take]);
+            bytes = &bytes[take..];
+            self.pos += take as u64;
+            if self.pos == end {
+                let sum = crate::checksum::hex(&std::mem::take(&mut self.hasher).finalize());
+                if sum != self.sums[self.next] {
+                    let (a, b) = self.ranges[self.next];
+                    self.bad = Some(format!(
+                        "range {a}-{b} does not hold what its checksum says"
+                    ));
+                }
+                self.next += 1;
+            }
+        }
+        self.pos += bytes.len() as u64;
+    }
+
+    /// After the whole image: every range was seen and matched, and the image is the
+    /// size the bmap says.
+    pub fn finish(self, raw_size: u64) -> anyhow::Result<()> {
+        if let Some(bad) = self.bad {
+            bail!("{bad}");
+        }
+        if raw_size != self.image_size {
+            bail!(
+                "it is for an image of {} bytes, not this one of {raw_size}",
+                self.image_size
+            );
+        }
+        if self.next != self.ranges.len() {
+            bail!("the image ended before its last range");
+        }
+        Ok(())
+    }
+}
+
 /// `text` made safe inside an XML comment, which must not hold `--`.
 fn xml_comment_text(text: &str) -> String {
     let mut t = text.to_owned();
@@ -460,5 +624,58 @@ mod tests {
         assert!(text.contains("<BlocksCount> 4 </BlocksCount>"));
         assert!(text.contains("<MappedBlocksCount> 3 </MappedBlocksCount>"));
         assert!(text.contains("> 0-1 </Range>") && text.contains("> 3 </Range>"));
+    }
+
+    #[test]
+    fn a_bmap_we_render_parses_back_and_a_changed_one_is_refused() {
+        let image: Vec<u8> = (0..5 * BLOCK + 10).map(|i| (i % 251) as u8).collect();
+        let map = Map {
+            image_size: image.len() as u64,
+            ranges: vec![(0, 1), (3, 5)],
+            how: vec![],
+        };
+        let sums = checksums(&image[..], &map).unwrap();
+        let text = render(&map, &sums, "test");
+        let (parsed, parsed_sums) = parse(&text).unwrap();
+        assert_eq!(
+            (parsed.image_size, &parsed.ranges),
+            (map.image_size, &map.ranges)
+        );
+        assert_eq!(parsed_sums, sums);
+        for (from, to) in [
+            ("> 3-5 </Range>", "> 3-6 </Range>"),
+            ("<BlockSize> 4096", "<BlockSize> 512"),
+            ("<bmap version=\"2.0\">", "<bmap version=\"1.4\">"),
+        ] {
+            assert!(parse(&text.replace(from, to)).is_err(), "{to}");
+        }
+        assert!(parse("<!DOCTYPE x [<!ENTITY a \"b\">]><bmap version=\"2.0\"/>").is_err());
+    }
+
+    #[test]
+    fn the_verifier_checks_each_range_as_the_image_streams_past() {
+        let image: Vec<u8> = (0..5 * BLOCK + 10).map(|i| (i % 251) as u8).collect();
+        let map = Map {
+            image_size: image.len() as u64,
+            ranges: vec![(1, 1), (3, 5)],
+            how: vec![],
+        };
+        let sums = checksums(&image[..], &map).unwrap();
+        let feed = |img: &[u8], chunk: usize| {
+            let mut v = Verifier::new(&map, &sums);
+            for c in img.chunks(chunk) {
+                v.update(c);
+            }
+            v.finish(img.len() as u64)
+        };
+        for chunk in [1, 7, 4096, 1 << 20] {
+            assert!(feed(&image, chunk).is_ok(), "{chunk}");
+        }
+        let mut changed = image.clone();
+        changed[10] ^= 1; // block 0: not mapped, not checked
+        assert!(feed(&changed, 999).is_ok());
+        changed[4 * 4096] ^= 1; // block 4: mapped
+        assert!(feed(&changed, 999).unwrap_err().to_string().contains("3-5"));
+        assert!(feed(&image[..3 * 4096], 999).is_err());
     }
 }

@@ -100,7 +100,8 @@ pub struct BmapInfo {
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<FileRef>,
-    /// `allocation`: from the partition table and each file system's allocation data.
+    /// `pi-gen`: pi-gen's own bmap, every range checked against the image; `allocation`:
+    /// from the partition table and each file system's allocation data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -110,6 +111,20 @@ pub struct BmapInfo {
     /// Per partition: what its free space was read from, or why it is all mapped.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub partitions: Vec<String>,
+    /// The bmap pi-gen's export made, when there was one: used (method `pi-gen`) once
+    /// every range's checksum matched the image, or why not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pi_gen: Option<PiGenBmapInfo>,
+}
+
+/// pi-gen's own bmap, and whether it was used.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PiGenBmapInfo {
+    /// Relative to the deploy directory.
+    pub path: String,
+    pub used: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// A file beside the metadata.

@@ -691,8 +691,59 @@ fn native_build_puts_overlay_seed_and_chroot_work_inside_the_image() {
     let out = read_outputs(&ws.root().join("gh-output"));
     assert_eq!(out["strategy"], "native");
 
+    // pi-gen's export made its own bmap (bmaptool is installed here), as the real one does.
+    let pi_gen_bmap = deploy
+        .iter()
+        .find(|n| n.ends_with("-sugarkube-lite.bmap") && !n.starts_with("image_"))
+        .unwrap_or_else(|| panic!("no bmap from pi-gen's export: {deploy:?}"))
+        .clone();
+
     // The rest of the pipeline picks it up from here.
     collect(&ws);
+    let meta: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(ws.root().join("out/sugarkube.img.xz.metadata.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(meta["bmap"]["method"], "pi-gen", "{}", meta["bmap"]);
+    assert_eq!(meta["bmap"]["pi_gen"]["path"], pi_gen_bmap.as_str());
+    assert_eq!(meta["bmap"]["pi_gen"]["used"], true);
+    let card = ws.root().join("card.img");
+    let copied = std::process::Command::new("bmaptool")
+        .args(["copy", "--bmap"])
+        .arg(ws.root().join("out/sugarkube.img.bmap"))
+        .arg(ws.root().join("out/sugarkube.img.xz"))
+        .arg(&card)
+        .output()
+        .unwrap();
+    assert!(
+        copied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&copied.stderr)
+    );
+    fs::remove_file(&card).unwrap();
+    // A pi-gen bmap that does not match is not used: the bmap is derived instead.
+    let bmap_path = ws.root().join("out/deploy").join(&pi_gen_bmap);
+    let text = fs::read_to_string(&bmap_path).unwrap();
+    let first_sum = text.split("chksum=\"").nth(1).unwrap()[..64].to_owned();
+    fs::write(&bmap_path, text.replacen(&first_sum, &"0".repeat(64), 1)).unwrap();
+    collect(&ws);
+    let meta: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(ws.root().join("out/sugarkube.img.xz.metadata.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(meta["bmap"]["method"], "allocation", "{}", meta["bmap"]);
+    assert_eq!(meta["bmap"]["pi_gen"]["used"], false);
+    assert!(
+        meta["bmap"]["pi_gen"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("BmapFileChecksum"),
+        "{}",
+        meta["bmap"]
+    );
+    fs::write(&bmap_path, text).unwrap();
+    collect(&ws);
+
     let (code, _, err) = run(pi_image(ws.root())
         .args(["manifest", "--output-dir", "out"])
         .env("BUILD_START", &out["build-start"])

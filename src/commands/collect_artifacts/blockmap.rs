@@ -1,9 +1,12 @@
-//! `IMG_NAME.img.bmap`, from the partition table and each file system's allocation
-//! data (see [`crate::image::bmap`]), once the image is streamed: the allocation is read
-//! at random (raw source, or the .img.xz's index), then the mapped ranges are hashed in
-//! one more sequential read (the raw source, or the .img.xz decoded on every core).
+//! `IMG_NAME.img.bmap`: pi-gen's own bmap when its export made one and every range's
+//! checksum matched the image as it streamed past (within the one pass); otherwise from
+//! the partition table and each file system's allocation data (see
+//! [`crate::image::bmap`]), once the image is streamed: the allocation is read at random
+//! (raw source, or the .img.xz's index), then the mapped ranges are hashed in one more
+//! sequential read (the raw source, or the .img.xz decoded on every core).
 
 use std::io::BufReader;
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context as _;
@@ -13,16 +16,144 @@ use super::inventory::{Image, open, write};
 use crate::atomic::FileSet;
 use crate::image::xz_seek::SeekableXz;
 use crate::image::{RawImage, ReadAt, bmap};
-use crate::model::metadata::BmapInfo;
+use crate::model::metadata::{BmapInfo, PiGenBmapInfo};
+
+/// Largest pi-gen bmap read: a few hundred bytes per range, and a Pi image has at most
+/// some thousands of ranges.
+const PI_GEN_BMAP_MAX: u64 = 16 << 20;
+
+/// pi-gen's bmap, read and parsed before the pass, checked during it.
+pub struct PiGenBmap {
+    rel: String,
+    state: Result<(bmap::Map, Vec<String>, bmap::Verifier), String>,
+}
+
+/// pi-gen's bmap after the pass: its map and checksums if every range matched.
+pub struct Checked {
+    rel: String,
+    result: Result<(bmap::Map, Vec<String>), String>,
+}
+
+impl PiGenBmap {
+    pub fn load(path: &Path, deploy_dir: &Path) -> Self {
+        let rel = path
+            .strip_prefix(deploy_dir)
+            .unwrap_or(path)
+            .to_string_lossy()
+            .into_owned();
+        let state = crate::input::read("pi-gen's bmap", path, None, PI_GEN_BMAP_MAX)
+            .and_then(|bytes| Ok(String::from_utf8(bytes)?))
+            .and_then(|text| bmap::parse(&text))
+            .map(|(map, sums)| {
+                let verifier = bmap::Verifier::new(&map, &sums);
+                (map, sums, verifier)
+            })
+            .map_err(|e| format!("{e:#}"));
+        Self { rel, state }
+    }
+
+    /// The next bytes of the raw image.
+    pub fn update(&mut self, bytes: &[u8]) {
+        if let Ok((_, _, v)) = &mut self.state {
+            v.update(bytes);
+        }
+    }
+
+    pub fn finish(self, raw_size: u64) -> Checked {
+        let result = self.state.and_then(|(map, sums, v)| {
+            v.finish(raw_size).map_err(|e| format!("{e:#}"))?;
+            Ok((map, sums))
+        });
+        Checked {
+            rel: self.rel,
+            result,
+        }
+    }
+}
 
 /// Adds the bmap to `set`, or its removal and why there is none.
-pub fn collect(input: &Input, image: &Image, set: &mut FileSet) -> BmapInfo {
+pub fn collect(
+    input: &Input,
+    image: &Image,
+    pi_gen: Option<Checked>,
+    set: &mut FileSet,
+) -> BmapInfo {
     let path = &input.paths.bmap;
     if input.no_bmap {
         set.add_removal(path);
         return skipped("--no-bmap".into());
     }
     let started = Instant::now();
+    let mut rejected = None;
+    if let Some(Checked { rel, result }) = pi_gen {
+        match result.and_then(|(map, sums)| {
+            from_pi_gen(input, &rel, &map, &sums).map_err(|e| format!("{e:#}"))
+        }) {
+            Ok((info, file)) => {
+                set.add(file);
+                tracing::info!(
+                    "bmap: pi-gen's `{}`, every range checked against the image ({} of {} blocks mapped)",
+                    crate::gha::escape::plain_line(&rel),
+                    info.mapped_blocks.unwrap_or_default(),
+                    info.blocks.unwrap_or_default(),
+                );
+                return info;
+            }
+            Err(why) => {
+                tracing::warn!(
+                    "pi-gen's bmap `{}` is not used: {}; deriving one from the file systems",
+                    crate::gha::escape::plain_line(&rel),
+                    crate::gha::escape::plain_line(&why)
+                );
+                rejected = Some(PiGenBmapInfo {
+                    path: rel,
+                    used: false,
+                    reason: Some(why),
+                });
+            }
+        }
+    }
+    let mut info = derived(input, image, set, started);
+    info.pi_gen = rejected;
+    info
+}
+
+/// pi-gen's bmap, checked, rendered again under this image's name.
+fn from_pi_gen(
+    input: &Input,
+    rel: &str,
+    map: &bmap::Map,
+    sums: &[String],
+) -> anyhow::Result<(BmapInfo, crate::atomic::AtomicFile)> {
+    let text = bmap::render(
+        map,
+        sums,
+        "pi-gen's own bmap (bmaptool create), every range checked against the image",
+    );
+    let (file, file_ref) = write(&input.paths.bmap, text.as_bytes())?;
+    Ok((
+        BmapInfo {
+            status: "written".into(),
+            reason: None,
+            file: Some(file_ref),
+            method: Some("pi-gen".into()),
+            blocks: Some(map.blocks_count()),
+            mapped_blocks: Some(map.mapped_blocks()),
+            partitions: vec![format!(
+                "pi-gen's bmap `{rel}`, every range's checksum matched"
+            )],
+            pi_gen: Some(PiGenBmapInfo {
+                path: rel.to_owned(),
+                used: true,
+                reason: None,
+            }),
+        },
+        file,
+    ))
+}
+
+fn derived(input: &Input, image: &Image, set: &mut FileSet, started: Instant) -> BmapInfo {
+    let path = &input.paths.bmap;
     match make(input, image) {
         Ok((info, file)) => {
             set.add(file);
@@ -92,6 +223,7 @@ fn make(input: &Input, image: &Image) -> anyhow::Result<(BmapInfo, crate::atomic
             blocks: Some(map.blocks_count()),
             mapped_blocks: Some(map.mapped_blocks()),
             partitions: map.how,
+            pi_gen: None,
         },
         file,
     ))

@@ -368,12 +368,22 @@ pub fn run(gha: &Gha, input: &Input, plan: &Plan) -> anyhow::Result<Outcome> {
     } else {
         plan.action
     };
+    // pi-gen's bmap is checked against the raw image as it streams past.
+    let mut pi_gen_bmap = plan
+        .pi_gen_bmap
+        .as_deref()
+        .map(|p| blockmap::PiGenBmap::load(p, &input.deploy_dir));
+    let mut tap = |bytes: &[u8]| {
+        if let Some(b) = pi_gen_bmap.as_mut() {
+            b.update(bytes);
+        }
+    };
     // Each arm also says where the image can be read again for its inventory: the raw
     // source if there is one, else the .img.xz as it now is on disk.
     let (streamed, entry, readable) = match action {
         Action::Compress => {
             let mut dest = AtomicFile::create(&paths.image)?;
-            let (streamed, entry) = compress_source(gha, input, source, &mut dest)?;
+            let (streamed, entry) = compress_source(gha, input, source, &mut dest, &mut tap)?;
             let readable = if source.format == Format::Img {
                 inventory::Image::Raw(source.path.clone())
             } else {
@@ -387,8 +397,13 @@ pub fn run(gha: &Gha, input: &Input, plan: &Plan) -> anyhow::Result<Outcome> {
             let file = open(&source.path)?;
             let mut progress =
                 Progress::new(gha.in_actions(), "verifying and copying", Some(source.size));
-            let streamed =
-                pipeline::verify_xz(file, &origin_of(source), dest.file(), &mut progress)?;
+            let streamed = pipeline::verify_xz(
+                file,
+                &origin_of(source),
+                dest.file(),
+                &mut progress,
+                &mut tap,
+            )?;
             let readable = inventory::Image::Xz(dest.temp_path().to_path_buf());
             set.add(dest);
             (streamed, None, readable)
@@ -396,8 +411,13 @@ pub fn run(gha: &Gha, input: &Input, plan: &Plan) -> anyhow::Result<Outcome> {
         Action::MoveXz | Action::InPlace => {
             let file = open(&source.path)?;
             let mut progress = Progress::new(gha.in_actions(), "verifying", Some(source.size));
-            let streamed =
-                pipeline::verify_xz(file, &origin_of(source), std::io::sink(), &mut progress)?;
+            let streamed = pipeline::verify_xz(
+                file,
+                &origin_of(source),
+                std::io::sink(),
+                &mut progress,
+                &mut tap,
+            )?;
             if action == Action::MoveXz {
                 set.add_move(&source.path, &paths.image);
             } else {
@@ -436,7 +456,8 @@ pub fn run(gha: &Gha, input: &Input, plan: &Plan) -> anyhow::Result<Outcome> {
         },
         &mut set,
     );
-    let bmap = blockmap::collect(input, &readable, &mut set);
+    let pi_gen_bmap = pi_gen_bmap.map(|b| b.finish(streamed.raw.size));
+    let bmap = blockmap::collect(input, &readable, pi_gen_bmap, &mut set);
     let metadata = Metadata {
         schema_version: SCHEMA_VERSION,
         generated_at,
@@ -542,6 +563,7 @@ fn compress_source(
     input: &Input,
     source: &Candidate,
     dest: &mut AtomicFile,
+    tap: pipeline::Tap<'_>,
 ) -> anyhow::Result<(Streamed, Option<String>)> {
     let threads = resolve_threads(input.threads);
     tracing::info!(
@@ -595,6 +617,7 @@ fn compress_source(
         input.preset,
         threads,
         &mut progress,
+        tap,
     )?;
     if let Some(total) = total
         && s.raw.size != total

@@ -55,6 +55,9 @@ fn write_context(e: impl Into<anyhow::Error>) -> anyhow::Error {
     e.context("cannot write the output file (is the disk full?)")
 }
 
+/// Sees every byte of the raw image, in order (pi-gen's bmap's checks).
+pub type Tap<'a> = &'a mut dyn FnMut(&[u8]);
+
 /// Compresses a raw image stream into `dest`.
 pub fn compress(
     source: impl Read,
@@ -63,6 +66,7 @@ pub fn compress(
     preset: Preset,
     threads: u32,
     progress: &mut Progress,
+    tap: Tap<'_>,
 ) -> anyhow::Result<Streamed> {
     // The encoder already hands over output in large chunks: no BufWriter needed.
     let out = Hashing::new(dest);
@@ -74,6 +78,7 @@ pub fn compress(
         if n == 0 {
             break;
         }
+        tap(&buf[..n]);
         encoder
             .write_all(&buf[..n], &check_interrupted)
             .map_err(write_context)?;
@@ -109,6 +114,7 @@ pub fn verify_xz(
     origin: &Origin<'_>,
     copy: impl Write,
     progress: &mut Progress,
+    tap: Tap<'_>,
 ) -> anyhow::Result<Streamed> {
     let mut copy = BufWriter::with_capacity(BUF, copy);
     let counted = Counting {
@@ -127,6 +133,7 @@ pub fn verify_xz(
         if n == 0 {
             break;
         }
+        tap(&buf[..n]);
         raw.write_all(&buf[..n]).map_err(write_context)?;
     }
     // Whatever the decoder did not need (there should be nothing) still belongs to the

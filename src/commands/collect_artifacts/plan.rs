@@ -47,6 +47,10 @@ pub struct Plan {
     pub removes: Option<PathBuf>,
     /// `--chown`: the outputs and the directories made for them get this owner.
     pub chown: Option<(u32, u32)>,
+    /// The bmap pi-gen's export made beside the image (`IMG_DATE-IMG_NAME.bmap`, when
+    /// bmaptool was installed), checked during the pass and used when it holds.
+    #[serde(serialize_with = "crate::model::lossy_opt_path")]
+    pub pi_gen_bmap: Option<PathBuf>,
 }
 
 fn lossy_paths<S: serde::Serializer>(paths: &[PathBuf], s: S) -> Result<S::Ok, S::Error> {
@@ -150,7 +154,32 @@ pub fn plan(input: &Input, facts: &Facts) -> anyhow::Result<Plan> {
         outputs.push(paths.build_log.clone());
     }
     outputs.push(paths.metadata.clone());
+    // pi-gen's export names its bmap after IMG_FILENAME (date and name, no `image_`)
+    // and copies it beside the archive.
+    let bmap_rel = format!(
+        "{}{}{}.bmap",
+        source
+            .rel
+            .rsplit_once('/')
+            .map(|(dir, _)| format!("{dir}/"))
+            .unwrap_or_default(),
+        source
+            .date
+            .as_ref()
+            .map(|d| format!("{d}-"))
+            .unwrap_or_default(),
+        source.name
+    );
+    let pi_gen_bmap = (!input.no_bmap && facts.all_files.contains(&bmap_rel))
+        .then(|| input.deploy_dir.join(&bmap_rel));
+    if let Some(b) = &pi_gen_bmap {
+        notes.push(format!(
+            "pi-gen's bmap `{}`: checked while the image streams",
+            b.display()
+        ));
+    }
     Ok(Plan {
+        pi_gen_bmap,
         source,
         action,
         ignored,

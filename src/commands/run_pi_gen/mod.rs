@@ -435,6 +435,8 @@ pub struct HostFacts {
     pub sudo: bool,
     pub missing_depends: Vec<(String, String)>,
     pub depends: Vec<(String, String)>,
+    /// pi-gen's export makes its own bmap only when bmaptool is installed.
+    pub bmaptool: bool,
     pub missing_binfmt: Option<&'static str>,
     pub docker: Option<String>,
     pub vfat: Option<Known>,
@@ -694,6 +696,7 @@ fn host_facts(input: &Input) -> HostFacts {
             .cloned()
             .collect(),
         depends,
+        bmaptool: crate::process::find_program("bmaptool").is_some(),
         missing_binfmt: crate::host::missing_binfmt(input.source.arm64),
         docker: if wants_docker {
             crate::host::docker_blocker()

@@ -154,7 +154,17 @@ pub fn plan(input: &Input, g: &Gathered) -> anyhow::Result<Plan> {
         .cloned()
         .collect();
     heredoc::check(&passed, &g.expansions)?;
-    let warnings = preflight(input, g)?;
+    let mut warnings = preflight(input, g)?;
+    if !g.host.bmaptool && !input.install_deps && input.strategy != Strategy::DebianContainer {
+        // The container strategies install it inside the container; natively it is ours
+        // to install, and without it pi-gen's export makes no bmap of its own.
+        warnings.push(
+            "bmaptool is not installed here: a native build's export makes no bmap of its own \
+             (collect-artifacts then derives one from the file systems); apt-get install bmap-tools \
+             or pass --install-deps"
+                .to_owned(),
+        );
+    }
     let mut markers = Vec::new();
     for s in &input.source.stages {
         let export = Path::new(s).join("EXPORT_IMAGE");
@@ -186,13 +196,20 @@ pub fn plan(input: &Input, g: &Gathered) -> anyhow::Result<Plan> {
     })
 }
 
+/// The package with bmaptool, which pi-gen's export runs for the image's bmap.
+pub const BMAP_TOOLS: &str = "bmap-tools";
+
 /// `apt-get update` and `apt-get install` of the packages holding the missing tools of
-/// pi-gen's `depends`, or nothing when none is missing (or without `--install-deps`).
+/// pi-gen's `depends` (and bmaptool), or nothing when none is missing (or without `--install-deps`).
 fn install_commands(input: &Input, h: &HostFacts) -> Vec<Vec<String>> {
-    if !input.install_deps || input.dry_run || h.missing_depends.is_empty() {
+    if !input.install_deps || input.dry_run || (h.missing_depends.is_empty() && h.bmaptool) {
         return Vec::new();
     }
     let mut pkgs: Vec<String> = h.missing_depends.iter().map(|(_, p)| p.clone()).collect();
+    if !h.bmaptool {
+        // Not in pi-gen's `depends`, but its export uses it when present (the bmap).
+        pkgs.push(BMAP_TOOLS.to_owned());
+    }
     pkgs.sort();
     pkgs.dedup();
     let apt_get = |args: &[&str]| -> Vec<String> {

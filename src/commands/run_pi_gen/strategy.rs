@@ -67,13 +67,18 @@ fn bash_in(a: &mut Vec<String>, image: &str, script: String) {
 }
 
 /// The pi-gen container: the checkout (with our config and sub-stages) is in the image.
-/// `./build.sh` runs by its shebang, as pi-gen's own build-docker.sh runs it.
+/// `./build.sh` runs by its shebang, as pi-gen's own build-docker.sh runs it. pi-gen's
+/// Dockerfile installs no bmaptool, so its export would make no bmap: it is installed
+/// first when missing (a failure only costs pi-gen's bmap, not the build).
 pub fn container_run(spec: &ContainerSpec<'_>) -> Vec<String> {
     let mut a = common_run(spec);
     bash_in(
         &mut a,
         spec.image,
-        "dpkg-reconfigure qemu-user-binfmt >/dev/null 2>&1 || true; (mount binfmt_misc -t binfmt_misc /proc/sys/fs/binfmt_misc || true); cd /pi-gen && ./build.sh".to_owned(),
+        "dpkg-reconfigure qemu-user-binfmt >/dev/null 2>&1 || true; (mount binfmt_misc -t binfmt_misc /proc/sys/fs/binfmt_misc || true); \
+         command -v bmaptool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends bmap-tools; } \
+         || echo 'pi-image: bmap-tools could not be installed in the container: pi-gen makes no bmap of its own' >&2; \
+         cd /pi-gen && ./build.sh".to_owned(),
     );
     a
 }
