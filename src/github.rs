@@ -41,6 +41,9 @@ pub struct Release {
     pub draft: bool,
     #[serde(default)]
     pub prerelease: bool,
+    /// RFC 3339; `None` for a draft.
+    #[serde(default)]
+    pub published_at: Option<String>,
     #[serde(default)]
     pub html_url: String,
     #[serde(default)]
@@ -192,12 +195,30 @@ impl GitHub {
         body: OctoBody,
         extra: &[(http::HeaderName, String)],
     ) -> anyhow::Result<(http::HeaderMap, Bytes)> {
+        self.send_limited(method, url, body, extra, usize::MAX)
+            .await
+    }
+
+    /// [`Self::send`], reading at most `limit` bytes of the answer. An `Accept` in
+    /// `extra` replaces the JSON one.
+    async fn send_limited(
+        &self,
+        method: Method,
+        url: &str,
+        body: OctoBody,
+        extra: &[(http::HeaderName, String)],
+        limit: usize,
+    ) -> anyhow::Result<(http::HeaderMap, Bytes)> {
+        let accept = extra
+            .iter()
+            .find(|(k, _)| *k == ACCEPT)
+            .map_or(ACCEPT_V3, |(_, v)| v.as_str());
         let mut req = http::Request::builder()
             .method(method.clone())
             .uri(url)
-            .header(ACCEPT, ACCEPT_V3)
+            .header(ACCEPT, accept)
             .header(AUTHORIZATION, self.auth.clone());
-        for (k, v) in extra {
+        for (k, v) in extra.iter().filter(|(k, _)| *k != ACCEPT) {
             req = req.header(k, v);
         }
         let req = req
@@ -217,8 +238,7 @@ impl GitHub {
         })?;
         let status = resp.status();
         let headers = resp.headers().clone();
-        let bytes = resp
-            .into_body()
+        let bytes = http_body_util::Limited::new(resp.into_body(), limit)
             .collect()
             .await
             .map_err(|e| {
@@ -305,9 +325,7 @@ impl GitHub {
         if let Some(r) = self.release_by_tag(tag).await? {
             return Ok(Some(r));
         }
-        let all: Vec<Release> = self
-            .paginate(&self.repo_url("/releases?per_page=100"))
-            .await?;
+        let all = self.list_releases().await?;
         Ok(all.into_iter().find(|r| r.tag_name == tag))
     }
 
@@ -391,6 +409,28 @@ impl GitHub {
             )
             .await?
             .1)
+    }
+
+    /// Every release, drafts included, newest first (GitHub's order).
+    pub async fn list_releases(&self) -> anyhow::Result<Vec<Release>> {
+        self.paginate(&self.repo_url("/releases?per_page=100"))
+            .await
+    }
+
+    /// An asset's bytes, at most `limit` of them. GitHub answers with a redirect to its
+    /// storage, which the client follows without the token (octocrab's redirect layer
+    /// drops `Authorization` when the origin changes).
+    pub async fn download_asset(&self, id: u64, limit: usize) -> anyhow::Result<Bytes> {
+        let (_, bytes) = self
+            .send_limited(
+                Method::GET,
+                &self.repo_url(&format!("/releases/assets/{id}")),
+                OctoBody::empty(),
+                &[(ACCEPT, "application/octet-stream".to_owned())],
+                limit,
+            )
+            .await?;
+        Ok(bytes)
     }
 
     pub async fn delete_asset(&self, id: u64) -> anyhow::Result<()> {

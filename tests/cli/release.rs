@@ -537,3 +537,118 @@ fn a_next_page_outside_the_api_is_not_followed() {
         "a request was sent there: {err}"
     );
 }
+
+/// Seeds the fake with a published release holding `assets` (name, bytes).
+fn seed(gh: &FakeGitHub, tag: &str, prerelease: bool, at: &str, assets: &[(&str, &[u8])]) {
+    let mut s = gh.state.lock().unwrap();
+    s.next_id += 1;
+    let id = s.next_id;
+    let mut list = Vec::new();
+    for (name, bytes) in assets {
+        s.next_id += 1;
+        list.push(crate::support::github::FakeAsset {
+            id: s.next_id,
+            name: (*name).to_owned(),
+            size: bytes.len() as u64,
+            sha256: hex_sha256(bytes),
+            state: "uploaded".into(),
+            content_type: "text/plain".into(),
+            content: bytes.to_vec(),
+        });
+    }
+    s.releases.push(crate::support::github::FakeRelease {
+        id,
+        tag: tag.into(),
+        name: tag.into(),
+        body: String::new(),
+        draft: false,
+        prerelease,
+        make_latest: None,
+        published_at: Some(at.into()),
+        assets: list,
+    });
+}
+
+#[test]
+fn the_previous_releases_lock_is_fetched_for_its_channel_without_the_token_leaving_github() {
+    let gh = FakeGitHub::start();
+    let lock = |v: &str| format!("# lock\nimage sk.img.xz 00\n\nlibc6 arm64 {v}\n");
+    let old_stable = lock("2.36-9");
+    seed(
+        &gh,
+        "v2026.11.01+gaaaaaaa",
+        false,
+        "2026-11-01T00:00:00Z",
+        &[("sk.packages.lock", old_stable.as_bytes())],
+    );
+    seed(
+        &gh,
+        "nightly-20261102",
+        true,
+        "2026-11-02T00:00:00Z",
+        &[("sk.packages.lock", lock("2.36-10").as_bytes())],
+    );
+    let d = ReleaseDir::new(Some("pass"));
+    let target = d.dir().join("previous.packages.lock");
+    let fetch = |channel: &str| {
+        let mut c = d.cmd(&gh);
+        c.args([
+            "--fetch-previous-lock",
+            target.to_str().unwrap(),
+            "--channel",
+            channel,
+        ]);
+        run(c)
+    };
+    let (code, _, err) = fetch("stable");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(fs::read_to_string(&target).unwrap(), old_stable);
+    let out = read_outputs(&d.dir().join("gh-output"));
+    assert_eq!(out["previous-tag"], "v2026.11.01+gaaaaaaa");
+    assert_eq!(out["previous-lock"], target.to_str().unwrap());
+    // The download went to the storage origin, and the token did not go with it.
+    let storage = gh.state.lock().unwrap().storage.clone();
+    assert_eq!(storage.len(), 1, "{storage:?}");
+    assert_eq!(storage[0].1, None, "the token reached the storage host");
+    assert!(gh.writes().is_empty(), "it only reads: {:?}", gh.writes());
+
+    let (code, _, err) = fetch("nightly");
+    assert_eq!(code, 0, "{err}");
+    assert!(fs::read_to_string(&target).unwrap().contains("2.36-10"));
+
+    // A newer stable release without a lock: nothing to compare with, and the file of
+    // the earlier run goes (it would compare with the wrong release).
+    seed(
+        &gh,
+        "v2026.11.03+gbbbbbbb",
+        false,
+        "2026-11-03T00:00:00Z",
+        &[("sk.img.xz", b"x")],
+    );
+    let (code, _, err) = fetch("stable");
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("has no `sk.packages.lock`"), "{err}");
+    assert!(!target.exists());
+    assert_eq!(
+        read_outputs(&d.dir().join("gh-output"))["previous-lock"],
+        ""
+    );
+
+    // What the previous release holds under that name is hostile: not a lock, not used.
+    seed(
+        &gh,
+        "v2026.11.04+gccccccc",
+        false,
+        "2026-11-04T00:00:00Z",
+        &[("sk.packages.lock", b"# lock\n\nx|[a](http://e)|y arm64 1\n")],
+    );
+    let (code, _, err) = fetch("stable");
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("is not a package lock"), "{err}");
+    assert!(!target.exists());
+
+    // The lock it fetched is what manifest's --previous-lock reads: covered by
+    // manifest::changed_since_the_previous_release_and_inventory_checks.
+    let (code, _, err) = run(d.cmd(&gh).args(["--fetch-previous-lock", "x", "--publish"]));
+    assert_eq!(code, 2, "{err}");
+}

@@ -74,6 +74,13 @@ pub struct Args {
     /// Attempts per request on transient failures (5xx, rate limits, broken connections)
     #[arg(long, default_value_t = 4)]
     pub attempts: u32,
+    /// Only write the previous published release's IMG_NAME.packages.lock (same channel)
+    /// to FILE, for `manifest --previous-lock`, and stop; no manifest is read
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["publish", "no_manifest", "manifest"])]
+    pub fetch_previous_lock: Option<PathBuf>,
+    /// With --fetch-previous-lock: the channel of this build (stable or nightly)
+    #[arg(long, env = "RELEASE_CHANNEL", value_enum, default_value = "stable")]
+    pub channel: crate::model::manifest::Channel,
 }
 
 /// A file to attach.
@@ -428,6 +435,8 @@ pub struct Outcome {
     pub dry_run: bool,
     pub published: bool,
     pub changed: bool,
+    /// `--fetch-previous-lock`: what it fetched (nothing else was done).
+    pub previous: Option<previous::Fetched>,
 }
 
 /// release's step outputs.
@@ -444,6 +453,10 @@ pub struct Outputs {
     pub uploaded: String,
     /// Assets already up to date, space-separated
     pub kept: String,
+    /// --fetch-previous-lock: the previous release's tag (empty if there is none)
+    pub previous_tag: String,
+    /// --fetch-previous-lock: the file holding its package lock (empty if there is none)
+    pub previous_lock: String,
 }
 
 impl StepReport for Outcome {
@@ -455,10 +468,33 @@ impl StepReport for Outcome {
             tag: self.tag.clone(),
             uploaded: self.uploaded.join(" "),
             kept: self.kept.join(" "),
+            previous_tag: self
+                .previous
+                .as_ref()
+                .and_then(|p| p.tag.clone())
+                .unwrap_or_default(),
+            previous_lock: self
+                .previous
+                .as_ref()
+                .and_then(|p| p.path.as_ref())
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
         }
     }
 
     fn summary(&self) -> String {
+        if let Some(p) = &self.previous {
+            return match (&p.tag, &p.why_not) {
+                (Some(tag), _) => format!(
+                    "### release: previous package lock\n\nFrom release `{}`: \"Changed since\" compares with it.\n\n",
+                    md_cell(tag)
+                ),
+                (None, why) => format!(
+                    "### release: previous package lock\n\nNone: {}.\n\n",
+                    crate::gha::md_text(why.as_deref().unwrap_or_default())
+                ),
+            };
+        }
         let mut s = format!(
             "### release `{}`{}\n\n{}\n\n| Asset | Action |\n| --- | --- |\n",
             md_cell(&self.tag),
@@ -815,15 +851,57 @@ fn log_plan(gha: &Gha, input: &Input, existing: Option<&Release>, plan: &Plan) {
 
 pub fn main(gha: &Gha, args: Args) -> anyhow::Result<()> {
     crate::atomic::install_signal_handlers()?;
-    let input = Input::from_args(args, gha)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    if let Some(path) = args.fetch_previous_lock.clone() {
+        // The client's services start on the runtime.
+        let _entered = rt.enter();
+        let (req, gh) = previous_request(args, path, gha)?;
+        let fetched = rt.block_on(with_retries(
+            "fetch the previous release's package lock",
+            gh.1,
+            || previous::fetch(&gh.0, &req),
+        ))?;
+        return gha.publish(&Outcome {
+            previous: Some(fetched),
+            ..Outcome::default()
+        });
+    }
+    let input = Input::from_args(args, gha)?;
     let outcome = rt.block_on(run(gha, &input))?;
     gha.publish(&outcome)
 }
 
+/// `--fetch-previous-lock`: what to fetch, and the client (with its attempts).
+fn previous_request(
+    args: Args,
+    path: PathBuf,
+    gha: &Gha,
+) -> anyhow::Result<(previous::Request, (GitHub, u32))> {
+    let paths = args.image.artifact_paths()?;
+    if let Some(t) = &args.tag {
+        crate::validate::git_ref("--tag", t)?;
+    }
+    let token = checked_token(args.token, Mode::Publish, gha)?.unwrap_or_default();
+    let repository = checked_repository(args.repository)?;
+    let upload_url = args
+        .upload_url
+        .unwrap_or_else(|| crate::github::default_upload_url(&args.api_url));
+    let gh = GitHub::new(&args.api_url, &upload_url, &token, &repository)?;
+    Ok((
+        previous::Request {
+            path,
+            channel: args.channel,
+            asset: file_name(&paths.lock),
+            current_tag: args.tag,
+        },
+        (gh, args.attempts.max(1)),
+    ))
+}
+
 mod plan;
+pub mod previous;
 #[cfg(test)]
 mod tests;

@@ -56,6 +56,7 @@ fn release(draft: bool) -> Release {
         body: Some("notes".into()),
         draft,
         prerelease: false,
+        published_at: None,
         html_url: String::new(),
         upload_url: String::new(),
         assets: vec![],

@@ -210,6 +210,8 @@ pub struct FakeAsset {
     pub sha256: String,
     pub state: String,
     pub content_type: String,
+    /// The bytes, served (after a redirect) by the fake's storage.
+    pub content: Vec<u8>,
 }
 
 #[derive(Debug, Clone)]
@@ -221,6 +223,7 @@ pub struct FakeRelease {
     pub draft: bool,
     pub prerelease: bool,
     pub make_latest: Option<String>,
+    pub published_at: Option<String>,
     pub assets: Vec<FakeAsset>,
 }
 
@@ -244,6 +247,9 @@ pub struct FakeState {
     pub faults: Faults,
     /// Every request: `METHOD /path?query`.
     pub log: Vec<String>,
+    /// Requests that reached the storage asset downloads are redirected to (another
+    /// origin), each with the `Authorization` it carried, if any.
+    pub storage: Vec<(String, Option<String>)>,
 }
 
 /// A stateful GitHub for one repository, `o/r`, token `test-token`.
@@ -271,7 +277,7 @@ fn asset_json(base: &str, a: &FakeAsset, digests: bool) -> Value {
 fn release_json(base: &str, r: &FakeRelease, digests: bool) -> Value {
     json!({
         "url": format!("{base}/repos/o/r/releases/{}", r.id), "id": r.id, "tag_name": r.tag, "name": r.name, "body": r.body,
-        "draft": r.draft, "prerelease": r.prerelease,
+        "draft": r.draft, "prerelease": r.prerelease, "published_at": r.published_at,
         "html_url": format!("https://github.com/o/r/releases/tag/{}", r.tag),
         "upload_url": format!("{base}/repos/o/r/releases/{}/assets{{?name,label}}", r.id),
         "assets": r.assets.iter().map(|a| asset_json(base, a, digests)).collect::<Vec<_>>(),
@@ -307,6 +313,31 @@ impl FakeGitHub {
         let state = Arc::new(Mutex::new(FakeState {
             next_id: 100,
             ..FakeState::default()
+        }));
+        // Asset downloads redirect here, another origin, as GitHub's do to its storage.
+        let st = state.clone();
+        let storage = serve(Arc::new(move |_, req, _| {
+            let mut s = st.lock().unwrap();
+            let auth = req
+                .headers()
+                .get("authorization")
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned);
+            s.storage.push((req.uri().path().to_owned(), auth));
+            let id = req.uri().path().trim_start_matches("/storage/");
+            match s
+                .releases
+                .iter()
+                .flat_map(|r| &r.assets)
+                .find(|a| a.id.to_string() == id)
+            {
+                Some(a) => respond(
+                    200,
+                    &[("content-type", a.content_type.clone())],
+                    a.content.clone(),
+                ),
+                None => respond(404, &[], b"not found".to_vec()),
+            }
         }));
         let st = state.clone();
         let base = serve(Arc::new(move |base, req, body| {
@@ -375,8 +406,13 @@ impl FakeGitHub {
                         draft: v["draft"].as_bool().unwrap_or(false),
                         prerelease: v["prerelease"].as_bool().unwrap_or(false),
                         make_latest: None,
+                        published_at: None,
                         assets: vec![],
                     };
+                    let mut r = r;
+                    if !r.draft {
+                        r.published_at = Some(format!("2026-11-26T00:00:{:02}Z", r.id % 60));
+                    }
                     let out = release_json(base, &r, digests);
                     s.releases.push(r);
                     json_response(201, &out)
@@ -388,6 +424,9 @@ impl FakeGitHub {
                     };
                     if let Some(d) = v["draft"].as_bool() {
                         r.draft = d;
+                        if !d && r.published_at.is_none() {
+                            r.published_at = Some(format!("2026-11-26T00:00:{:02}Z", r.id % 60));
+                        }
                     }
                     if let Some(n) = v["name"].as_str() {
                         r.name = n.into();
@@ -432,6 +471,16 @@ impl FakeGitHub {
                         ));
                     }
                     respond(200, &headers, Value::Array(items).to_string().into_bytes())
+                }
+                ("GET", ["releases", "assets", id])
+                    if req.headers().get("accept").and_then(|h| h.to_str().ok())
+                        == Some("application/octet-stream") =>
+                {
+                    respond(
+                        302,
+                        &[("location", format!("{storage}/storage/{id}"))],
+                        vec![],
+                    )
                 }
                 ("DELETE", ["releases", "assets", id]) => {
                     for r in &mut s.releases {
@@ -486,6 +535,7 @@ impl FakeGitHub {
                             "uploaded".into()
                         },
                         content_type,
+                        content: body.to_vec(),
                     };
                     let out = asset_json(base, &a, digests);
                     r.assets.push(a);
