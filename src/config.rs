@@ -178,6 +178,8 @@ pub struct ArtifactPaths {
     /// The SBOM (SPDX 2.3 JSON) and the package lock, from the image's root file system.
     pub sbom: PathBuf,
     pub lock: PathBuf,
+    /// The same inventory as a CycloneDX 1.6 BOM.
+    pub cyclonedx: PathBuf,
     /// The block map for bmaptool.
     pub bmap: PathBuf,
     /// The Raspberry Pi Imager repository with this image.
@@ -200,6 +202,7 @@ impl ArtifactPaths {
             metadata: dir.join(format!("{image_name}.metadata.json")),
             build_log: dir.join(format!("{img_name}.build.log")),
             sbom: dir.join(format!("{img_name}.spdx.json")),
+            cyclonedx: dir.join(format!("{img_name}.cdx.json")),
             lock: dir.join(format!("{img_name}.packages.lock")),
             bmap: dir.join(format!("{img_name}.img.bmap")),
             rpi_imager: dir.join(format!("{img_name}.rpi-imager.json")),

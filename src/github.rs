@@ -18,6 +18,12 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// What the requests this module sends itself (not through octocrab) say they are.
+const USER_AGENT: &str = concat!("pi-image/", env!("CARGO_PKG_VERSION"));
+
+/// The most a JSON answer may hold (one page of releases or assets is far less).
+const MAX_ANSWER: usize = 64 << 20;
+
 /// The media type GitHub's REST v3 recordings use.
 pub const ACCEPT_V3: &str = "application/vnd.github.v3+json";
 
@@ -187,7 +193,8 @@ impl GitHub {
         format!("{}/repos/{}{rest}", self.api, self.repo)
     }
 
-    /// Sends one request; a non-2xx answer becomes an [`ApiError`].
+    /// Sends one request; a non-2xx answer becomes an [`ApiError`]. At most
+    /// [`MAX_ANSWER`] bytes of the answer are read.
     async fn send(
         &self,
         method: Method,
@@ -195,30 +202,12 @@ impl GitHub {
         body: OctoBody,
         extra: &[(http::HeaderName, String)],
     ) -> anyhow::Result<(http::HeaderMap, Bytes)> {
-        self.send_limited(method, url, body, extra, usize::MAX)
-            .await
-    }
-
-    /// [`Self::send`], reading at most `limit` bytes of the answer. An `Accept` in
-    /// `extra` replaces the JSON one.
-    async fn send_limited(
-        &self,
-        method: Method,
-        url: &str,
-        body: OctoBody,
-        extra: &[(http::HeaderName, String)],
-        limit: usize,
-    ) -> anyhow::Result<(http::HeaderMap, Bytes)> {
-        let accept = extra
-            .iter()
-            .find(|(k, _)| *k == ACCEPT)
-            .map_or(ACCEPT_V3, |(_, v)| v.as_str());
         let mut req = http::Request::builder()
             .method(method.clone())
             .uri(url)
-            .header(ACCEPT, accept)
+            .header(ACCEPT, ACCEPT_V3)
             .header(AUTHORIZATION, self.auth.clone());
-        for (k, v) in extra.iter().filter(|(k, _)| *k != ACCEPT) {
+        for (k, v) in extra {
             req = req.header(k, v);
         }
         let req = req
@@ -238,7 +227,7 @@ impl GitHub {
         })?;
         let status = resp.status();
         let headers = resp.headers().clone();
-        let bytes = http_body_util::Limited::new(resp.into_body(), limit)
+        let bytes = http_body_util::Limited::new(resp.into_body(), MAX_ANSWER)
             .collect()
             .await
             .map_err(|e| {
@@ -418,19 +407,100 @@ impl GitHub {
     }
 
     /// An asset's bytes, at most `limit` of them. GitHub answers with a redirect to its
-    /// storage, which the client follows without the token (octocrab's redirect layer
-    /// drops `Authorization` when the origin changes).
-    pub async fn download_asset(&self, id: u64, limit: usize) -> anyhow::Result<Bytes> {
-        let (_, bytes) = self
-            .send_limited(
-                Method::GET,
-                &self.repo_url(&format!("/releases/assets/{id}")),
-                OctoBody::empty(),
-                &[(ACCEPT, "application/octet-stream".to_owned())],
-                limit,
-            )
-            .await?;
-        Ok(bytes)
+    /// storage; that redirect is followed here, not by the client, so the token never
+    /// leaves the API: the storage request carries no `Authorization` at all (a redirect
+    /// layer that strips it per hop would hand it back on a second hop within the
+    /// storage's origin), and it must be `https` unless the API itself is not.
+    pub async fn download_asset(&self, id: u64, limit: usize) -> anyhow::Result<Vec<u8>> {
+        let url = self.repo_url(&format!("/releases/assets/{id}"));
+        let path = format!("/repos/{}/releases/assets/{id}", self.repo);
+        let allow_http = self.api.starts_with("http://");
+        let unreachable = |e: reqwest::Error| {
+            anyhow::Error::new(ApiError {
+                status: 0,
+                method: "GET".into(),
+                path: path.clone(),
+                message: format!("cannot reach GitHub: {e}"),
+                code: None,
+                retry_after: None,
+            })
+        };
+        crate::sigstore::install_tls_provider();
+        let api = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(30))
+            .timeout(Duration::from_secs(300))
+            .build()
+            .context("cannot set up the download client")?;
+        let resp = api
+            .get(&url)
+            .header(ACCEPT, "application/octet-stream")
+            .header(AUTHORIZATION, self.auth.clone())
+            .header(http::header::USER_AGENT, USER_AGENT)
+            .send()
+            .await
+            .map_err(unreachable)?;
+        let resp = if resp.status().is_redirection() {
+            let location = resp
+                .headers()
+                .get(http::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .ok_or_else(|| {
+                    anyhow::anyhow!("GitHub redirected the download of asset {id} nowhere")
+                })?;
+            let target = resp.url().join(location).with_context(|| {
+                format!("GitHub redirected the download of asset {id} to an invalid URL")
+            })?;
+            if target.scheme() != "https" && !(allow_http && target.scheme() == "http") {
+                anyhow::bail!(
+                    "GitHub redirected the download of asset {id} to a {} URL: not followed",
+                    target.scheme()
+                );
+            }
+            let storage = reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::custom(move |attempt| {
+                    if attempt.previous().len() > 5 {
+                        attempt.error("too many redirects")
+                    } else if attempt.url().scheme() != "https" && !allow_http {
+                        attempt.error("a redirect away from https")
+                    } else {
+                        attempt.follow()
+                    }
+                }))
+                .connect_timeout(Duration::from_secs(30))
+                .timeout(Duration::from_secs(300))
+                .build()
+                .context("cannot set up the download client")?;
+            storage
+                .get(target)
+                .header(http::header::USER_AGENT, USER_AGENT)
+                .send()
+                .await
+                .map_err(unreachable)?
+        } else {
+            resp
+        };
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(ApiError {
+                status: status.as_u16(),
+                method: "GET".into(),
+                path,
+                message: status.canonical_reason().unwrap_or("error").to_owned(),
+                code: None,
+                retry_after: None,
+            }
+            .into());
+        }
+        let mut resp = resp;
+        let mut out = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(unreachable)? {
+            if out.len() + chunk.len() > limit {
+                anyhow::bail!("asset {id} is larger than the {limit} bytes expected");
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
     }
 
     pub async fn delete_asset(&self, id: u64) -> anyhow::Result<()> {

@@ -20,12 +20,18 @@ use crate::atomic::check_interrupted;
 /// bmaptool's block size, and the one every flashing tool expects.
 pub const BLOCK: u64 = 4096;
 
+/// The largest image a bmap read from elsewhere may describe (16 TiB).
+const MAX_IMAGE: u64 = 1 << 44;
+
 /// Which 4 KiB blocks of the image must be written, and how that was decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Map {
     pub image_size: u64,
     /// Inclusive `(first, last)` block numbers, ascending, not adjacent.
     pub ranges: Vec<(u64, u64)>,
+    /// Of those, the blocks the partition table and the file systems use (the rest lies
+    /// in gaps between partitions); for a bmap read from a file, the same as `ranges`.
+    pub in_use: Vec<(u64, u64)>,
     /// One line per partition: what its free space was read from.
     pub how: Vec<String>,
 }
@@ -83,22 +89,38 @@ pub fn analyse(image: &mut dyn ReadAt) -> anyhow::Result<Map> {
             unmapped[usize::try_from(b).unwrap_or(usize::MAX)] = true;
         }
     }
+    // Owned: the partition table's block and every block a partition touches. The rest
+    // (gaps between partitions) is mapped too, but no file system uses it.
+    let owned = |b: u64| {
+        b == 0
+            || parts
+                .iter()
+                .any(|p| b * BLOCK < p.start + p.size && p.start < (b + 1) * BLOCK)
+    };
+    let ranges = block_runs(&unmapped, |_| true);
+    let in_use = block_runs(&unmapped, owned);
+    Ok(Map {
+        image_size: size,
+        ranges,
+        in_use,
+        how,
+    })
+}
+
+/// Inclusive runs of the blocks not `unmapped` for which `keep` holds.
+fn block_runs(unmapped: &[bool], keep: impl Fn(u64) -> bool) -> Vec<(u64, u64)> {
     let mut ranges: Vec<(u64, u64)> = Vec::new();
     for (b, &gone) in unmapped.iter().enumerate() {
-        if gone {
+        let b = b as u64;
+        if gone || !keep(b) {
             continue;
         }
-        let b = b as u64;
         match ranges.last_mut() {
             Some((_, last)) if *last + 1 == b => *last = b,
             _ => ranges.push((b, b)),
         }
     }
-    Ok(Map {
-        image_size: size,
-        ranges,
-        how,
-    })
+    ranges
 }
 
 fn merge(sorted: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
@@ -378,7 +400,14 @@ pub fn checksums(mut image: impl Read, map: &Map) -> anyhow::Result<Vec<String>>
 /// the image and adding up to its counts. Whether each range holds what its checksum
 /// says is checked against the image by [`Verifier`].
 pub fn parse(text: &str) -> anyhow::Result<(Map, Vec<String>)> {
-    let doc = roxmltree::Document::parse(text).context("it is not well-formed XML")?;
+    // Two nodes per range and some whitespace: a node limit well above any real image's
+    // keeps a forged file from costing memory out of proportion.
+    let options = roxmltree::ParsingOptions {
+        nodes_limit: 1 << 22,
+        ..roxmltree::ParsingOptions::default()
+    };
+    let doc = roxmltree::Document::parse_with_options(text, options)
+        .context("it is not well-formed XML")?;
     let root = doc.root_element();
     let version = root.attribute("version").unwrap_or_default();
     if root.tag_name().name() != "bmap" || !version.starts_with("2.") {
@@ -399,6 +428,9 @@ pub fn parse(text: &str) -> anyhow::Result<(Map, Vec<String>)> {
     };
     let hex64 = |v: &str| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit());
     let image_size = number("ImageSize")?;
+    if image_size > MAX_IMAGE {
+        bail!("its ImageSize is larger than any SD card");
+    }
     if number("BlockSize")? != BLOCK {
         bail!("its BlockSize is not {BLOCK}");
     }
@@ -448,6 +480,7 @@ pub fn parse(text: &str) -> anyhow::Result<(Map, Vec<String>)> {
     }
     let map = Map {
         image_size,
+        in_use: ranges.clone(),
         ranges,
         how: vec!["pi-gen's bmaptool".to_owned()],
     };
@@ -455,6 +488,32 @@ pub fn parse(text: &str) -> anyhow::Result<(Map, Vec<String>)> {
         bail!("its MappedBlocksCount does not match its ranges");
     }
     Ok((map, sums))
+}
+
+/// The blocks `need` uses that `have` leaves out: how many, and the first of them.
+pub fn uncovered(need: &Map, have: &Map) -> Option<(u64, u64)> {
+    let mut missing = 0u64;
+    let mut first = None;
+    let mut j = 0;
+    for &(a, b) in &need.in_use {
+        let mut at = a;
+        while at <= b {
+            // Skip the ranges of `have` that end before `at`.
+            while j < have.ranges.len() && have.ranges[j].1 < at {
+                j += 1;
+            }
+            match have.ranges.get(j) {
+                Some(&(ha, hb)) if ha <= at => at = hb.saturating_add(1),
+                next => {
+                    let gap_end = next.map_or(b, |&(ha, _)| (ha - 1).min(b));
+                    missing += gap_end - at + 1;
+                    first.get_or_insert(at);
+                    at = gap_end.saturating_add(1);
+                }
+            }
+        }
+    }
+    first.map(|f| (missing, f))
 }
 
 /// Checks a bmap's range checksums against the raw image as it streams past, in order,
@@ -611,6 +670,7 @@ mod tests {
         let map = Map {
             image_size: 3 * BLOCK + 100,
             ranges: vec![(0, 1), (3, 3)],
+            in_use: vec![],
             how: vec![],
         };
         let text = render(&map, &["a".repeat(64), "b".repeat(64)], "test");
@@ -632,6 +692,7 @@ mod tests {
         let map = Map {
             image_size: image.len() as u64,
             ranges: vec![(0, 1), (3, 5)],
+            in_use: vec![],
             how: vec![],
         };
         let sums = checksums(&image[..], &map).unwrap();
@@ -658,6 +719,7 @@ mod tests {
         let map = Map {
             image_size: image.len() as u64,
             ranges: vec![(1, 1), (3, 5)],
+            in_use: vec![],
             how: vec![],
         };
         let sums = checksums(&image[..], &map).unwrap();
@@ -677,5 +739,24 @@ mod tests {
         changed[4 * 4096] ^= 1; // block 4: mapped
         assert!(feed(&changed, 999).unwrap_err().to_string().contains("3-5"));
         assert!(feed(&image[..3 * 4096], 999).is_err());
+    }
+
+    #[test]
+    fn uncovered_blocks_are_counted_from_the_first() {
+        let map = |ranges: &[(u64, u64)]| Map {
+            image_size: 100 * BLOCK,
+            ranges: ranges.to_vec(),
+            in_use: ranges.to_vec(),
+            how: vec![],
+        };
+        let need = map(&[(0, 9), (20, 29)]);
+        assert_eq!(uncovered(&need, &map(&[(0, 29)])), None);
+        assert_eq!(uncovered(&need, &map(&[(0, 9), (20, 29)])), None);
+        assert_eq!(uncovered(&need, &map(&[])), Some((20, 0)));
+        assert_eq!(
+            uncovered(&need, &map(&[(0, 4), (6, 9), (22, 40)])),
+            Some((3, 5))
+        );
+        assert_eq!(uncovered(&need, &map(&[(1, 99)])), Some((1, 0)));
     }
 }

@@ -72,6 +72,8 @@ pub enum ArtifactKind {
     Provenance,
     /// SPDX 2.3 JSON: every package installed in the image.
     Sbom,
+    /// The same as a CycloneDX 1.6 BOM.
+    Cyclonedx,
     /// The packages, apt sources, mirrors and pi-gen commit of the build.
     PackagesLock,
     /// `IMG_NAME.img.bmap`: the block map for bmaptool.

@@ -79,6 +79,9 @@ pub struct InventoryInfo {
     pub sbom: Option<FileRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lock: Option<FileRef>,
+    /// The same inventory as a CycloneDX 1.6 BOM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cyclonedx: Option<FileRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub packages: Option<usize>,
     /// `/etc/os-release`'s ID, VERSION_ID and VERSION_CODENAME, space-separated.

@@ -8,6 +8,7 @@
 //! every other package to the distribution the image is (`/etc/os-release` ID: debian,
 //! or raspbian for 32-bit Raspberry Pi OS).
 
+pub mod cyclonedx;
 pub mod dpkg;
 pub mod lock;
 pub mod spdx;

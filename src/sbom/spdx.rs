@@ -52,12 +52,29 @@ pub fn purl(p: &Package, namespace: &str, distro: Option<&str>) -> String {
     )
 }
 
-fn supplier(namespace: &str) -> &'static str {
+/// Who publishes the packages of a purl namespace.
+pub fn publisher(namespace: &str) -> Option<&'static str> {
     match namespace {
-        "debian" => "Organization: Debian",
-        "raspbian" => "Organization: Raspbian",
-        RASPBERRYPI => "Organization: Raspberry Pi Ltd",
-        _ => "NOASSERTION",
+        "debian" => Some("Debian"),
+        "raspbian" => Some("Raspbian"),
+        RASPBERRYPI => Some("Raspberry Pi Ltd"),
+        _ => None,
+    }
+}
+
+fn supplier(namespace: &str) -> String {
+    publisher(namespace).map_or_else(
+        || "NOASSERTION".to_owned(),
+        |p| format!("Organization: {p}"),
+    )
+}
+
+/// The purl `distro` qualifier: `ID-VERSION_ID`, else the codename.
+pub fn distro(os: &super::OsRelease) -> Option<String> {
+    match (&os.version_id, &os.codename) {
+        (Some(v), _) => Some(format!("{}-{v}", os.id)),
+        (None, Some(c)) => Some(c.clone()),
+        (None, None) => None,
     }
 }
 
@@ -86,11 +103,7 @@ fn spdx_id(used: &mut BTreeSet<String>, parts: &[&str]) -> String {
 /// The document (serialise with [`crate::model::to_canonical_json`]).
 pub fn document(subject: &Subject<'_>, inv: &Inventory) -> Value {
     let os = &inv.os;
-    let distro = match (&os.version_id, &os.codename) {
-        (Some(v), _) => Some(format!("{}-{v}", os.id)),
-        (None, Some(c)) => Some(c.clone()),
-        (None, None) => None,
-    };
+    let distro = distro(os);
     let mut used = BTreeSet::new();
     let image_id = spdx_id(&mut used, &["Image", subject.name]);
     let mut packages = vec![json!({
@@ -152,7 +165,7 @@ pub fn document(subject: &Subject<'_>, inv: &Inventory) -> Value {
             "comment": "Installed packages read from /var/lib/dpkg/status in the image's root file system. \
                         A package is attributed to the Raspberry Pi archive when that archive's apt list in \
                         the image has it at the installed version, otherwise to the image's distribution \
-                        (/etc/os-release ID).",
+                        (/etc/os-release ID, or the Debian family its ID_LIKE names).",
         },
         "documentDescribes": [image_id],
         "packages": packages,

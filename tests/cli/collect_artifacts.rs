@@ -654,6 +654,26 @@ fn lock_packages(lock: &Path) -> Vec<String> {
     pkgs.lines().map(str::to_owned).collect()
 }
 
+/// Checks a BOM against CycloneDX 1.6's JSON Schema (vendored with the two schemas it
+/// refers to, resolved from that directory, never fetched).
+fn check_cyclonedx(bom: &Path) {
+    let dir = crate::support::repo_root().join("tests/fixtures/third-party/cyclonedx-spec");
+    let out = Command::new(crate::support::check_jsonschema())
+        .arg("--schemafile")
+        .arg(dir.join("bom-1.6.schema.json"))
+        .arg("--base-uri")
+        .arg(format!("file://{}/", dir.display()))
+        .arg(bom)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn check_spdx(sbom: &Path) {
     let schema = crate::support::repo_root()
         .join("tests/fixtures/third-party/spdx-spec/spdx-schema-2.3.json");
@@ -748,6 +768,35 @@ fn sbom_and_lock_list_what_dpkg_installed_whatever_the_source_format() {
         check_spdx(&sbom);
         // The lock's packages are exactly dpkg-query's, epochs and `~` included.
         assert_eq!(lock_packages(&lock), expected, "{case}");
+        // And the CycloneDX BOM's, valid against CycloneDX's own schema.
+        let cdx = ws.out().join("sugarkube.cdx.json");
+        check_cyclonedx(&cdx);
+        let bom: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(&cdx).unwrap()).unwrap();
+        let mut from_bom: Vec<String> = bom["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                let arch = c["properties"][0]["value"].as_str().unwrap();
+                format!(
+                    "{} {arch} {}",
+                    c["name"].as_str().unwrap(),
+                    c["version"].as_str().unwrap()
+                )
+            })
+            .collect();
+        from_bom.sort();
+        assert_eq!(from_bom, expected, "{case}");
+        assert_eq!(
+            bom["metadata"]["component"]["hashes"][0]["content"],
+            read_outputs(&outputs)["raw-sha256"].as_str(),
+            "{case}"
+        );
+        assert_eq!(
+            read_outputs(&outputs)["cyclonedx-path"],
+            "out/sugarkube.cdx.json"
+        );
 
         let doc: serde_json::Value =
             serde_json::from_str(&fs::read_to_string(&sbom).unwrap()).unwrap();
@@ -1365,4 +1414,163 @@ fn a_file_system_the_bmap_cannot_account_for_is_written_whole() {
             .contains("overlap"),
         "{meta}"
     );
+}
+
+/// A bmap whose `BmapFileChecksum` is made right again after `text` was changed (as a
+/// forger would).
+fn reseal(text: &str) -> String {
+    let sum = text
+        .split("<BmapFileChecksum>")
+        .nth(1)
+        .unwrap()
+        .split("</")
+        .next()
+        .unwrap()
+        .trim()
+        .to_owned();
+    let zeros = "0".repeat(64);
+    let zeroed = text.replacen(&sum, &zeros, 1);
+    let fixed = crate::support::hex_sha256(zeroed.as_bytes());
+    zeroed.replacen(&zeros, &fixed, 1)
+}
+
+#[test]
+#[ignore = "tier tools: needs mtools, dosfstools, e2fsprogs, zip, apt-utils, gpg, shellcheck or cloud-init (scripts/test.sh installs them)"]
+fn pi_gens_own_bmap_is_used_only_when_it_matches_the_image_and_covers_its_file_systems() {
+    let ws = Workspace::new();
+    let image = ws.root().join("2026-06-18-sk-lite.img");
+    // Written without holes, bmaptool maps every block: that covers the file systems.
+    sh(
+        "cp",
+        &[
+            "--sparse=never",
+            pi_like_image().to_str().unwrap(),
+            image.to_str().unwrap(),
+        ],
+        ws.root(),
+    );
+    let full = ws.root().join("full.bmap");
+    sh(
+        "bmaptool",
+        &[
+            "create",
+            "-o",
+            full.to_str().unwrap(),
+            image.to_str().unwrap(),
+        ],
+        ws.root(),
+    );
+    // With holes where it holds zeros (as pi-gen's loop-device image file has where ext4
+    // allocated but never wrote), it leaves used blocks out.
+    let sparse_image = ws.root().join("sparse.img");
+    sh(
+        "cp",
+        &[
+            "--sparse=always",
+            image.to_str().unwrap(),
+            sparse_image.to_str().unwrap(),
+        ],
+        ws.root(),
+    );
+    let holes = ws.root().join("holes.bmap");
+    sh(
+        "bmaptool",
+        &[
+            "create",
+            "-o",
+            holes.to_str().unwrap(),
+            sparse_image.to_str().unwrap(),
+        ],
+        ws.root(),
+    );
+    let full_text = fs::read_to_string(&full).unwrap();
+    let first_sum = full_text.split("chksum=\"").nth(1).unwrap()[..64].to_owned();
+    let empty = reseal(
+        &full_text
+            .lines()
+            .filter(|l| !l.contains("<Range"))
+            .map(|l| {
+                if l.contains("<MappedBlocksCount>") {
+                    "    <MappedBlocksCount> 0 </MappedBlocksCount>".to_owned()
+                } else {
+                    l.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+    );
+    let cases: [(&str, String, Option<&str>); 4] = [
+        ("bmaptool's, no holes", full_text.clone(), None),
+        (
+            "bmaptool's, with holes",
+            fs::read_to_string(&holes).unwrap(),
+            Some("blocks the file systems use"),
+        ),
+        (
+            "forged: nothing mapped",
+            empty,
+            Some("blocks the file systems use"),
+        ),
+        (
+            "forged: a range's checksum",
+            reseal(&full_text.replacen(&first_sum, &"1".repeat(64), 1)),
+            Some("does not hold what its checksum says"),
+        ),
+    ];
+    for (case, bmap, rejected) in cases {
+        let _ = fs::remove_dir_all(ws.deploy());
+        fs::create_dir_all(ws.deploy()).unwrap();
+        sh(
+            "zip",
+            &[
+                "-q",
+                "-j",
+                ws.deploy()
+                    .join("image_2026-06-18-sk-lite.zip")
+                    .to_str()
+                    .unwrap(),
+                image.to_str().unwrap(),
+            ],
+            ws.root(),
+        );
+        fs::write(ws.deploy().join("2026-06-18-sk-lite.bmap"), &bmap).unwrap();
+        let (code, _, err) = run(ws.collect());
+        assert_eq!(code, 0, "{case}: {err}");
+        let info = metadata(&ws, "sugarkube")["bmap"].clone();
+        assert_eq!(
+            info["pi_gen"]["path"], "2026-06-18-sk-lite.bmap",
+            "{case}: {info}"
+        );
+        match rejected {
+            None => {
+                assert_eq!(info["method"], "pi-gen", "{case}: {info}");
+                assert_eq!(info["pi_gen"]["used"], true, "{case}");
+            }
+            Some(why) => {
+                assert_eq!(info["method"], "allocation", "{case}: {info}");
+                assert_eq!(info["pi_gen"]["used"], false, "{case}");
+                assert!(
+                    info["pi_gen"]["reason"].as_str().unwrap().contains(why),
+                    "{case}: {info}"
+                );
+                assert!(err.contains("is not used"), "{case}: {err}");
+            }
+        }
+        check_metadata_schema(&ws);
+        // Whichever was used, bmaptool takes it and the card holds the image's files.
+        let card = ws.root().join("card.img");
+        let _ = fs::remove_file(&card);
+        let out = Command::new("bmaptool")
+            .args(["copy", "--bmap"])
+            .arg(ws.out().join("sugarkube.img.bmap"))
+            .arg(ws.out().join("sugarkube.img.xz"))
+            .arg(&card)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{case}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

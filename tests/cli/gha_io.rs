@@ -38,7 +38,7 @@ fn in_actions_logs_use_workflow_commands() {
         md.contains("### collect-artifacts") && md.contains("| `sugarkube.img.xz` |"),
         "{md}"
     );
-    assert_eq!(read_outputs(&output).len(), 12);
+    assert_eq!(read_outputs(&output).len(), 13);
 }
 
 #[test]

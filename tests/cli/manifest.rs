@@ -147,6 +147,7 @@ fn manifest_metadata_provenance_and_notes() {
             "sugarkube.img.xz.sha256",
             "sugarkube.img.xz.metadata.json",
             "sugarkube.spdx.json",
+            "sugarkube.cdx.json",
             "sugarkube.packages.lock",
             "sugarkube.img.bmap",
             "sugarkube.build.log",
@@ -184,8 +185,8 @@ fn manifest_metadata_provenance_and_notes() {
     let subjects = statement["subject"].as_array().unwrap();
     assert_eq!(
         subjects.len(),
-        8,
-        "the image, checksum, metadata, SBOM, lock, bmap, log and Imager repository"
+        9,
+        "the image, checksum, metadata, SBOMs, lock, bmap, log and Imager repository"
     );
     assert_eq!(
         subjects[0]["digest"]["sha256"],
@@ -207,7 +208,7 @@ fn manifest_metadata_provenance_and_notes() {
         "pi-image verify sugarkube.img.xz --bundle sugarkube.img.xz.sigstore.json --repository sugarkube/demo",
         "Not run: this image was not booted",
         "## Software\n\n3 packages are installed (debian 12 bookworm). `sugarkube.spdx.json` lists each",
-        "for f in sugarkube.img.xz.sha256 sugarkube.spdx.json sugarkube.packages.lock sugarkube.img.bmap sugarkube.rpi-imager.json sugarkube.intoto.json SHA256SUMS; do",
+        "for f in sugarkube.img.xz.sha256 sugarkube.spdx.json sugarkube.cdx.json sugarkube.packages.lock sugarkube.img.bmap sugarkube.rpi-imager.json sugarkube.intoto.json SHA256SUMS; do",
         "bmaptool copy --bmap sugarkube.img.bmap sugarkube.img.xz /dev/sdX",
         "sha256sum -c --ignore-missing SHA256SUMS",
     ] {

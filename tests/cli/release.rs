@@ -612,9 +612,17 @@ fn the_previous_releases_lock_is_fetched_for_its_channel_without_the_token_leavi
     assert_eq!(storage[0].1, None, "the token reached the storage host");
     assert!(gh.writes().is_empty(), "it only reads: {:?}", gh.writes());
 
+    // A second hop within the storage's origin gets no token either.
+    gh.state.lock().unwrap().faults.storage_hop = true;
     let (code, _, err) = fetch("nightly");
     assert_eq!(code, 0, "{err}");
     assert!(fs::read_to_string(&target).unwrap().contains("2.36-10"));
+    let storage = gh.state.lock().unwrap().storage.clone();
+    assert_eq!(storage.len(), 3, "{storage:?}");
+    assert!(
+        storage.iter().all(|(_, auth)| auth.is_none()),
+        "{storage:?}"
+    );
 
     // A newer stable release without a lock: nothing to compare with, and the file of
     // the earlier run goes (it would compare with the wrong release).
@@ -651,4 +659,9 @@ fn the_previous_releases_lock_is_fetched_for_its_channel_without_the_token_leavi
     // manifest::changed_since_the_previous_release_and_inventory_checks.
     let (code, _, err) = run(d.cmd(&gh).args(["--fetch-previous-lock", "x", "--publish"]));
     assert_eq!(code, 2, "{err}");
+    // Never one of the image's own files (it is removed when there is no previous lock).
+    let own = d.dir().join("sk.packages.lock");
+    let (code, _, err) = run(d.cmd(&gh).arg("--fetch-previous-lock").arg(&own));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("one of this image's own files"), "{err}");
 }

@@ -704,9 +704,20 @@ fn native_build_puts_overlay_seed_and_chroot_work_inside_the_image() {
         &fs::read_to_string(ws.root().join("out/sugarkube.img.xz.metadata.json")).unwrap(),
     )
     .unwrap();
-    assert_eq!(meta["bmap"]["method"], "pi-gen", "{}", meta["bmap"]);
+    // pi-gen's bmaptool maps what the image file holds, and blocks ext4 allocated but
+    // never wrote are holes there: like the real pi-gen's, this bmap leaves out used
+    // blocks, so it is not used, and the metadata says why.
     assert_eq!(meta["bmap"]["pi_gen"]["path"], pi_gen_bmap.as_str());
-    assert_eq!(meta["bmap"]["pi_gen"]["used"], true);
+    assert_eq!(meta["bmap"]["pi_gen"]["used"], false, "{}", meta["bmap"]);
+    assert!(
+        meta["bmap"]["pi_gen"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("blocks the file systems use"),
+        "{}",
+        meta["bmap"]
+    );
+    assert_eq!(meta["bmap"]["method"], "allocation");
     let card = ws.root().join("card.img");
     let copied = std::process::Command::new("bmaptool")
         .args(["copy", "--bmap"])
@@ -721,28 +732,6 @@ fn native_build_puts_overlay_seed_and_chroot_work_inside_the_image() {
         String::from_utf8_lossy(&copied.stderr)
     );
     fs::remove_file(&card).unwrap();
-    // A pi-gen bmap that does not match is not used: the bmap is derived instead.
-    let bmap_path = ws.root().join("out/deploy").join(&pi_gen_bmap);
-    let text = fs::read_to_string(&bmap_path).unwrap();
-    let first_sum = text.split("chksum=\"").nth(1).unwrap()[..64].to_owned();
-    fs::write(&bmap_path, text.replacen(&first_sum, &"0".repeat(64), 1)).unwrap();
-    collect(&ws);
-    let meta: serde_json::Value = serde_json::from_str(
-        &fs::read_to_string(ws.root().join("out/sugarkube.img.xz.metadata.json")).unwrap(),
-    )
-    .unwrap();
-    assert_eq!(meta["bmap"]["method"], "allocation", "{}", meta["bmap"]);
-    assert_eq!(meta["bmap"]["pi_gen"]["used"], false);
-    assert!(
-        meta["bmap"]["pi_gen"]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("BmapFileChecksum"),
-        "{}",
-        meta["bmap"]
-    );
-    fs::write(&bmap_path, text).unwrap();
-    collect(&ws);
 
     let (code, _, err) = run(pi_image(ws.root())
         .args(["manifest", "--output-dir", "out"])

@@ -86,9 +86,11 @@ pub fn collect(
     let started = Instant::now();
     let mut rejected = None;
     if let Some(Checked { rel, result }) = pi_gen {
-        match result.and_then(|(map, sums)| {
-            from_pi_gen(input, &rel, &map, &sums).map_err(|e| format!("{e:#}"))
-        }) {
+        match result
+            .and_then(|(map, sums)| covers_allocation(image, &map).map(|()| (map, sums)))
+            .and_then(|(map, sums)| {
+                from_pi_gen(input, &rel, &map, &sums).map_err(|e| format!("{e:#}"))
+            }) {
             Ok((info, file)) => {
                 set.add(file);
                 tracing::info!(
@@ -116,6 +118,31 @@ pub fn collect(
     let mut info = derived(input, image, set, started);
     info.pi_gen = rejected;
     info
+}
+
+/// Whether `map` writes every block the file systems' own allocation data says is used:
+/// pi-gen's bmaptool maps what its image file holds (holes are left out), which is not
+/// proof a block is unused, and a forged bmap could leave out anything.
+fn covers_allocation(image: &Image, map: &bmap::Map) -> Result<(), String> {
+    let needed = analyse(image).map_err(|e| format!("{e:#}"))?;
+    match bmap::uncovered(&needed, map) {
+        None => Ok(()),
+        Some((n, first)) => Err(format!(
+            "it leaves out {n} blocks the file systems use (the first: block {first})"
+        )),
+    }
+}
+
+/// The mapped set from the partition table and the file systems' allocation data, read
+/// at random from the raw source or through the .img.xz's index.
+fn analyse(image: &Image) -> anyhow::Result<bmap::Map> {
+    match image {
+        Image::Raw(path) => bmap::analyse(&mut RawImage::new(open(path)?)?),
+        Image::Xz(path) => bmap::analyse(
+            &mut SeekableXz::open(open(path)?)
+                .with_context(|| format!("cannot read the index of `{}`", path.display()))?,
+        ),
+    }
 }
 
 /// pi-gen's bmap, checked, rendered again under this image's name.

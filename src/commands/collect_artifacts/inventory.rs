@@ -21,7 +21,7 @@ use crate::image::xz_seek::SeekableXz;
 use crate::image::{RawImage, ReadAt};
 use crate::model::metadata::{FileRef, InventoryInfo};
 use crate::sbom::lock::{self, BuildInputs};
-use crate::sbom::{Inventory, spdx};
+use crate::sbom::{Inventory, cyclonedx, spdx};
 
 /// The image to read, as it is on disk now.
 pub enum Image {
@@ -49,6 +49,7 @@ pub fn collect(
     let paths = &input.paths;
     let skipped = |set: &mut FileSet, reason: String| {
         set.add_removal(&paths.sbom);
+        set.add_removal(&paths.cyclonedx);
         set.add_removal(&paths.lock);
         InventoryInfo {
             status: "skipped".into(),
@@ -115,19 +116,20 @@ fn read(
     .flatten()
     .collect::<Vec<_>>()
     .join(" ");
-    let doc = spdx::document(
-        &spdx::Subject {
-            name: &input.paths.img_name,
-            file_name: about.image_file,
-            raw_sha256: about.raw_sha256,
-            created: about.created,
-        },
-        &inv,
-    );
+    let subject = spdx::Subject {
+        name: &input.paths.img_name,
+        file_name: about.image_file,
+        raw_sha256: about.raw_sha256,
+        created: about.created,
+    };
     let paths = &input.paths;
     let (sbom_file, sbom) = write(
         &paths.sbom,
-        crate::model::to_canonical_json(&doc)?.as_bytes(),
+        crate::model::to_canonical_json(&spdx::document(&subject, &inv))?.as_bytes(),
+    )?;
+    let (cdx_file, cdx) = write(
+        &paths.cyclonedx,
+        crate::model::to_canonical_json(&cyclonedx::document(&subject, &inv))?.as_bytes(),
     )?;
     let lock_text = lock::render(about.image_file, about.raw_sha256, &inv, &build);
     let (lock_file, lock) = write(&paths.lock, lock_text.as_bytes())?;
@@ -137,12 +139,13 @@ fn read(
             reason: None,
             sbom: Some(sbom),
             lock: Some(lock),
+            cyclonedx: Some(cdx),
             packages: Some(inv.packages.len()),
             os: Some(os_words),
             root_partition: Some(fs.partition.number),
             read_from: Some(read_from),
         },
-        vec![sbom_file, lock_file],
+        vec![sbom_file, cdx_file, lock_file],
     ))
 }
 

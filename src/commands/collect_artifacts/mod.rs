@@ -217,6 +217,7 @@ pub struct Outcome {
     pub raw_size: u64,
     pub inventory: InventoryInfo,
     pub sbom_path: Option<PathBuf>,
+    pub cyclonedx_path: Option<PathBuf>,
     pub lock_path: Option<PathBuf>,
     pub bmap_path: Option<PathBuf>,
     pub seconds: f64,
@@ -244,6 +245,8 @@ pub struct Outputs {
     pub raw_size: String,
     /// The SBOM, SPDX 2.3 JSON (empty if none: see the warning and the metadata)
     pub sbom_path: String,
+    /// The same inventory as a CycloneDX 1.6 BOM (empty if none)
+    pub cyclonedx_path: String,
     /// The package lock (empty if none)
     pub lock_path: String,
     /// How many packages are installed in the image (empty if unknown)
@@ -269,6 +272,7 @@ impl StepReport for Outcome {
             raw_sha256: self.raw_sha256.clone(),
             raw_size: self.raw_size.to_string(),
             sbom_path: path_or_empty(self.sbom_path.as_deref()),
+            cyclonedx_path: path_or_empty(self.cyclonedx_path.as_deref()),
             lock_path: path_or_empty(self.lock_path.as_deref()),
             packages: self
                 .inventory
@@ -330,6 +334,7 @@ pub fn run(gha: &Gha, input: &Input, plan: &Plan) -> anyhow::Result<Outcome> {
         &paths.metadata,
         &paths.build_log,
         &paths.sbom,
+        &paths.cyclonedx,
         &paths.lock,
         &paths.bmap,
     ] {
@@ -540,6 +545,10 @@ pub fn run(gha: &Gha, input: &Input, plan: &Plan) -> anyhow::Result<Outcome> {
         raw_sha256: streamed.raw.sha256,
         raw_size: streamed.raw.size,
         sbom_path: inventory.sbom.is_some().then(|| paths.sbom.clone()),
+        cyclonedx_path: inventory
+            .cyclonedx
+            .is_some()
+            .then(|| paths.cyclonedx.clone()),
         lock_path: inventory.lock.is_some().then(|| paths.lock.clone()),
         bmap_path: bmap.file.is_some().then(|| paths.bmap.clone()),
         inventory,

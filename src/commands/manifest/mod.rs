@@ -400,6 +400,7 @@ fn inventory_files(
     let mut out = Vec::new();
     for (kind, recorded, path) in [
         (ArtifactKind::Sbom, &inv.sbom, &paths.sbom),
+        (ArtifactKind::Cyclonedx, &inv.cyclonedx, &paths.cyclonedx),
         (ArtifactKind::PackagesLock, &inv.lock, &paths.lock),
         (ArtifactKind::Bmap, &bmap, &paths.bmap),
     ] {

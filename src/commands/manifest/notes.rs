@@ -202,11 +202,15 @@ fn software_section(o: &mut String, m: &Manifest, extra: &Extra<'_>) {
             let _ = writeln!(
                 o,
                 "{} packages are installed ({}). `{}` lists each (SPDX 2.3: version, architecture, \
-                 source package, purl); `{}` is the build's input set: those packages, the apt sources, \
+                 source package, purl){}; `{}` is the build's input set: those packages, the apt sources, \
                  the mirrors and the pi-gen commit.",
                 inv.packages.unwrap_or_default(),
                 md_text(inv.os.as_deref().unwrap_or("unknown distribution")),
                 md_cell(&sbom.path),
+                inv.cyclonedx
+                    .as_ref()
+                    .map(|c| format!(", as does `{}` (CycloneDX 1.6)", md_cell(&c.path)))
+                    .unwrap_or_default(),
                 md_cell(&lock.path)
             );
         }
@@ -353,6 +357,7 @@ fn verify_section(o: &mut String, m: &Manifest) {
                 a.kind,
                 ArtifactKind::Checksum
                     | ArtifactKind::Sbom
+                    | ArtifactKind::Cyclonedx
                     | ArtifactKind::PackagesLock
                     | ArtifactKind::Provenance
                     | ArtifactKind::Bmap
@@ -366,7 +371,7 @@ fn verify_section(o: &mut String, m: &Manifest) {
         let _ = write!(
             o,
             "\n`SHA256SUMS` lists every artifact (`sha256sum -c --ignore-missing SHA256SUMS` checks those \
-             you downloaded). It, the checksum, the SBOM, the package lock, the bmap, the Imager repository and the \
+             you downloaded). It, the checksum, the SBOMs, the package lock, the bmap, the Imager repository and the \
              provenance statement have bundles of their own; `verify --manifest` checks every artifact's digest against the \
              signed manifest:\n\n\
              ```sh\nfor f in {}; do\n  pi-image verify \"$f\" --bundle \"$f.sigstore.json\" --repository {repo}\n\

@@ -166,6 +166,11 @@ pub fn plan(input: &Input, facts: &Facts) -> anyhow::Result<Plan> {
     source.commit.clone_from(&facts.repo.commit);
     source.git_ref.clone_from(&facts.repo.git_ref);
     let release = release(input.channel, &input.title, end, source.commit.as_deref());
+    // A re-run of the same release fetches that release's own lock: nothing to compare.
+    let previous = facts
+        .previous
+        .as_ref()
+        .filter(|p| p.tag.as_deref() != Some(release.tag.as_str()));
 
     let meta_text = to_canonical_json(&meta)?;
     let bundles = &facts.bundles;
@@ -264,7 +269,7 @@ pub fn plan(input: &Input, facts: &Facts) -> anyhow::Result<Plan> {
         artifacts: artifacts.clone(),
         smoke: facts.smoke.clone(),
         verifier: meta.verifier.clone(),
-        previous: facts.previous.as_ref().map(|p| PreviousRelease {
+        previous: previous.map(|p| PreviousRelease {
             tag: p.tag.clone(),
             lock_sha256: p.lock.sha256.clone(),
         }),
@@ -277,7 +282,7 @@ pub fn plan(input: &Input, facts: &Facts) -> anyhow::Result<Plan> {
             timings: facts.timings.as_ref(),
             build_start_epoch: start_epoch,
             inventory: meta.inventory.as_ref(),
-            changes: facts.previous.as_ref().map(|p| &p.changes),
+            changes: previous.map(|p| &p.changes),
         },
     );
     writes.extend([

@@ -270,6 +270,33 @@ impl Input {
             )));
         }
         let token = checked_token(args.token, mode, gha)?;
+        // The Imager repository names this release's asset URLs: it holds only for the
+        // manifest's own tag and repository.
+        if manifest
+            .artifacts
+            .iter()
+            .any(|a| a.kind == crate::model::manifest::ArtifactKind::RpiImager)
+        {
+            for (flag, given, recorded) in [
+                (
+                    "--tag",
+                    args.tag.as_deref(),
+                    Some(manifest.release.tag.as_str()),
+                ),
+                (
+                    "--repository (GITHUB_REPOSITORY)",
+                    args.repository.as_deref(),
+                    manifest.source.repository.as_deref(),
+                ),
+            ] {
+                if let Some(g) = given.filter(|g| !g.is_empty() && Some(*g) != recorded) {
+                    return Err(usage(format!(
+                        "{flag} `{g}` differs from the manifest's `{}`, but its Raspberry Pi Imager repository names the manifest's release URLs: run `pi-image manifest` for this release instead",
+                        recorded.unwrap_or("(none)")
+                    )));
+                }
+            }
+        }
         let repository = checked_repository(
             args.repository
                 .or_else(|| manifest.source.repository.clone()),
@@ -883,6 +910,30 @@ fn previous_request(
     let paths = args.image.artifact_paths()?;
     if let Some(t) = &args.tag {
         crate::validate::git_ref("--tag", t)?;
+    }
+    // FILE is written, or removed when there is no previous lock: never one of the
+    // image's own files.
+    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let own = [
+        &paths.image,
+        &paths.checksum,
+        &paths.metadata,
+        &paths.build_log,
+        &paths.sbom,
+        &paths.cyclonedx,
+        &paths.lock,
+        &paths.bmap,
+        &paths.rpi_imager,
+        &paths.manifest,
+        &paths.intoto,
+        &paths.sha256sums,
+        &paths.notes,
+    ];
+    if own.iter().any(|p| absolute(p) == absolute(&path)) {
+        return Err(usage(format!(
+            "--fetch-previous-lock `{}` is one of this image's own files: name another (e.g. $RUNNER_TEMP/previous.packages.lock)",
+            path.display()
+        )));
     }
     let token = checked_token(args.token, Mode::Publish, gha)?.unwrap_or_default();
     let repository = checked_repository(args.repository)?;

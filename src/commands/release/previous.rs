@@ -50,6 +50,9 @@ pub fn pick<'a>(
     releases
         .iter()
         .filter(|r| !r.draft && r.published_at.is_some() && in_channel(r, channel))
+        // A tag outside git's grammar (GitHub allows some) is not one `manifest` made;
+        // the one picked goes into the notes and the manifest.
+        .filter(|r| crate::validate::git_ref("a release tag", &r.tag_name).is_ok())
         .filter(|r| Some(r.tag_name.as_str()) != current)
         .max_by(|a, b| a.published_at.cmp(&b.published_at).then(a.id.cmp(&b.id)))
 }
@@ -80,11 +83,6 @@ pub async fn fetch(gh: &GitHub, req: &Request) -> anyhow::Result<Fetched> {
     let Some(previous) = pick(&releases, req.channel, req.current_tag.as_deref()) else {
         return none(format!("no earlier published {channel} release"));
     };
-    // The tag comes from GitHub and goes into the notes and the manifest.
-    crate::validate::git_ref(
-        "the previous release's tag (from GitHub)",
-        &previous.tag_name,
-    )?;
     let tag = previous.tag_name.clone();
     let Some(asset) = previous
         .assets
@@ -96,12 +94,24 @@ pub async fn fetch(gh: &GitHub, req: &Request) -> anyhow::Result<Fetched> {
             req.asset
         ));
     };
+    if asset.size > MAX_LOCK as u64 {
+        return none(format!(
+            "`{}` of release `{tag}` is {} bytes, more than a package lock",
+            req.asset, asset.size
+        ));
+    }
     let bytes = gh
         .download_asset(asset.id, MAX_LOCK)
         .await
         .with_context(|| format!("cannot download `{}` of release `{tag}`", req.asset))?;
-    let text = String::from_utf8_lossy(&bytes);
-    if let Err(e) = crate::sbom::lock::parse(&text) {
+    // Exactly what `manifest` will read: UTF-8, and a lock by its grammar.
+    let Ok(text) = std::str::from_utf8(&bytes) else {
+        return none(format!(
+            "`{}` of release `{tag}` is not UTF-8 text",
+            req.asset
+        ));
+    };
+    if let Err(e) = crate::sbom::lock::parse(text) {
         return none(format!(
             "`{}` of release `{tag}` is not a package lock ({e})",
             req.asset

@@ -93,6 +93,7 @@ impl Input {
             // `verify --manifest` wants their bundles.
             let inventory = [
                 &paths.sbom,
+                &paths.cyclonedx,
                 &paths.lock,
                 &paths.bmap,
                 &paths.rpi_imager,

@@ -238,6 +238,8 @@ pub struct Faults {
     pub no_digests: bool,
     /// The asset list's `Link: rel="next"` names this base instead of the API's.
     pub foreign_link: Option<String>,
+    /// The storage redirects each download once more, within its own origin.
+    pub storage_hop: bool,
 }
 
 #[derive(Debug, Default)]
@@ -324,7 +326,14 @@ impl FakeGitHub {
                 .and_then(|h| h.to_str().ok())
                 .map(str::to_owned);
             s.storage.push((req.uri().path().to_owned(), auth));
-            let id = req.uri().path().trim_start_matches("/storage/");
+            let path = req.uri().path().to_owned();
+            if s.faults.storage_hop && !path.starts_with("/storage/hop/") {
+                let id = path.trim_start_matches("/storage/");
+                return respond(302, &[("location", format!("/storage/hop/{id}"))], vec![]);
+            }
+            let id = path
+                .trim_start_matches("/storage/")
+                .trim_start_matches("hop/");
             match s
                 .releases
                 .iter()
