@@ -87,10 +87,10 @@ impl Inventory {
         }
         let os = os_release(fs)?;
         let sources = apt_sources(fs)?;
-        let rpi = raspberrypi_archive(fs)?;
+        let (rpi_lists, rpi) = raspberrypi_archive(fs)?;
         // Without the Raspberry Pi archive's lists its packages cannot be told from
         // Debian's, and a purl naming the wrong vendor is a wrong SBOM.
-        if rpi.is_empty()
+        if rpi_lists == 0
             && sources.iter().any(|s| {
                 RPI_LIST_PREFIXES
                     .iter()
@@ -182,9 +182,11 @@ fn os_release(fs: &RootFs) -> anyhow::Result<OsRelease> {
     Ok(os)
 }
 
-/// `(name, arch, version)` of every package the Raspberry Pi archive's lists hold.
-fn raspberrypi_archive(fs: &RootFs) -> anyhow::Result<BTreeSet<(String, String, String)>> {
+/// How many of the Raspberry Pi archive's lists there are, and the `(name, arch,
+/// version)` of every package they hold.
+fn raspberrypi_archive(fs: &RootFs) -> anyhow::Result<(usize, BTreeSet<(String, String, String)>)> {
     let mut found = BTreeSet::new();
+    let mut lists = 0;
     for name in fs.list(LISTS)? {
         if !RPI_LIST_PREFIXES.iter().any(|p| name.starts_with(p)) || !name.ends_with("_Packages") {
             continue;
@@ -193,6 +195,7 @@ fn raspberrypi_archive(fs: &RootFs) -> anyhow::Result<BTreeSet<(String, String, 
         let Some(text) = fs.read(&path, MAX_LIST)? else {
             continue;
         };
+        lists += 1;
         for p in dpkg::paragraphs(&String::from_utf8_lossy(&text)) {
             if let Some(n) = p.get("Package")
                 && let Ok(pkg) = dpkg::package(&p, n)
@@ -201,7 +204,7 @@ fn raspberrypi_archive(fs: &RootFs) -> anyhow::Result<BTreeSet<(String, String, 
             }
         }
     }
-    Ok(found)
+    Ok((lists, found))
 }
 
 /// A URL's `user:password@` in a one-line apt source, `#` included.

@@ -718,6 +718,14 @@ fn native_build_puts_overlay_seed_and_chroot_work_inside_the_image() {
         meta["bmap"]
     );
     assert_eq!(meta["bmap"]["method"], "allocation");
+    // The export's root file system has a real dpkg database: the SBOM lists its package.
+    assert_eq!(
+        meta["inventory"]["status"], "written",
+        "{}",
+        meta["inventory"]
+    );
+    let sbom = fs::read_to_string(ws.root().join("out/sugarkube.spdx.json")).unwrap();
+    assert!(sbom.contains("pkg:deb/debian/busybox-static@"), "{sbom}");
     let card = ws.root().join("card.img");
     let copied = std::process::Command::new("bmaptool")
         .args(["copy", "--bmap"])
