@@ -182,9 +182,12 @@ fn os_release(fs: &RootFs) -> anyhow::Result<OsRelease> {
     Ok(os)
 }
 
+/// `(name, arch, version)`.
+type PackageKey = (String, String, String);
+
 /// How many of the Raspberry Pi archive's lists there are, and the `(name, arch,
 /// version)` of every package they hold.
-fn raspberrypi_archive(fs: &RootFs) -> anyhow::Result<(usize, BTreeSet<(String, String, String)>)> {
+fn raspberrypi_archive(fs: &RootFs) -> anyhow::Result<(usize, BTreeSet<PackageKey>)> {
     let mut found = BTreeSet::new();
     let mut lists = 0;
     for name in fs.list(LISTS)? {
