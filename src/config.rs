@@ -192,6 +192,33 @@ pub struct ArtifactPaths {
 }
 
 impl ArtifactPaths {
+    /// The files collect-artifacts writes.
+    pub fn collected(&self) -> [&PathBuf; 8] {
+        [
+            &self.image,
+            &self.checksum,
+            &self.metadata,
+            &self.build_log,
+            &self.sbom,
+            &self.cyclonedx,
+            &self.lock,
+            &self.bmap,
+        ]
+    }
+
+    /// Every file of the image's set: collect-artifacts' and manifest's.
+    pub fn all(&self) -> Vec<&PathBuf> {
+        let mut all = self.collected().to_vec();
+        all.extend([
+            &self.rpi_imager,
+            &self.manifest,
+            &self.intoto,
+            &self.sha256sums,
+            &self.notes,
+        ]);
+        all
+    }
+
     pub fn new(dir: &Path, img_name: &str) -> Self {
         let image_name = format!("{img_name}.img.xz");
         Self {

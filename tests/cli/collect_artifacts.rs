@@ -658,37 +658,13 @@ fn lock_packages(lock: &Path) -> Vec<String> {
 /// refers to, resolved from that directory, never fetched).
 fn check_cyclonedx(bom: &Path) {
     let dir = crate::support::repo_root().join("tests/fixtures/third-party/cyclonedx-spec");
-    let out = Command::new(crate::support::check_jsonschema())
-        .arg("--schemafile")
-        .arg(dir.join("bom-1.6.schema.json"))
-        .arg("--base-uri")
-        .arg(format!("file://{}/", dir.display()))
-        .arg(bom)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::support::assert_schema_valid(&dir.join("bom-1.6.schema.json"), bom, Some(&dir));
 }
 
 fn check_spdx(sbom: &Path) {
     let schema = crate::support::repo_root()
         .join("tests/fixtures/third-party/spdx-spec/spdx-schema-2.3.json");
-    let out = Command::new(crate::support::check_jsonschema())
-        .arg("--schemafile")
-        .arg(&schema)
-        .arg(sbom)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::support::assert_schema_valid(&schema, sbom, None);
     let metadata_schema = crate::support::repo_root().join("schemas/metadata.schema.json");
     let meta = sbom.with_file_name(
         sbom.file_name()
@@ -697,17 +673,7 @@ fn check_spdx(sbom: &Path) {
             .unwrap()
             .replace(".spdx.json", ".img.xz.metadata.json"),
     );
-    let out = Command::new(crate::support::check_jsonschema())
-        .arg("--schemafile")
-        .arg(&metadata_schema)
-        .arg(&meta)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    crate::support::assert_schema_valid(&metadata_schema, &meta, None);
 }
 
 #[test]
@@ -1079,16 +1045,10 @@ fn no_sbom_rather_than_a_wrong_one() {
 }
 
 fn check_metadata_schema(ws: &Workspace) {
-    let out = Command::new(crate::support::check_jsonschema())
-        .arg("--schemafile")
-        .arg(crate::support::repo_root().join("schemas/metadata.schema.json"))
-        .arg(ws.out().join("sugarkube.img.xz.metadata.json"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
+    crate::support::assert_schema_valid(
+        &crate::support::repo_root().join("schemas/metadata.schema.json"),
+        &ws.out().join("sugarkube.img.xz.metadata.json"),
+        None,
     );
 }
 
@@ -1243,18 +1203,7 @@ fn bmap_copies_every_used_block_and_bmaptool_accepts_it() {
         }
         // bmaptool checks every range's checksum and the file's own while it writes.
         let card = ws.root().join(format!("card-{source}.img"));
-        let out = Command::new("bmaptool")
-            .args(["copy", "--bmap"])
-            .arg(&bmap)
-            .arg(ws.out().join("sugarkube.img.xz"))
-            .arg(&card)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::support::bmaptool_copy(&bmap, &ws.out().join("sugarkube.img.xz"), &card);
         // Both file systems check clean, and every file reads back as in the image.
         let copy = tree_of(ws.root(), &card, &format!("copy-{source}"));
         sh(
@@ -1439,51 +1388,35 @@ fn reseal(text: &str) -> String {
 fn pi_gens_own_bmap_is_used_only_when_it_matches_the_image_and_covers_its_file_systems() {
     let ws = Workspace::new();
     let image = ws.root().join("2026-06-18-sk-lite.img");
+    // bmaptool's bmap of a copy of the image written with `cp --sparse=WHEN`.
+    let bmaptool_create = |dest: &Path, sparse: &str| {
+        sh(
+            "cp",
+            &[
+                &format!("--sparse={sparse}"),
+                pi_like_image().to_str().unwrap(),
+                dest.to_str().unwrap(),
+            ],
+            ws.root(),
+        );
+        let bmap = dest.with_extension("bmap");
+        sh(
+            "bmaptool",
+            &[
+                "create",
+                "-o",
+                bmap.to_str().unwrap(),
+                dest.to_str().unwrap(),
+            ],
+            ws.root(),
+        );
+        fs::read_to_string(bmap).unwrap()
+    };
     // Written without holes, bmaptool maps every block: that covers the file systems.
-    sh(
-        "cp",
-        &[
-            "--sparse=never",
-            pi_like_image().to_str().unwrap(),
-            image.to_str().unwrap(),
-        ],
-        ws.root(),
-    );
-    let full = ws.root().join("full.bmap");
-    sh(
-        "bmaptool",
-        &[
-            "create",
-            "-o",
-            full.to_str().unwrap(),
-            image.to_str().unwrap(),
-        ],
-        ws.root(),
-    );
+    let full_text = bmaptool_create(&image, "never");
     // With holes where it holds zeros (as pi-gen's loop-device image file has where ext4
     // allocated but never wrote), it leaves used blocks out.
-    let sparse_image = ws.root().join("sparse.img");
-    sh(
-        "cp",
-        &[
-            "--sparse=always",
-            image.to_str().unwrap(),
-            sparse_image.to_str().unwrap(),
-        ],
-        ws.root(),
-    );
-    let holes = ws.root().join("holes.bmap");
-    sh(
-        "bmaptool",
-        &[
-            "create",
-            "-o",
-            holes.to_str().unwrap(),
-            sparse_image.to_str().unwrap(),
-        ],
-        ws.root(),
-    );
-    let full_text = fs::read_to_string(&full).unwrap();
+    let holes_text = bmaptool_create(&ws.root().join("sparse.img"), "always");
     let first_sum = full_text.split("chksum=\"").nth(1).unwrap()[..64].to_owned();
     let empty = reseal(
         &full_text
@@ -1503,7 +1436,7 @@ fn pi_gens_own_bmap_is_used_only_when_it_matches_the_image_and_covers_its_file_s
         ("bmaptool's, no holes", full_text.clone(), None),
         (
             "bmaptool's, with holes",
-            fs::read_to_string(&holes).unwrap(),
+            holes_text,
             Some("blocks the file systems use"),
         ),
         (
@@ -1560,17 +1493,10 @@ fn pi_gens_own_bmap_is_used_only_when_it_matches_the_image_and_covers_its_file_s
         // Whichever was used, bmaptool takes it and the card holds the image's files.
         let card = ws.root().join("card.img");
         let _ = fs::remove_file(&card);
-        let out = Command::new("bmaptool")
-            .args(["copy", "--bmap"])
-            .arg(ws.out().join("sugarkube.img.bmap"))
-            .arg(ws.out().join("sugarkube.img.xz"))
-            .arg(&card)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{case}: {}",
-            String::from_utf8_lossy(&out.stderr)
+        crate::support::bmaptool_copy(
+            &ws.out().join("sugarkube.img.bmap"),
+            &ws.out().join("sugarkube.img.xz"),
+            &card,
         );
     }
 }

@@ -6,7 +6,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::{Workspace, check_jsonschema, read_outputs, repo_root, run, sha256_of};
+use crate::support::{Workspace, read_outputs, repo_root, run, sha256_of};
 
 const REAL_LOG: &str = "\
 [23:50:00] Begin /home/runner/work/pi-gen
@@ -74,22 +74,7 @@ fn json(path: &Path) -> serde_json::Value {
 }
 
 fn validate(schema: &str, file: &Path) {
-    let out = Command::new(check_jsonschema())
-        .args([
-            "--schemafile",
-            repo_root().join("schemas").join(schema).to_str().unwrap(),
-            file.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("check-jsonschema is missing (run the README's test command): {e}")
-        });
-    assert!(
-        out.status.success(),
-        "{schema}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::support::assert_schema_valid(&repo_root().join("schemas").join(schema), file, None);
 }
 
 #[test]
@@ -430,20 +415,7 @@ fn changed_since_the_previous_release_and_inventory_checks() {
 /// SOURCE.md).
 fn validate_imager(file: &Path) {
     let schema = repo_root().join("tests/fixtures/third-party/rpi-imager/os-list-schema.json");
-    let out = Command::new(check_jsonschema())
-        .args([
-            "--schemafile",
-            schema.to_str().unwrap(),
-            file.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::support::assert_schema_valid(&schema, file, None);
 }
 
 #[test]

@@ -727,17 +727,10 @@ fn native_build_puts_overlay_seed_and_chroot_work_inside_the_image() {
     let sbom = fs::read_to_string(ws.root().join("out/sugarkube.spdx.json")).unwrap();
     assert!(sbom.contains("pkg:deb/debian/busybox-static@"), "{sbom}");
     let card = ws.root().join("card.img");
-    let copied = std::process::Command::new("bmaptool")
-        .args(["copy", "--bmap"])
-        .arg(ws.root().join("out/sugarkube.img.bmap"))
-        .arg(ws.root().join("out/sugarkube.img.xz"))
-        .arg(&card)
-        .output()
-        .unwrap();
-    assert!(
-        copied.status.success(),
-        "{}",
-        String::from_utf8_lossy(&copied.stderr)
+    crate::support::bmaptool_copy(
+        &ws.root().join("out/sugarkube.img.bmap"),
+        &ws.root().join("out/sugarkube.img.xz"),
+        &card,
     );
     fs::remove_file(&card).unwrap();
 
@@ -778,17 +771,7 @@ fn a_failing_build_reports_the_exit_code_log_tail_and_an_outage_record() {
     assert_eq!(records.len(), 1);
     let schema = crate::support::repo_root()
         .join("tests/fixtures/third-party/sugarkube/outages-schema.json");
-    let check = Command::new(crate::support::check_jsonschema())
-        .arg("--schemafile")
-        .arg(&schema)
-        .arg(&records[0])
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stdout)
-    );
+    crate::support::assert_schema_valid(&schema, &records[0], None);
 }
 
 #[test]

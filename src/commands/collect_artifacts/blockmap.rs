@@ -15,7 +15,7 @@ use super::Input;
 use super::inventory::{Image, open, write};
 use crate::atomic::FileSet;
 use crate::image::xz_seek::SeekableXz;
-use crate::image::{RawImage, ReadAt, bmap};
+use crate::image::{RawImage, bmap};
 use crate::model::metadata::{BmapInfo, PiGenBmapInfo};
 
 /// Largest pi-gen bmap read: a few hundred bytes per range, and a Pi image has at most
@@ -152,31 +152,21 @@ fn from_pi_gen(
     map: &bmap::Map,
     sums: &[String],
 ) -> anyhow::Result<(BmapInfo, crate::atomic::AtomicFile)> {
-    let text = bmap::render(
+    written(
+        input,
         map,
         sums,
         "pi-gen's own bmap (bmaptool create), every range checked against the image",
-    );
-    let (file, file_ref) = write(&input.paths.bmap, text.as_bytes())?;
-    Ok((
-        BmapInfo {
-            status: "written".into(),
+        "pi-gen",
+        vec![format!(
+            "pi-gen's bmap `{rel}`, every range's checksum matched"
+        )],
+        Some(PiGenBmapInfo {
+            path: rel.to_owned(),
+            used: true,
             reason: None,
-            file: Some(file_ref),
-            method: Some("pi-gen".into()),
-            blocks: Some(map.blocks_count()),
-            mapped_blocks: Some(map.mapped_blocks()),
-            partitions: vec![format!(
-                "pi-gen's bmap `{rel}`, every range's checksum matched"
-            )],
-            pi_gen: Some(PiGenBmapInfo {
-                path: rel.to_owned(),
-                used: true,
-                reason: None,
-            }),
-        },
-        file,
-    ))
+        }),
+    )
 }
 
 fn derived(input: &Input, image: &Image, set: &mut FileSet, started: Instant) -> BmapInfo {
@@ -210,47 +200,64 @@ fn skipped(reason: String) -> BmapInfo {
 }
 
 fn make(input: &Input, image: &Image) -> anyhow::Result<(BmapInfo, crate::atomic::AtomicFile)> {
-    let (map, sums) = match image {
+    let map = analyse(image)?;
+    let sums = match image {
         Image::Raw(path) => {
-            let mut raw = RawImage::new(open(path)?)?;
-            let map = bmap::analyse(&mut raw)?;
             let file = open(path)?;
             // bmaptool checks every range against the .img.xz it writes: a source that
             // changed since it was streamed fails there, loudly; a size change fails here.
             if file.metadata()?.len() != map.image_size {
                 anyhow::bail!("the image changed while it was read");
             }
-            let sums = bmap::checksums(BufReader::with_capacity(1 << 20, file), &map)?;
-            (map, sums)
+            bmap::checksums(BufReader::with_capacity(1 << 20, file), &map)?
         }
         Image::Xz(path) => {
-            let mut xz = SeekableXz::open(open(path)?)
-                .with_context(|| format!("cannot read the index of `{}`", path.display()))?;
-            let map = bmap::analyse(&mut xz)?;
+            // One stream decodes on every core; several (concatenated) only in order.
+            let streams = SeekableXz::open(open(path)?)
+                .with_context(|| format!("cannot read the index of `{}`", path.display()))?
+                .stream_count();
             let file = BufReader::with_capacity(1 << 20, open(path)?);
-            let sums = if xz.stream_count() == 1 {
+            if streams == 1 {
                 bmap::checksums(crate::xz::mt_decoder(file, input.threads)?, &map)?
             } else {
                 bmap::checksums(crate::xz::decoder(file), &map)?
-            };
-            if xz.size() != map.image_size {
-                anyhow::bail!("the image changed while it was read");
             }
-            (map, sums)
         }
     };
-    let text = bmap::render(&map, &sums, &map.how.join("; "));
+    let how = map.how.join("; ");
+    written(
+        input,
+        &map,
+        &sums,
+        &how,
+        "allocation",
+        map.how.clone(),
+        None,
+    )
+}
+
+/// Writes the bmap of `map` and describes it.
+fn written(
+    input: &Input,
+    map: &bmap::Map,
+    sums: &[String],
+    comment: &str,
+    method: &str,
+    partitions: Vec<String>,
+    pi_gen: Option<PiGenBmapInfo>,
+) -> anyhow::Result<(BmapInfo, crate::atomic::AtomicFile)> {
+    let text = bmap::render(map, sums, comment);
     let (file, file_ref) = write(&input.paths.bmap, text.as_bytes())?;
     Ok((
         BmapInfo {
             status: "written".into(),
             reason: None,
             file: Some(file_ref),
-            method: Some("allocation".into()),
+            method: Some(method.into()),
             blocks: Some(map.blocks_count()),
             mapped_blocks: Some(map.mapped_blocks()),
-            partitions: map.how,
-            pi_gen: None,
+            partitions,
+            pi_gen,
         },
         file,
     ))

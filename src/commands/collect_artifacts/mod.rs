@@ -328,16 +328,7 @@ pub fn run(gha: &Gha, input: &Input, plan: &Plan) -> anyhow::Result<Outcome> {
     // One run per output directory at a time; under the lock, partial files are a dead
     // run's and safe to remove.
     let lock = atomic::DirLock::acquire(&paths.dir)?;
-    for dest in [
-        &paths.image,
-        &paths.checksum,
-        &paths.metadata,
-        &paths.build_log,
-        &paths.sbom,
-        &paths.cyclonedx,
-        &paths.lock,
-        &paths.bmap,
-    ] {
+    for dest in paths.collected() {
         atomic::remove_stale_partials(dest, &lock);
     }
     for note in &plan.notes {

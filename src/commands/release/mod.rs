@@ -914,22 +914,7 @@ fn previous_request(
     // FILE is written, or removed when there is no previous lock: never one of the
     // image's own files.
     let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-    let own = [
-        &paths.image,
-        &paths.checksum,
-        &paths.metadata,
-        &paths.build_log,
-        &paths.sbom,
-        &paths.cyclonedx,
-        &paths.lock,
-        &paths.bmap,
-        &paths.rpi_imager,
-        &paths.manifest,
-        &paths.intoto,
-        &paths.sha256sums,
-        &paths.notes,
-    ];
-    if own.iter().any(|p| absolute(p) == absolute(&path)) {
+    if paths.all().iter().any(|p| absolute(p) == absolute(&path)) {
         return Err(usage(format!(
             "--fetch-previous-lock `{}` is one of this image's own files: name another (e.g. $RUNNER_TEMP/previous.packages.lock)",
             path.display()

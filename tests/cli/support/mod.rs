@@ -538,6 +538,47 @@ pub fn check_jsonschema() -> PathBuf {
     PathBuf::from("check-jsonschema")
 }
 
+/// `bmaptool copy --bmap BMAP IMAGE CARD`, which checks every range's checksum and the
+/// bmap's own as it writes; fails the test unless it succeeds.
+pub fn bmaptool_copy(bmap: &Path, image: &Path, card: &Path) {
+    let out = Command::new("bmaptool")
+        .args(["copy", "--bmap"])
+        .arg(bmap)
+        .arg(image)
+        .arg(card)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run bmaptool (run the README's test command): {e}"));
+    assert!(
+        out.status.success(),
+        "bmaptool copy {}: {}",
+        bmap.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Fails the test unless check-jsonschema accepts `file` against `schema`. With
+/// `references`, the schema's `$ref`s resolve from that directory (vendored schemas,
+/// never fetched).
+pub fn assert_schema_valid(schema: &Path, file: &Path, references: Option<&Path>) {
+    let mut cmd = Command::new(check_jsonschema());
+    cmd.arg("--schemafile").arg(schema);
+    if let Some(dir) = references {
+        cmd.arg("--base-uri")
+            .arg(format!("file://{}/", dir.display()));
+    }
+    let out = cmd.arg(file).output().unwrap_or_else(|e| {
+        panic!("check-jsonschema is missing (run the README's test command): {e}")
+    });
+    assert!(
+        out.status.success(),
+        "{} against {}: {}{}",
+        file.display(),
+        schema.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The repository root (for schemas).
 pub fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
