@@ -85,9 +85,14 @@ pub fn collect(
     }
     let started = Instant::now();
     let mut rejected = None;
+    // Read once: pi-gen's bmap is checked against it, and it is the bmap otherwise.
+    let mut allocation = None;
     if let Some(Checked { rel, result }) = pi_gen {
         match result
-            .and_then(|(map, sums)| covers_allocation(image, &map).map(|()| (map, sums)))
+            .and_then(|(map, sums)| {
+                let needed = allocation.insert(analyse(image));
+                covers_allocation(needed, &map).map(|()| (map, sums))
+            })
             .and_then(|(map, sums)| {
                 from_pi_gen(input, &rel, &map, &sums).map_err(|e| format!("{e:#}"))
             }) {
@@ -115,7 +120,7 @@ pub fn collect(
             }
         }
     }
-    let mut info = derived(input, image, set, started);
+    let mut info = derived(input, image, allocation, set, started);
     info.pi_gen = rejected;
     info
 }
@@ -123,9 +128,9 @@ pub fn collect(
 /// Whether `map` writes every block the file systems' own allocation data says is used:
 /// pi-gen's bmaptool maps what its image file holds (holes are left out), which is not
 /// proof a block is unused, and a forged bmap could leave out anything.
-fn covers_allocation(image: &Image, map: &bmap::Map) -> Result<(), String> {
-    let needed = analyse(image).map_err(|e| format!("{e:#}"))?;
-    match bmap::uncovered(&needed, map) {
+fn covers_allocation(needed: &anyhow::Result<bmap::Map>, map: &bmap::Map) -> Result<(), String> {
+    let needed = needed.as_ref().map_err(|e| format!("{e:#}"))?;
+    match bmap::uncovered(needed, map) {
         None => Ok(()),
         Some((n, first)) => Err(format!(
             "it leaves out {n} blocks the file systems use (the first: block {first})"
@@ -169,9 +174,15 @@ fn from_pi_gen(
     )
 }
 
-fn derived(input: &Input, image: &Image, set: &mut FileSet, started: Instant) -> BmapInfo {
+fn derived(
+    input: &Input,
+    image: &Image,
+    allocation: Option<anyhow::Result<bmap::Map>>,
+    set: &mut FileSet,
+    started: Instant,
+) -> BmapInfo {
     let path = &input.paths.bmap;
-    match make(input, image) {
+    match make(input, image, allocation) {
         Ok((info, file)) => {
             set.add(file);
             tracing::info!(
@@ -199,8 +210,13 @@ fn skipped(reason: String) -> BmapInfo {
     }
 }
 
-fn make(input: &Input, image: &Image) -> anyhow::Result<(BmapInfo, crate::atomic::AtomicFile)> {
-    let map = analyse(image)?;
+/// The derived bmap; `allocation` is the analysis when it was already made.
+fn make(
+    input: &Input,
+    image: &Image,
+    allocation: Option<anyhow::Result<bmap::Map>>,
+) -> anyhow::Result<(BmapInfo, crate::atomic::AtomicFile)> {
+    let map = allocation.unwrap_or_else(|| analyse(image))?;
     let sums = match image {
         Image::Raw(path) => {
             let file = open(path)?;
