@@ -292,6 +292,15 @@ fn parent_dir(path: &Path) -> &Path {
     }
 }
 
+/// Removes `path` if it is there; whether it was.
+pub fn remove_if_present(path: &Path) -> anyhow::Result<bool> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("cannot remove `{}`", path.display())),
+    }
+}
+
 /// Removes temporary files a killed earlier run left next to `dest`: only `dest`'s own
 /// (`.<name>.<random>.partial` or `.previous`, never another file's whose name starts
 /// the same), and only under the directory's [`DirLock`], so none is a live run's.

@@ -34,31 +34,9 @@ pub struct Status {
 
 /// One deb822 paragraph: field name (as written) → value (continuation lines joined
 /// with `\n`). Lenient, for apt's `Packages` lists (which only label packages already
-/// read from the status file).
+/// read from the status file): what is not a field is skipped, a repeated field wins.
 pub fn paragraphs(text: &str) -> Vec<BTreeMap<&str, String>> {
-    let mut out = Vec::new();
-    let mut cur: BTreeMap<&str, String> = BTreeMap::new();
-    let mut last: Option<&str> = None;
-    for line in text.lines() {
-        if line.trim().is_empty() {
-            if !cur.is_empty() {
-                out.push(std::mem::take(&mut cur));
-            }
-            last = None;
-        } else if line.starts_with([' ', '\t']) {
-            if let Some(v) = last.and_then(|k| cur.get_mut(k)) {
-                v.push('\n');
-                v.push_str(line.trim());
-            }
-        } else if let Some((k, v)) = line.split_once(':') {
-            cur.insert(k, v.trim().to_owned());
-            last = Some(k);
-        }
-    }
-    if !cur.is_empty() {
-        out.push(cur);
-    }
-    out
+    deb822(text, false).unwrap_or_default()
 }
 
 /// The status file's paragraphs, as dpkg writes them: every line a field or its
@@ -68,29 +46,42 @@ fn strict_paragraphs(text: &str) -> anyhow::Result<Vec<BTreeMap<&str, String>>> 
     if !text.is_empty() && !text.ends_with('\n') {
         bail!("it does not end with a newline (it was cut short)");
     }
+    deb822(text, true)
+}
+
+/// deb822 paragraphs; `strict`: any line that is not a field, a continuation of one or an
+/// empty separator, and any repeated field, is an error (else it is skipped, or wins).
+fn deb822(text: &str, strict: bool) -> anyhow::Result<Vec<BTreeMap<&str, String>>> {
     let mut out = Vec::new();
     let mut cur: BTreeMap<&str, String> = BTreeMap::new();
     let mut last: Option<&str> = None;
     for (i, line) in text.lines().enumerate() {
-        if line.is_empty() {
+        let separator = if strict {
+            line.is_empty()
+        } else {
+            line.trim().is_empty()
+        };
+        if separator {
             if !cur.is_empty() {
                 out.push(std::mem::take(&mut cur));
             }
             last = None;
         } else if line.starts_with([' ', '\t']) {
-            let Some(v) = last.and_then(|k| cur.get_mut(k)) else {
-                bail!("line {} continues no field", i + 1);
-            };
-            v.push('\n');
-            v.push_str(line.trim());
-        } else {
-            let Some((k, v)) = line.split_once(':') else {
-                bail!("line {} is neither a field nor a continuation", i + 1);
-            };
-            if cur.insert(k, v.trim().to_owned()).is_some() {
+            match last.and_then(|k| cur.get_mut(k)) {
+                Some(v) => {
+                    v.push('\n');
+                    v.push_str(line.trim());
+                }
+                None if strict => bail!("line {} continues no field", i + 1),
+                None => {}
+            }
+        } else if let Some((k, v)) = line.split_once(':') {
+            if cur.insert(k, v.trim().to_owned()).is_some() && strict {
                 bail!("line {}: field `{}` is repeated", i + 1, k.escape_debug());
             }
             last = Some(k);
+        } else if strict {
+            bail!("line {} is neither a field nor a continuation", i + 1);
         }
     }
     if !cur.is_empty() {

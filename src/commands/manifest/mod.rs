@@ -708,12 +708,8 @@ impl StepReport for Outcome {
 /// texts the plan holds (so each file hashes to the digest the next one records).
 pub fn run(input: &Input, plan: &Plan) -> anyhow::Result<Outcome> {
     for stale in &plan.stale {
-        match std::fs::remove_file(stale) {
-            Ok(()) => tracing::info!("removed `{}` of an earlier run", stale.display()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(e).with_context(|| format!("cannot remove `{}`", stale.display()));
-            }
+        if atomic::remove_if_present(stale)? {
+            tracing::info!("removed `{}` of an earlier run", stale.display());
         }
     }
     for w in &plan.writes {

@@ -63,12 +63,8 @@ pub async fn fetch(gh: &GitHub, req: &Request) -> anyhow::Result<Fetched> {
     let releases = gh.list_releases().await?;
     let none = |why: String| -> anyhow::Result<Fetched> {
         // A lock left by an earlier run would make the notes compare with the wrong release.
-        match std::fs::remove_file(&req.path) {
-            Ok(()) => tracing::info!("removed `{}` of an earlier run", req.path.display()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(e).with_context(|| format!("cannot remove `{}`", req.path.display()));
-            }
+        if crate::atomic::remove_if_present(&req.path)? {
+            tracing::info!("removed `{}` of an earlier run", req.path.display());
         }
         tracing::warn!("{why}: the notes will have no \"Changed since\" section");
         Ok(Fetched {
